@@ -1,0 +1,59 @@
+"""The one settings object. Built explicitly (never at import time) from env vars and CLI overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["RewindSettings", "ENV_VARS"]
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class RewindSettings(BaseSettings):
+    """Everything configurable. Field aliases are the env var names; CLI flags pass overrides by field name."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"),
+        description="Use this Kafka cluster; when unset, the local broker started by `rewind kafka up`.",
+    )
+    kafka_port: int = Field(default=9092, ge=1, le=65535, validation_alias=_env("REWIND_KAFKA_PORT"))
+    kafka_controller_port: int = Field(default=9093, ge=1, le=65535, validation_alias=_env("REWIND_KAFKA_CONTROLLER_PORT"))
+    orders_topic: str = Field(default="orders", min_length=1, validation_alias=_env("REWIND_ORDERS_TOPIC"))
+    orders_partitions: int = Field(default=12, ge=1, le=1000, validation_alias=_env("REWIND_ORDERS_PARTITIONS"))
+    dlq_topic: str = Field(default="orders.dlq", min_length=1, validation_alias=_env("REWIND_DLQ_TOPIC"))
+    state_dir: Path = Field(default=Path(".run/state"), validation_alias=_env("REWIND_STATE_DIR"))
+    max_lateness_ms: int = Field(
+        default=600_000,
+        ge=0,
+        validation_alias=_env("REWIND_MAX_LATENESS_MS"),
+        description="Upper bound on how late (in event time) an event may arrive; replay reads this far past T.",
+    )
+    guarantee: Literal["exactly-once", "at-least-once"] = Field(
+        default="exactly-once", validation_alias=_env("REWIND_GUARANTEE")
+    )
+    connect_timeout_s: float = Field(default=15.0, gt=0, validation_alias=_env("REWIND_CONNECT_TIMEOUT_S"))
+
+    def bootstrap(self) -> str:
+        """The bootstrap servers to use: the configured cluster, or the local broker's address."""
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def uses_local_broker(self) -> bool:
+        """True when no external cluster is configured, so `rewind kafka up` manages one."""
+        return not self.kafka_bootstrap_servers
+
+
+#: Field name -> env var name, for CLI help text.
+ENV_VARS: dict[str, str] = {
+    name: field.validation_alias.choices[0]  # type: ignore[union-attr]
+    for name, field in RewindSettings.model_fields.items()
+}

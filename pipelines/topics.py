@@ -1,0 +1,81 @@
+"""Topic names and topic administration: one place that derives every topic name Rewind uses."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from schemas.errors import BrokerUnreachableError, TopicError
+
+__all__ = [
+    "ORDERS_TOPIC_CONFIG",
+    "DLQ_TOPIC_CONFIG",
+    "VIEW_TOPIC_CONFIG",
+    "view_topic",
+    "admin_client",
+    "check_reachable",
+    "ensure_topic",
+]
+
+#: The source of truth keeps everything: the simulated history is days old on
+#: arrival, and a time-based retention would delete it at once.
+ORDERS_TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
+#: Poison events are kept for inspection and redrive, never expired.
+DLQ_TOPIC_CONFIG = {"retention.ms": "-1"}
+#: A view topic holds the latest row per key.
+VIEW_TOPIC_CONFIG = {"cleanup.policy": "compact", "retention.ms": "-1"}
+
+
+def view_topic(view_name: str) -> str:
+    """The compacted topic that publishes ``view_name``'s rows: ``view.<name>``."""
+    return f"view.{view_name}"
+
+
+def admin_client(bootstrap: str) -> AdminClient:
+    """An AdminClient for ``bootstrap`` that gives up quickly on an unreachable broker."""
+    return AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 5000})
+
+
+def check_reachable(bootstrap: str, *, timeout_s: float = 15.0) -> None:
+    """Raise :class:`BrokerUnreachableError` unless a broker answers a metadata request within ``timeout_s``."""
+    try:
+        admin_client(bootstrap).list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise BrokerUnreachableError(
+            f"no Kafka broker answered at {bootstrap} within {timeout_s:g}s "
+            "(start one with `rewind kafka up` or set KAFKA_BOOTSTRAP_SERVERS)"
+        ) from exc
+
+
+def ensure_topic(
+    bootstrap: str,
+    name: str,
+    *,
+    partitions: int,
+    config: dict[str, str] | None = None,
+    timeout_s: float = 30.0,
+) -> bool:
+    """Create topic ``name`` unless it exists; return True if it was created.
+
+    An existing topic with a different partition count raises :class:`TopicError`
+    because key -> partition placement (and so per-order ordering) depends on it.
+    """
+    check_reachable(bootstrap, timeout_s=timeout_s)
+    admin = admin_client(bootstrap)
+    existing = admin.list_topics(timeout=timeout_s).topics.get(name)
+    if existing is not None and existing.error is None:
+        if len(existing.partitions) != partitions:
+            raise TopicError(f"topic {name} has {len(existing.partitions)} partitions, expected {partitions}")
+        return False
+    # replication_factor=-1: the broker default, so the same call suits one local node and a real cluster.
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=partitions, replication_factor=-1, config=config or {})],
+        operation_timeout=timeout_s,
+    )
+    try:
+        futures[name].result(timeout=timeout_s)
+    except KafkaException as exc:
+        if "TOPIC_ALREADY_EXISTS" in str(exc):
+            return False
+        raise TopicError(f"could not create topic {name}: {exc}") from exc
+    return True

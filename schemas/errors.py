@@ -1,0 +1,61 @@
+"""The project's exception hierarchy: one root, a few named subclasses.
+
+Every error Rewind raises on purpose derives from :class:`RewindError`, so a
+CLI or service can catch one type and print a one-line message.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RewindError",
+    "ConfigError",
+    "CodecError",
+    "BadMagicError",
+    "TruncatedEventError",
+    "UnknownSchemaError",
+    "EncodeError",
+    "BrokerUnreachableError",
+    "TopicError",
+]
+
+
+class RewindError(Exception):
+    """Root of every error Rewind raises deliberately."""
+
+
+class ConfigError(RewindError):
+    """A setting or CLI argument is invalid. Fix the argument or env var named in the message."""
+
+
+class CodecError(RewindError):
+    """Bytes could not be turned into an event (or back). The event is dead-lettered, never dropped."""
+
+
+class BadMagicError(CodecError):
+    """The bytes do not start with the Avro single-object marker 0xC3 0x01: not a Rewind event."""
+
+
+class TruncatedEventError(CodecError):
+    """The header or the Avro body ends early: the record was cut or corrupted in flight."""
+
+
+class UnknownSchemaError(CodecError):
+    """The schema fingerprint in the header is not one this build knows.
+
+    A producer is newer than this consumer (deploy the new schema) or the bytes are garbage.
+    """
+
+
+class EncodeError(CodecError):
+    """An event does not match its schema (missing field, wrong type); raised by the producer side."""
+
+
+class BrokerUnreachableError(RewindError):
+    """No Kafka broker answered at the bootstrap address within the deadline.
+
+    Start one with `rewind kafka up`, or point KAFKA_BOOTSTRAP_SERVERS at a running cluster.
+    """
+
+
+class TopicError(RewindError):
+    """A topic could not be created or has the wrong shape (e.g. partition count differs from the one asked for)."""
