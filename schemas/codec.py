@@ -81,7 +81,8 @@ class EventCodec:
         body.seek(HEADER_LEN)
         try:
             event = schemaless_reader(body, schema.parsed, None)
-        except EOFError as exc:
+        except (EOFError, IndexError) as exc:
+            # fastavro reports a body that ends early as EOFError or, for a cut string, IndexError.
             raise TruncatedEventError(f"{schema.event_type} body ends early: {exc}") from exc
         except Exception as exc:  # fastavro raises many types on garbage; all mean "corrupt"
             raise CodecError(f"corrupt {schema.event_type} body: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,60 @@
+"""`product-sales` (key sku): units ordered, reserved, shipped, refunded, and revenue (exact)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pipelines.projections.base import Change, OrderTransition, Row
+from pipelines.projections.counters import add_counters
+
+__all__ = ["ProductSalesProjection"]
+
+
+def _line_deltas(transition: OrderTransition) -> list[tuple[str, Row]]:
+    after = transition.after
+    kind = transition.event_type
+    if kind == "OrderPlaced":
+        return [(i["sku"], {"unitsOrdered": i["quantity"]}) for i in after["items"]]
+    if kind == "InventoryReserved":
+        return [(i["sku"], {"unitsReserved": i["quantity"]}) for i in after["items"]]
+    if kind == "OrderShipped":
+        return [(i["sku"], {"unitsShipped": i["quantity"]}) for i in after["items"]]
+    if kind == "OrderDelivered":  # revenue is recognised at delivery
+        return [(i["sku"], {"revenueMinor": i["quantity"] * i["unitPriceMinor"]}) for i in after["items"]]
+    if kind == "RefundIssued":
+        price = {i["sku"]: i["unitPriceMinor"] for i in after["items"]}
+        return [
+            (line["sku"], {"unitsRefunded": line["quantity"], "revenueMinor": -line["quantity"] * price[line["sku"]]})
+            for line in transition.event["items"]
+        ]
+    return []
+
+
+class ProductSalesProjection:
+    """Per-SKU counters, re-keyed from orders by each line's sku."""
+
+    name = "product-sales"
+    key_field = "sku"
+
+    def changes(self, transition: OrderTransition) -> Iterable[Change]:
+        """One change per affected line; lines of one order with the same sku are merged."""
+        merged: dict[str, Row] = {}
+        for sku, delta in _line_deltas(transition):
+            into = merged.setdefault(sku, {})
+            for field, amount in delta.items():
+                into[field] = into.get(field, 0) + amount
+        after = transition.after
+        return tuple(Change(sku, delta, after["orderId"], after["lastSeq"], after["validFrom"]) for sku, delta in merged.items())
+
+    def apply(self, row: Row | None, change: Change) -> Row:
+        """Add the change's counters to the SKU's row."""
+        identity = {
+            "sku": change.key,
+            "unitsOrdered": 0,
+            "unitsReserved": 0,
+            "unitsShipped": 0,
+            "unitsRefunded": 0,
+            "revenueMinor": 0,
+            "validFrom": None,
+        }
+        return add_counters(row, change, identity=identity)

@@ -1,0 +1,61 @@
+"""The `rewind` command line. Thin: parses arguments and calls pipelines/, state/, schemas/."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from schemas.errors import RewindError
+from scripts import cli_kafka
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="rewind",
+    help="Rewind: event-sourced order views on Kafka, queryable now and as of any past time.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(cli_kafka.app, name="kafka")
+
+
+def _register_commands() -> None:
+    # Imported here, not at module top, so `rewind kafka ...` does not pay for Quix/rocksdict imports.
+    from scripts import cli_produce
+
+    cli_produce.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Entry point: run the CLI; any deliberate error becomes one line on stderr and a non-zero exit."""
+    from typer import Abort, Exit
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+    try:
+        rc = app(standalone_mode=False)
+    except Exit as exc:
+        sys.exit(exc.exit_code)
+    except Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except NoArgsIsHelpError:
+        sys.exit(2)  # typer has already printed the help
+    except ClickException as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except RewindError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Every CLI command has help text, and every option bound to a setting shows its env var (as in sqlite-utils' test_docs)."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from typer._click.core import Group
+from typer.main import get_command
+
+from pipelines.settings import ENV_VARS
+from scripts.cli import app
+
+
+def _commands(group, prefix=()):  # type: ignore[no-untyped-def]
+    for name, cmd in group.commands.items():
+        path = (*prefix, name)
+        yield path, cmd
+        if isinstance(cmd, Group):
+            yield from _commands(cmd, path)
+
+
+COMMANDS = list(_commands(get_command(app)))
+
+
+def test_there_are_commands() -> None:
+    names = {" ".join(p) for p, _ in COMMANDS}
+    assert {"kafka up", "kafka down", "kafka status", "produce"} <= names
+
+
+@pytest.mark.parametrize("path,cmd", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_command_has_help_and_env_vars(path: tuple[str, ...], cmd: typer.core.TyperCommand) -> None:
+    assert (cmd.help or "").strip(), f"`rewind {' '.join(path)}` has no help text"
+    for param in cmd.params:
+        if param.name in ENV_VARS:
+            assert param.envvar == ENV_VARS[param.name] and param.show_envvar, (
+                f"--{param.name} of `rewind {' '.join(path)}` must show env var {ENV_VARS[param.name]}"
+            )
+        if getattr(param, "help", None) is None and param.name != "help" and param.param_type_name == "option":
+            pytest.fail(f"option {param.name} of `rewind {' '.join(path)}` has no help")
