@@ -34,6 +34,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,9 +85,8 @@ _HEAP_RE = re.compile(r"^[1-9][0-9]*[kKmMgG]?$")
 _CLUSTER_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{21}$")
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 
-# Popen objects of brokers started by this process. Holding them avoids
-# "subprocess still running" ResourceWarnings when they would be garbage
-# collected while the detached broker keeps running, as intended.
+# Popen objects of brokers started by this process, so that _is_alive() can
+# reap one that exited (a zombie still answers os.kill(pid, 0)).
 _STARTED: dict[int, subprocess.Popen[bytes]] = {}
 
 
@@ -547,6 +547,10 @@ def _start_broker(paths: LocalKafkaPaths, java: str, heap: str) -> int:
             start_new_session=True,
         )
     _STARTED[proc.pid] = proc
+    # Outliving the caller is the point; don't let Popen.__del__ warn about it.
+    warnings.filterwarnings(
+        "ignore", message=f"subprocess {proc.pid} is still running", category=ResourceWarning
+    )
     _write_atomic(paths.pid_file, f"{proc.pid}\n")
     return proc.pid
 

@@ -44,22 +44,27 @@ def _string(s: str) -> bytes:
     return _long(len(raw)) + raw
 
 
-def _compile(schema: Any) -> _Writer:
-    """A writer for one parsed (logical-type-free) schema node; ValueError for shapes it does not know."""
+def _compile(schema: Any, named: Mapping[str, Any]) -> _Writer:
+    """A writer for one parsed (logical-type-free) schema node; ValueError for shapes it does not know.
+
+    ``named`` maps full names to record schemas: fastavro's parsed form refers to the Envelope by name.
+    """
+    if isinstance(schema, str) and schema in named:
+        schema = named[schema]
     kind = schema["type"] if isinstance(schema, dict) else schema
     if kind == "string":
         return _string
     if kind in ("int", "long"):
         return _long
     if kind == "record":
-        fields = tuple((f["name"], _compile(f["type"])) for f in schema["fields"])
+        fields = tuple((f["name"], _compile(f["type"], named)) for f in schema["fields"])
 
         def write_record(datum: Mapping[str, Any]) -> bytes:
             return b"".join([write(datum[name]) for name, write in fields])
 
         return write_record
     if kind == "array":
-        write_item = _compile(schema["items"])
+        write_item = _compile(schema["items"], named)
 
         def write_array(datum: list[Any]) -> bytes:
             # One block holding every item, then the zero-count end block: what fastavro writes.
@@ -124,7 +129,7 @@ class FastEncoder:
         for schema in self._codec.registry.latest():
             header = MAGIC + schema.fingerprint
             try:
-                write = _compile(schema.parsed)
+                write = _compile(schema.parsed, schema.parsed.get("__named_schemas", {}))
                 sample = _fit_sample(_sample(schema.event_type), schema.parsed)
                 fast_ok = header + write(sample) == self._codec.encode(sample)
             except (ValueError, KeyError, TypeError):

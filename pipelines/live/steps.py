@@ -1,0 +1,140 @@
+"""The two processing steps of a live pipeline, as plain callables over Quix's (value, key, ts, headers, state).
+
+Step 1 runs keyed by orderId: decode, fold the order (duplicates skipped, bad events
+dead-lettered), and turn the accepted transition into the view's keyed changes.
+Step 2 runs keyed by the view's partition key after Quix's repartitioning (re-keyed
+views only): skip a change whose (orderId, seq) this key already counted, drop late
+window changes to the DLQ, fold the change into the row.
+
+Items passed downstream are small dicts tagged by ``"t"``: "dlq" (a dead letter),
+"chg" (a change to re-key) or "out" (a view record to publish).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from quixstreams import State, message_context
+
+from pipelines.dlq import DeadLetter
+from pipelines.live.stats import PipelineStats
+from pipelines.projections import Change, Projection, fold_order_event
+from schemas.codec import EventCodec
+from schemas.errors import CodecError
+
+__all__ = ["OrderStep", "RekeyedStep", "view_record"]
+
+ORDER_STATE_KEY = "order"
+SEEN_PREFIX = "seen:"
+ROW_PREFIX = "row:"
+STREAM_TIME_KEY = "streamTime"
+
+
+def view_record(view: str, change: Change, row: dict[str, Any], source: list[Any]) -> dict[str, Any]:
+    """The value published to ``view.<name>``: the row, when it became valid, and the source position."""
+    return {
+        "t": "out",
+        "view": view,
+        "key": change.key,
+        "row": row,
+        "validFrom": row.get("validFrom", change.valid_from_ms),
+        "source": {"topic": source[0], "partition": source[1], "offset": source[2]},
+    }
+
+
+def _dead_letter_item(letter: DeadLetter) -> dict[str, Any]:
+    return {"t": "dlq", "key": letter.key, "raw": letter.value, "headers": letter.headers(), "validFrom": letter.timestamp_ms}
+
+
+class OrderStep:
+    """Step 1 (stateful, keyed by orderId)."""
+
+    def __init__(self, projection: Projection, stats: PipelineStats, *, rekeyed: bool) -> None:
+        self._projection = projection
+        self._stats = stats
+        self._rekeyed = rekeyed
+        self._codec = EventCodec()
+
+    def _reject(self, value: bytes, key: bytes | None, timestamp: int, reason_class: str, reason: str) -> list[dict[str, Any]]:
+        ctx = message_context()
+        self._stats.dead_lettered += 1
+        letter = DeadLetter(
+            key=key, value=value, reason_class=reason_class, reason=reason, source_topic=ctx.topic,
+            source_partition=ctx.partition, source_offset=ctx.offset, pipeline=self._projection.name, timestamp_ms=timestamp,
+        )
+        return [_dead_letter_item(letter)]
+
+    def __call__(self, value: bytes, key: bytes | None, timestamp: int, headers: Any, state: State) -> list[dict[str, Any]]:
+        self._stats.events_in += 1
+        try:
+            event = self._codec.decode(value)
+        except CodecError as exc:
+            return self._reject(value, key, timestamp, type(exc).__name__, str(exc))
+        order_id = event["envelope"]["orderId"]
+        if key is None or key.decode(errors="replace") != order_id:
+            return self._reject(value, key, timestamp, "KeyMismatch", f"record key {key!r} is not the event's orderId {order_id!r}")
+        result = fold_order_event(state.get(ORDER_STATE_KEY), event)
+        if result.outcome == "duplicate":
+            self._stats.duplicates += 1
+            return []
+        if result.outcome == "rejected":
+            return self._reject(value, key, timestamp, result.reason_class or "Rejected", result.reason or "")
+        transition = result.transition
+        assert transition is not None
+        state.set(ORDER_STATE_KEY, transition.after)
+        self._stats.applied += 1
+        ctx = message_context()
+        source = [ctx.topic, ctx.partition, ctx.offset]
+        changes = self._projection.changes(transition)
+        if self._rekeyed:
+            return [{"t": "chg", "pk": _partition_key(self._projection, c), "src": source, **c.to_dict()} for c in changes]
+        out = []
+        for change in changes:
+            self._stats.view_updates += 1
+            out.append(view_record(self._projection.name, change, self._projection.apply(None, change), source))
+        return out
+
+
+def _partition_key(projection: Projection, change: Change) -> str:
+    partition_key = getattr(projection, "partition_key", None)
+    return partition_key(change) if partition_key else change.key
+
+
+class RekeyedStep:
+    """Step 2 (stateful, keyed by the view's partition key: customerId, sku or currency)."""
+
+    def __init__(self, projection: Projection, stats: PipelineStats) -> None:
+        self._projection = projection
+        self._stats = stats
+        self._late_by = getattr(projection, "late_by_ms", None)
+
+    def __call__(self, value: dict[str, Any], key: Any, timestamp: int, headers: Any, state: State) -> list[dict[str, Any]]:
+        change = Change.from_dict(value)
+        seen_key = SEEN_PREFIX + change.order_id
+        # Changes of one order reach this key in seq order (one source partition, one
+        # repartition partition), so "seq <= last counted" recognises a redelivery.
+        if state.get(seen_key, 0) >= change.seq:
+            self._stats.rekey_duplicates += 1
+            return []
+        state.set(seen_key, change.seq)
+        if self._late_by is not None:
+            stream_time = state.get(STREAM_TIME_KEY, change.valid_from_ms)
+            late_by = self._late_by(change, stream_time_ms=stream_time)
+            if late_by > 0:
+                self._stats.late += 1
+                src = value["src"]
+                letter = DeadLetter(
+                    key=change.order_id.encode(), value=json.dumps(value["delta"] | {"key": change.key, "orderId": change.order_id, "seq": change.seq, "occurredAt": change.valid_from_ms}).encode(),
+                    reason_class="LateEvent", reason=f"{late_by} ms past the window's end + grace (stream time {stream_time})",
+                    source_topic=src[0], source_partition=src[1], source_offset=src[2], pipeline=self._projection.name,
+                    timestamp_ms=change.valid_from_ms,
+                )
+                return [_dead_letter_item(letter)]
+            if change.valid_from_ms > stream_time or not state.exists(STREAM_TIME_KEY):
+                state.set(STREAM_TIME_KEY, max(stream_time, change.valid_from_ms))
+        row_key = ROW_PREFIX + change.key
+        row = self._projection.apply(state.get(row_key), change)
+        state.set(row_key, row)
+        self._stats.view_updates += 1
+        return [view_record(self._projection.name, change, row, value["src"])]

@@ -1,0 +1,141 @@
+"""What the generator emits: one record per Kafka message, and the builder of event dicts.
+
+An :class:`Emitted` record is a message as the producer sends it (key, value
+bytes, CreateTime timestamp) plus what the oracle needs to know about it
+without decoding (order, seq, type, event id, and for poison: what is wrong).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from random import Random
+from typing import Literal, NamedTuple
+
+from pipelines.workload.model import Order, Status
+from schemas.codec import Event
+
+__all__ = ["PoisonKind", "POISON_KINDS", "PoisonInfo", "Emitted", "new_uuid", "build_event"]
+
+PoisonKind = Literal["undecodable", "unknown_schema", "impossible_transition", "duplicate"]
+POISON_KINDS: tuple[PoisonKind, ...] = ("undecodable", "unknown_schema", "impossible_transition", "duplicate")
+
+
+@dataclass(frozen=True, slots=True)
+class PoisonInfo:
+    """Why a record is poison: a stable id (``poison-000001``), its kind, and a human reason."""
+
+    poison_id: str
+    kind: PoisonKind
+    reason: str
+
+
+class Emitted(NamedTuple):
+    """One emitted Kafka record, in emission order.
+
+    A NamedTuple rather than a frozen dataclass on purpose: a million of these
+    are built per million events, and a tuple is several times cheaper to build.
+
+    ``seq``, ``event_type`` and ``event_id`` describe the event the bytes hold:
+    None for poison whose bytes cannot be read; a duplicate repeats its
+    original's. ``arrival_ms`` is when the record reaches Kafka in the
+    simulation (emission order is by arrival); ``timestamp_ms`` is the
+    record's CreateTime = the event's occurredAt.
+    """
+
+    key: bytes
+    value: bytes
+    timestamp_ms: int
+    arrival_ms: int
+    order_id: str
+    seq: int | None
+    event_type: str | None
+    event_id: str | None
+    poison: PoisonInfo | None
+
+
+# Version 4 and the RFC 4122 variant, set in a random 128-bit number.
+_UUID_CLEAR = ~((0xF << 76) | (0xC << 60))
+_UUID_SET = (0x4 << 76) | (0x8 << 60)
+
+
+def new_uuid(rng: Random) -> str:
+    """A uuid4-shaped string drawn from ``rng`` (never from the OS), so runs repeat exactly."""
+    h = ((rng.getrandbits(128) & _UUID_CLEAR) | _UUID_SET).to_bytes(16, "big").hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_CARRIERS = ("DHL", "UPS", "FedEx", "PostNL", "Royal Mail", "USPS")
+_PAYMENT_FAILURES = ("card declined", "insufficient funds", "3-D Secure failed", "fraud check")
+_RELEASE_REASONS = ("out of stock", "customer request", "warehouse backlog")
+_CANCEL_REASONS: dict[Status | None, str] = {
+    Status.PAYMENT_FAILED: "payment failed",
+    Status.PAYMENT_AUTHORIZED: "customer request",
+    Status.INVENTORY_RELEASED: "inventory released",
+}
+
+
+def build_event(
+    order: Order,
+    event_type: str,
+    *,
+    seq: int,
+    event_id: str,
+    occurred_at_ms: int,
+    causation_id: str,
+    before: Status | None,
+    rng: Random,
+) -> Event:
+    """The event dict (codec shape) of ``event_type`` for ``order``; ``before`` only flavours reasons.
+
+    Payload details that matter to no total (payment id, carrier, ...) are drawn from ``rng``.
+    Works for any type in any status, so poison can build illegal events the same way.
+    """
+    event: Event = {
+        "envelope": {
+            "eventId": event_id,
+            "eventType": event_type,
+            "schemaVersion": 1,
+            "orderId": order.order_id,
+            "seq": seq,
+            "occurredAt": occurred_at_ms,
+            "correlationId": order.correlation_id,
+            "causationId": causation_id,
+        }
+    }
+    if event_type == "OrderPlaced":
+        event["customerId"] = order.customer_id
+        event["items"] = [
+            {"sku": i.sku, "quantity": i.quantity, "unitPriceMinor": i.unit_price_minor} for i in order.items
+        ]
+        event["totalMinor"] = order.total_minor
+        event["currency"] = order.currency
+    elif event_type == "PaymentAuthorized":
+        event["paymentId"] = f"pay-{rng.getrandbits(64):016x}"
+        event["amountMinor"] = order.total_minor
+        event["currency"] = order.currency
+    elif event_type == "PaymentFailed":
+        event["reason"] = _PAYMENT_FAILURES[rng.randrange(len(_PAYMENT_FAILURES))]
+    elif event_type == "InventoryReserved":
+        event["warehouseId"] = f"wh-{rng.randrange(1, 9)}"
+    elif event_type == "InventoryReleased":
+        event["reason"] = _RELEASE_REASONS[rng.randrange(len(_RELEASE_REASONS))]
+    elif event_type == "OrderShipped":
+        carrier = _CARRIERS[rng.randrange(len(_CARRIERS))]
+        event["carrier"] = carrier
+        event["trackingNumber"] = f"{carrier[:2].upper()}{rng.getrandbits(40):013d}"
+    elif event_type == "OrderCancelled":
+        event["reason"] = _CANCEL_REASONS.get(before, "customer request")
+    elif event_type == "RefundIssued":
+        # An order with no planned refund (only poison asks for one) gets its whole total back.
+        refund = order.refund
+        if refund is None:
+            event["items"] = [{"sku": i.sku, "quantity": i.quantity} for i in order.items]
+            event["amountMinor"] = order.total_minor
+            event["reason"] = "goodwill"
+        else:
+            event["items"] = [{"sku": line.sku, "quantity": line.quantity} for line in refund.lines]
+            event["amountMinor"] = refund.amount_minor
+            event["reason"] = refund.reason
+        event["currency"] = order.currency
+    # OrderDelivered carries the envelope only.
+    return event

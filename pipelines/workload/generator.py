@@ -1,0 +1,313 @@
+"""The deterministic order-event workload: same config, same bytes, every time.
+
+How a workload is made (one ``random.Random(seed)`` drives everything good;
+poison has its own generator seeded from the same seed, so switching poison
+on does not change a single good event):
+
+1. Catalog: customers with Zipf-like weights (1/rank^1.1) and one currency each;
+   SKUs with one fixed integer unit price each.
+2. Per order: its lifecycle path and real times (payment seconds-minutes after
+   placing, reservation minutes, shipping hours, delivery 1-3 days, a refund
+   hours to days after delivery for ~10%; ~5% payment failures, ~8% cancelled
+   in all).
+3. Per event: event time vs. arrival. Usually arrival = occurredAt. A share
+   ``late_rate`` arrives up to ``max_lateness_ms`` late; a share ``skew_rate``
+   of non-first events has a clock that stepped back (occurredAt before the
+   previous event's). Per order, arrival never decreases in seq order and
+   ``arrival - occurredAt <= max_lateness_ms`` always. Events arriving after the
+   end of the history are not emitted (orders still open "now" are realistic).
+4. Encode every event once (pre-encoded bytes are what the producer sends).
+5. One sort of all records by (arrival, tiebreak): many orders interleave,
+   each order's records stay in seq order.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from operator import itemgetter
+from random import Random
+from types import MappingProxyType
+
+from pipelines.workload.encoding import FastEncoder
+from pipelines.workload.events import Emitted, build_event, new_uuid
+from pipelines.workload.model import TRANSITIONS, LineItem, Order, Refund, RefundLine, Status
+from pipelines.workload.poison import Poisoner
+from schemas.errors import ConfigError
+
+__all__ = ["WorkloadConfig", "Catalog", "Workload", "generate", "DEFAULT_START_MS"]
+
+SECOND_MS = 1_000
+MINUTE_MS = 60 * SECOND_MS
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+
+#: 2024-01-01T00:00:00Z: a fixed default so that a default run is reproducible to the byte.
+DEFAULT_START_MS = 1_704_067_200_000
+
+CURRENCIES = ("EUR", "USD", "GBP")
+
+# Lifecycle probabilities, per order. Cancellations total ~8%: all payment
+# failures, plus cancellations after authorisation and after a released reservation.
+P_PAYMENT_FAILED = 0.05
+P_CANCEL_AFTER_AUTH = 0.02
+P_RELEASE = 0.015
+P_REFUND = 0.10
+P_FULL_REFUND = 0.3
+REFUND_REASONS = ("damaged", "wrong size", "not as described", "changed mind")
+
+# Tiebreak slots per good event: poison placed just before (1) or just after (3) its anchor (2).
+_SLOTS = 4
+_TB_BITS = 32
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    """Everything a workload depends on; equal configs give byte-identical workloads."""
+
+    seed: int = 0
+    orders: int = 10_000
+    start_ms: int = DEFAULT_START_MS
+    days: float = 3.0
+    late_rate: float = 0.02
+    skew_rate: float = 0.005
+    max_lateness_ms: int = 600_000
+    poison_rate: float = 0.0
+    customers: int | None = None  # None: max(50, orders // 5)
+    skus: int = 300
+
+    def __post_init__(self) -> None:
+        if self.orders < 0:
+            raise ConfigError(f"orders must be >= 0, got {self.orders}")
+        if not self.days > 0:
+            raise ConfigError(f"days must be > 0, got {self.days}")
+        for name in ("late_rate", "skew_rate", "poison_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be within [0, 1], got {value}")
+        if self.late_rate + self.skew_rate > 1.0:
+            raise ConfigError("late_rate + skew_rate must not exceed 1")
+        if self.max_lateness_ms < 0:
+            raise ConfigError(f"max_lateness_ms must be >= 0, got {self.max_lateness_ms}")
+        if self.customers is not None and self.customers < 1:
+            raise ConfigError(f"customers must be >= 1, got {self.customers}")
+        if self.skus < 4:
+            raise ConfigError(f"skus must be >= 4 (an order has up to 4 distinct lines), got {self.skus}")
+
+    @property
+    def end_ms(self) -> int:
+        """The end of the simulated history ("now"): nothing arriving later is emitted."""
+        return self.start_ms + int(self.days * DAY_MS)
+
+    @property
+    def customer_count(self) -> int:
+        """How many customers the catalog has."""
+        return self.customers if self.customers is not None else max(50, self.orders // 5)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Customers (rank order, most active first) with their currency, and SKUs with their unit price."""
+
+    customer_ids: tuple[str, ...]
+    currency_of: Mapping[str, str]
+    price_of: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A generated workload: every record in emission order, and the facts of every order."""
+
+    config: WorkloadConfig
+    records: tuple[Emitted, ...]
+    orders: Mapping[str, Order]
+    catalog: Catalog
+
+    def good(self) -> Iterator[Emitted]:
+        """The non-poison records, in emission order."""
+        return (r for r in self.records if r.poison is None)
+
+    @property
+    def poison_count(self) -> int:
+        """How many poison records were injected."""
+        return sum(1 for r in self.records if r.poison is not None)
+
+
+def _catalog(config: WorkloadConfig, rng: Random) -> Catalog:
+    n = config.customer_count
+    customer_ids = tuple(f"cust-{i:06d}" for i in range(1, n + 1))
+    currency_of = {c: CURRENCIES[rng.randrange(len(CURRENCIES))] for c in customer_ids}
+    # Prices like 4.99 or 129.99: a whole number of units minus one minor unit.
+    price_of = {f"sku-{i:04d}": rng.randint(1, 200) * 100 - 1 for i in range(1, config.skus + 1)}
+    return Catalog(customer_ids, MappingProxyType(currency_of), MappingProxyType(price_of))
+
+
+def _zipf_cumulative(n: int) -> list[float]:
+    return list(itertools.accumulate(1.0 / rank**1.1 for rank in range(1, n + 1)))
+
+
+def _lifecycle(rng: Random, placed_ms: int) -> tuple[list[str], list[int]]:
+    """The event types and real times of one order's full life (before any cut at "now")."""
+    u = rng.random
+    types = ["OrderPlaced"]
+    times = [placed_ms]
+    t = placed_ms + 2 * SECOND_MS + int(u() * 178 * SECOND_MS)
+    if u() < P_PAYMENT_FAILED:
+        types += ("PaymentFailed", "OrderCancelled")
+        times += (t, t + SECOND_MS + int(u() * 2 * MINUTE_MS))
+        return types, times
+    types.append("PaymentAuthorized")
+    times.append(t)
+    if u() < P_CANCEL_AFTER_AUTH:
+        types.append("OrderCancelled")
+        times.append(t + MINUTE_MS + int(u() * HOUR_MS))
+        return types, times
+    t += MINUTE_MS + int(u() * 29 * MINUTE_MS)
+    types.append("InventoryReserved")
+    times.append(t)
+    if u() < P_RELEASE:
+        t += 10 * MINUTE_MS + int(u() * 12 * HOUR_MS)
+        types += ("InventoryReleased", "OrderCancelled")
+        times += (t, t + SECOND_MS + int(u() * MINUTE_MS))
+        return types, times
+    t += HOUR_MS + int(u() * 11 * HOUR_MS)
+    types.append("OrderShipped")
+    times.append(t)
+    t += DAY_MS + int(u() * 2 * DAY_MS)
+    types.append("OrderDelivered")
+    times.append(t)
+    if u() < P_REFUND:
+        types.append("RefundIssued")
+        times.append(t + 2 * HOUR_MS + int(u() * 3 * DAY_MS))
+    return types, times
+
+
+def _refund(rng: Random, items: tuple[LineItem, ...]) -> Refund:
+    """Some units of some lines (or, sometimes, everything); the amount is the exact sum."""
+    if rng.random() < P_FULL_REFUND:
+        lines = tuple(RefundLine(i.sku, i.quantity, i.unit_price_minor) for i in items)
+    else:
+        chosen = [i for i in items if rng.random() < 0.5] or [items[rng.randrange(len(items))]]
+        lines = tuple(RefundLine(i.sku, rng.randint(1, i.quantity), i.unit_price_minor) for i in chosen)
+    amount = sum(line.quantity * line.unit_price_minor for line in lines)
+    return Refund(lines, amount, REFUND_REASONS[rng.randrange(len(REFUND_REASONS))])
+
+
+def _times(
+    rng: Random, real_ms: list[int], *, late_rate: float, skew_rate: float, max_lateness_ms: int, end_ms: int
+) -> tuple[list[int], list[int]]:
+    """(occurredAt, arrival) of each event, cut before the first that arrives after ``end_ms``."""
+    u = rng.random
+    lateness = max_lateness_ms
+    late_min = min(SECOND_MS, lateness)
+    occurred: list[int] = []
+    arrival: list[int] = []
+    prev_occ = prev_arr = 0
+    for k, t in enumerate(real_ms):
+        r = u()
+        if r < late_rate and lateness > 0:
+            occ, arr = t, t + late_min + int(u() * (lateness - late_min))
+        elif k and r < late_rate + skew_rate:
+            occ, arr = prev_occ - SECOND_MS - int(u() * 59 * SECOND_MS), t
+        else:
+            occ = arr = t
+        # Per-key order is arrival order: never arrive before the previous event of the order.
+        if k and arr < prev_arr:
+            arr = prev_arr
+        # Replay reads max_lateness_ms past T, so no event may arrive later than that after its occurredAt.
+        if arr - occ > lateness:
+            occ = arr - lateness
+        if arr > end_ms:
+            break
+        occurred.append(occ)
+        arrival.append(arr)
+        prev_occ, prev_arr = occ, arr
+    return occurred, arrival
+
+
+def generate(config: WorkloadConfig, *, encoder: FastEncoder | None = None) -> Workload:
+    """Generate the workload of ``config``: deterministic, pre-encoded, in emission order."""
+    rng = Random(config.seed)
+    encoder = encoder or FastEncoder()
+    encode = encoder.encode
+    catalog = _catalog(config, rng)
+    cumulative = _zipf_cumulative(len(catalog.customer_ids))
+    weight_total = cumulative[-1]
+    sku_ids = tuple(catalog.price_of)
+    poisoner = Poisoner(config, encoder=encoder) if config.poison_rate > 0 else None
+    span_ms = config.end_ms - config.start_ms
+    base_ms = config.start_ms
+
+    keyed: list[tuple[int, Emitted]] = []
+    orders: dict[str, Order] = {}
+    tb = 0
+    u = rng.random
+    for n in range(1, config.orders + 1):
+        order_id = f"ord-{n:07d}"
+        customer_id = catalog.customer_ids[bisect.bisect(cumulative, u() * weight_total)]
+        picked: list[str] = []
+        for _ in range(1 + int(u() * 4)):
+            sku = sku_ids[int(u() * len(sku_ids))]
+            while sku in picked:
+                sku = sku_ids[int(u() * len(sku_ids))]
+            picked.append(sku)
+        items = tuple(LineItem(s, 1 + int(u() * 5), catalog.price_of[s]) for s in picked)
+        types, real_ms = _lifecycle(rng, config.start_ms + int(u() * span_ms))
+        occurred, arrival = _times(
+            rng,
+            real_ms,
+            late_rate=config.late_rate,
+            skew_rate=config.skew_rate,
+            max_lateness_ms=config.max_lateness_ms,
+            end_ms=config.end_ms,
+        )
+        refund = _refund(rng, items) if len(occurred) == len(types) and types[-1] == "RefundIssued" else None
+        order = Order(
+            order_id=order_id,
+            customer_id=customer_id,
+            currency=catalog.currency_of[customer_id],
+            items=items,
+            total_minor=sum(i.quantity * i.unit_price_minor for i in items),
+            correlation_id=new_uuid(rng),
+            refund=refund,
+        )
+        orders[order_id] = order
+        if not occurred:
+            continue  # placed after "now": the order does not exist yet
+        key = order_id.encode()
+        causation = new_uuid(rng)  # the id of the PlaceOrder command that started it all
+        status: Status | None = None
+        first_tb = tb
+        emitted: list[Emitted] = []
+        for k in range(len(occurred)):
+            event_type = types[k]
+            event_id = new_uuid(rng)
+            event = build_event(
+                order,
+                event_type,
+                seq=k + 1,
+                event_id=event_id,
+                occurred_at_ms=occurred[k],
+                causation_id=causation,
+                before=status,
+                rng=rng,
+            )
+            record = Emitted(key, encode(event), occurred[k], arrival[k], order_id, k + 1, event_type, event_id, None)
+            emitted.append(record)
+            keyed.append((((arrival[k] - base_ms) << _TB_BITS) | (tb * _SLOTS + 2), record))
+            status = TRANSITIONS[(status, event_type)]
+            causation = event_id
+            tb += 1
+        if poisoner is not None:
+            for arrival_ms, slot, record in poisoner.for_order(order, emitted):
+                keyed.append((((arrival_ms - base_ms) << _TB_BITS) | ((first_tb + slot[0]) * _SLOTS + slot[1]), record))
+
+    keyed.sort(key=itemgetter(0))
+    return Workload(
+        config=config,
+        records=tuple(r for _, r in keyed),
+        orders=MappingProxyType(orders),
+        catalog=catalog,
+    )
