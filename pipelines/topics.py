@@ -33,7 +33,8 @@ def view_topic(view_name: str) -> str:
 
 def admin_client(bootstrap: str) -> AdminClient:
     """An AdminClient for ``bootstrap`` that gives up quickly on an unreachable broker."""
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 5000})
+    # log_level 0: an unreachable broker is reported once by check_reachable, not as librdkafka log spam.
+    return AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 5000, "log_level": 0})
 
 
 def check_reachable(bootstrap: str, *, timeout_s: float = 15.0) -> None:

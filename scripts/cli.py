@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -21,11 +22,27 @@ app = typer.Typer(
 app.add_typer(cli_kafka.app, name="kafka")
 
 
+
+
+def _quiet_authlib() -> None:
+    # quixstreams pulls in authlib, whose deprecate module force-enables its warning
+    # ("always") on import and then warns about its own httpx import on every start.
+    try:
+        import authlib.deprecate  # noqa: F401
+    except ImportError:
+        return
+    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+
+
+_quiet_authlib()
+
+
 def _register_commands() -> None:
     # Imported here, not at module top, so `rewind kafka ...` does not pay for Quix/rocksdict imports.
-    from scripts import cli_produce
+    from scripts import cli_produce, cli_run
 
     cli_produce.register(app)
+    cli_run.register(app)
 
 
 _register_commands()

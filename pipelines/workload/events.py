@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from random import Random
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from pipelines.workload.model import Order, Status
 from schemas.codec import Event
 
-__all__ = ["PoisonKind", "POISON_KINDS", "PoisonInfo", "Emitted", "new_uuid", "build_event"]
+__all__ = ["PoisonKind", "POISON_KINDS", "PoisonInfo", "Emitted", "new_uuid", "build_event", "build_payload"]
 
 PoisonKind = Literal["undecodable", "unknown_schema", "impossible_transition", "duplicate"]
 POISON_KINDS: tuple[PoisonKind, ...] = ("undecodable", "unknown_schema", "impossible_transition", "duplicate")
@@ -85,11 +85,7 @@ def build_event(
     before: Status | None,
     rng: Random,
 ) -> Event:
-    """The event dict (codec shape) of ``event_type`` for ``order``; ``before`` only flavours reasons.
-
-    Payload details that matter to no total (payment id, carrier, ...) are drawn from ``rng``.
-    Works for any type in any status, so poison can build illegal events the same way.
-    """
+    """The event dict (codec shape) of ``event_type`` for ``order``; see :func:`build_payload`."""
     event: Event = {
         "envelope": {
             "eventId": event_id,
@@ -102,40 +98,52 @@ def build_event(
             "causationId": causation_id,
         }
     }
+    event.update(build_payload(order, event_type, before=before, rng=rng))
+    return event
+
+
+def build_payload(order: Order, event_type: str, *, before: Status | None, rng: Random) -> dict[str, Any]:
+    """The payload fields (all but the envelope) of ``event_type`` for ``order``.
+
+    Details that matter to no total (payment id, carrier, ...) are drawn from
+    ``rng``; ``before`` (the status before) only flavours a cancellation reason.
+    Works for any type in any status, so poison builds its illegal events the same way.
+    """
     if event_type == "OrderPlaced":
-        event["customerId"] = order.customer_id
-        event["items"] = [
-            {"sku": i.sku, "quantity": i.quantity, "unitPriceMinor": i.unit_price_minor} for i in order.items
-        ]
-        event["totalMinor"] = order.total_minor
-        event["currency"] = order.currency
-    elif event_type == "PaymentAuthorized":
-        event["paymentId"] = f"pay-{rng.getrandbits(64):016x}"
-        event["amountMinor"] = order.total_minor
-        event["currency"] = order.currency
-    elif event_type == "PaymentFailed":
-        event["reason"] = _PAYMENT_FAILURES[rng.randrange(len(_PAYMENT_FAILURES))]
-    elif event_type == "InventoryReserved":
-        event["warehouseId"] = f"wh-{rng.randrange(1, 9)}"
-    elif event_type == "InventoryReleased":
-        event["reason"] = _RELEASE_REASONS[rng.randrange(len(_RELEASE_REASONS))]
-    elif event_type == "OrderShipped":
+        return {
+            "customerId": order.customer_id,
+            "items": [{"sku": i.sku, "quantity": i.quantity, "unitPriceMinor": i.unit_price_minor} for i in order.items],
+            "totalMinor": order.total_minor,
+            "currency": order.currency,
+        }
+    if event_type == "PaymentAuthorized":
+        return {"paymentId": f"pay-{rng.getrandbits(64):016x}", "amountMinor": order.total_minor, "currency": order.currency}
+    if event_type == "PaymentFailed":
+        return {"reason": _PAYMENT_FAILURES[rng.randrange(len(_PAYMENT_FAILURES))]}
+    if event_type == "InventoryReserved":
+        return {"warehouseId": f"wh-{rng.randrange(1, 9)}"}
+    if event_type == "InventoryReleased":
+        return {"reason": _RELEASE_REASONS[rng.randrange(len(_RELEASE_REASONS))]}
+    if event_type == "OrderShipped":
         carrier = _CARRIERS[rng.randrange(len(_CARRIERS))]
-        event["carrier"] = carrier
-        event["trackingNumber"] = f"{carrier[:2].upper()}{rng.getrandbits(40):013d}"
-    elif event_type == "OrderCancelled":
-        event["reason"] = _CANCEL_REASONS.get(before, "customer request")
-    elif event_type == "RefundIssued":
+        return {"carrier": carrier, "trackingNumber": f"{carrier[:2].upper()}{rng.getrandbits(40):013d}"}
+    if event_type == "OrderCancelled":
+        return {"reason": _CANCEL_REASONS.get(before, "customer request")}
+    if event_type == "RefundIssued":
         # An order with no planned refund (only poison asks for one) gets its whole total back.
         refund = order.refund
         if refund is None:
-            event["items"] = [{"sku": i.sku, "quantity": i.quantity} for i in order.items]
-            event["amountMinor"] = order.total_minor
-            event["reason"] = "goodwill"
-        else:
-            event["items"] = [{"sku": line.sku, "quantity": line.quantity} for line in refund.lines]
-            event["amountMinor"] = refund.amount_minor
-            event["reason"] = refund.reason
-        event["currency"] = order.currency
+            return {
+                "items": [{"sku": i.sku, "quantity": i.quantity} for i in order.items],
+                "amountMinor": order.total_minor,
+                "currency": order.currency,
+                "reason": "goodwill",
+            }
+        return {
+            "items": [{"sku": line.sku, "quantity": line.quantity} for line in refund.lines],
+            "amountMinor": refund.amount_minor,
+            "currency": order.currency,
+            "reason": refund.reason,
+        }
     # OrderDelivered carries the envelope only.
-    return event
+    return {}

@@ -32,7 +32,7 @@ from random import Random
 from types import MappingProxyType
 
 from pipelines.workload.encoding import FastEncoder
-from pipelines.workload.events import Emitted, build_event, new_uuid
+from pipelines.workload.events import Emitted, build_payload, new_uuid
 from pipelines.workload.model import TRANSITIONS, LineItem, Order, Refund, RefundLine, Status
 from pipelines.workload.poison import Poisoner
 from schemas.errors import ConfigError
@@ -231,7 +231,7 @@ def generate(config: WorkloadConfig, *, encoder: FastEncoder | None = None) -> W
     """Generate the workload of ``config``: deterministic, pre-encoded, in emission order."""
     rng = Random(config.seed)
     encoder = encoder or FastEncoder()
-    encode = encoder.encode
+    encode_parts = encoder.encode_parts
     catalog = _catalog(config, rng)
     cumulative = _zipf_cumulative(len(catalog.customer_ids))
     weight_total = cumulative[-1]
@@ -284,17 +284,17 @@ def generate(config: WorkloadConfig, *, encoder: FastEncoder | None = None) -> W
         for k in range(len(occurred)):
             event_type = types[k]
             event_id = new_uuid(rng)
-            event = build_event(
-                order,
+            value = encode_parts(
                 event_type,
-                seq=k + 1,
                 event_id=event_id,
+                order_id=order_id,
+                seq=k + 1,
                 occurred_at_ms=occurred[k],
+                correlation_id=order.correlation_id,
                 causation_id=causation,
-                before=status,
-                rng=rng,
+                payload=build_payload(order, event_type, before=status, rng=rng),
             )
-            record = Emitted(key, encode(event), occurred[k], arrival[k], order_id, k + 1, event_type, event_id, None)
+            record = Emitted(key, value, occurred[k], arrival[k], order_id, k + 1, event_type, event_id, None)
             emitted.append(record)
             keyed.append((((arrival[k] - base_ms) << _TB_BITS) | (tb * _SLOTS + 2), record))
             status = TRANSITIONS[(status, event_type)]

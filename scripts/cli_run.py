@@ -1,0 +1,44 @@
+"""`rewind run NAME`: one projection as a long-lived pipeline process."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from scripts.cli_common import build_settings, setting_option
+
+
+def register(app: typer.Typer) -> None:
+    """Add the run command to ``app``."""
+
+    @app.command()
+    def run(
+        name: str = typer.Argument(..., help="View to maintain: order-status, customer-summary, product-sales, revenue-hourly."),
+        group: str = typer.Option(None, help="Consumer group (instances sharing it split the partitions). Default: rewind-<name>."),
+        state_dir: Path = setting_option("state_dir", "RocksDB state directory (one per instance on a machine)."),
+        guarantee: str = setting_option("guarantee", "exactly-once (Kafka transactions) or at-least-once."),
+        orders_topic: str = setting_option("orders_topic", "Source topic of order events."),
+        dlq_topic: str = setting_option("dlq_topic", "Dead-letter topic."),
+        kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
+        grace_ms: int = typer.Option(600_000, min=0, help="revenue-hourly: how long after a window ends late events still count."),
+        idle_timeout_s: float = typer.Option(0.0, min=0, help="Stop after this many seconds without new messages (0: run until SIGTERM/SIGINT)."),
+        progress_interval_s: float = typer.Option(10.0, min=0.1, help="Seconds between progress lines (events/s, lag per partition)."),
+    ) -> None:
+        """Run one projection until SIGTERM/SIGINT: RocksDB state, exactly-once, view.<name> and DLQ output."""
+        from pipelines.live import build_pipeline, run_pipeline
+        from pipelines.projections import get_projection
+
+        get_projection(name)  # an unknown view fails before anything connects
+        settings = build_settings(
+            state_dir=state_dir, guarantee=guarantee, orders_topic=orders_topic, dlq_topic=dlq_topic,
+            kafka_bootstrap_servers=kafka_bootstrap_servers,
+        )
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        pipeline = build_pipeline(
+            settings, name, group_id=group, grace_ms=grace_ms, progress_interval_s=progress_interval_s,
+            state_dir=state_dir,
+        )
+        stats = run_pipeline(pipeline, idle_timeout_s=idle_timeout_s)
+        typer.echo(stats.summary_line())
