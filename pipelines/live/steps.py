@@ -32,13 +32,21 @@ STREAM_TIME_KEY = "streamTime"
 
 
 def view_record(view: str, change: Change, row: dict[str, Any], source: list[Any]) -> dict[str, Any]:
-    """The value published to ``view.<name>``: the row, when it became valid, and the source position."""
+    """The value published to ``view.<name>``.
+
+    ``row`` is the new row; ``validFrom`` when it became valid (the row's max event time);
+    ``change`` the delta that made it, with the (orderId, seq) and the event time at which
+    that delta becomes visible (a read replica uses it to answer as-of reads of counter
+    views even when changes arrive out of event-time order); ``source`` the orders-topic
+    position of the event.
+    """
     return {
         "t": "out",
         "view": view,
         "key": change.key,
         "row": row,
         "validFrom": row.get("validFrom", change.valid_from_ms),
+        "change": {"orderId": change.order_id, "seq": change.seq, "validFrom": change.valid_from_ms, "delta": change.delta if view != "order-status" else None},
         "source": {"topic": source[0], "partition": source[1], "offset": source[2]},
     }
 

@@ -42,9 +42,10 @@ class RevenueHourlyProjection:
             delta = {"revenueMinor": -transition.event["amountMinor"], "deliveries": 0, "refunds": 1}
         else:
             return ()
-        ts = transition.occurred_at_ms
-        key = f"{transition.after['currency']}:{self.window_start(ts)}"
-        return (Change(key, delta, transition.order_id, transition.seq, ts),)
+        # The window is the event's own time; the change becomes visible (valid_from) when
+        # the order's running max event time does, like every other view.
+        key = f"{transition.after['currency']}:{self.window_start(transition.occurred_at_ms)}"
+        return (Change(key, delta, transition.order_id, transition.seq, transition.after["validFrom"]),)
 
     def partition_key(self, change: Change) -> str:
         """Windows are grouped (and stream time tracked) per currency."""
@@ -55,7 +56,7 @@ class RevenueHourlyProjection:
 
         A window [start, start + window_ms) accepts changes while stream time < end + grace.
         """
-        end = self.window_start(change.valid_from_ms) + self.window_ms
+        end = int(change.key.split(":", 1)[1]) + self.window_ms
         return stream_time_ms - (end + self.grace_ms) + 1 if stream_time_ms >= end + self.grace_ms else 0
 
     def apply(self, row: Row | None, change: Change) -> Row:

@@ -126,9 +126,12 @@ class FastEncoder:
         self._codec = codec or EventCodec()
         # event type -> (marker + fingerprint, eventType + schemaVersion, payload writer)
         self._fast: dict[str, tuple[bytes, bytes, Callable[[Mapping[str, Any]], bytes]]] = {}
-        # The last order encoded and its two constant fields, encoded.
-        self._order: tuple[str, str] | None = None
-        self._order_bytes = (b"", b"")
+        # Caches of the hot path: the last order's constant fields and the last event id, encoded.
+        self._order_id: str | None = None
+        self._correlation_id: str | None = None
+        self._order_bytes = self._correlation_bytes = b""
+        self._event_id: str | None = None
+        self._event_bytes = b""
         fallback = []
         for schema in self._codec.registry.latest():
             writer = _PAYLOAD_WRITERS.get(schema.event_type)
@@ -160,20 +163,13 @@ class FastEncoder:
         env = event["envelope"]
         payload = {k: v for k, v in event.items() if k != "envelope"}
         return self.encode_parts(
-            env["eventType"],
-            event_id=env["eventId"],
-            order_id=env["orderId"],
-            seq=env["seq"],
-            occurred_at_ms=env["occurredAt"],
-            correlation_id=env["correlationId"],
-            causation_id=env["causationId"],
-            payload=payload,
+            env["eventType"], env["eventId"], env["orderId"], env["seq"], env["occurredAt"],
+            env["correlationId"], env["causationId"], payload,
         )
 
     def encode_parts(
         self,
         event_type: str,
-        *,
         event_id: str,
         order_id: str,
         seq: int,
@@ -182,23 +178,31 @@ class FastEncoder:
         causation_id: str,
         payload: Mapping[str, Any],
     ) -> bytes:
-        """Single-object bytes of the latest schema of ``event_type`` from its envelope values and payload."""
+        """Single-object bytes of the latest schema of ``event_type``, from envelope values and payload fields.
+
+        Positional on purpose (unlike the rest of the package): it runs once per
+        generated event, and keyword passing costs a tenth of its time.
+        """
         fast = self._fast.get(event_type)
         if fast is None:
             envelope = {
-                "eventId": event_id, "eventType": event_type, "schemaVersion": self._codec.registry.get(event_type).version,
+                "eventId": event_id, "eventType": event_type,
+                "schemaVersion": self._codec.registry.get(event_type).version,
                 "orderId": order_id, "seq": seq, "occurredAt": occurred_at_ms,
                 "correlationId": correlation_id, "causationId": causation_id,
             }
             return self._codec.encode({"envelope": envelope, **payload})
         header, type_and_version, write_payload = fast
-        # An order's events are encoded one after another: its two constant fields are encoded once.
-        if self._order != (order_id, correlation_id):
-            self._order = (order_id, correlation_id)
-            self._order_bytes = (_S(order_id), _S(correlation_id))
-        order_bytes, correlation_bytes = self._order_bytes
+        # An order's events are encoded one after another: its constant fields are encoded once,
+        # and each event's cause is usually the event encoded just before.
+        if order_id is not self._order_id or correlation_id is not self._correlation_id:
+            self._order_id, self._correlation_id = order_id, correlation_id
+            self._order_bytes, self._correlation_bytes = _S(order_id), _S(correlation_id)
+        cause = self._event_bytes if causation_id is self._event_id else _S(causation_id)
+        event_bytes = self._event_bytes = _S(event_id)
+        self._event_id = event_id
         return b"".join((
-            header, _S(event_id), type_and_version, order_bytes,
+            header, event_bytes, type_and_version, self._order_bytes,
             _SMALL[seq] if 0 <= seq < 64 else _L(seq), _L(occurred_at_ms),
-            correlation_bytes, _S(causation_id), write_payload(payload),
+            self._correlation_bytes, cause, write_payload(payload),
         ))

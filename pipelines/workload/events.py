@@ -119,13 +119,13 @@ def build_payload(order: Order, event_type: str, *, before: Status | None, rng: 
     if event_type == "PaymentAuthorized":
         return {"paymentId": f"pay-{rng.getrandbits(64):016x}", "amountMinor": order.total_minor, "currency": order.currency}
     if event_type == "PaymentFailed":
-        return {"reason": _PAYMENT_FAILURES[rng.randrange(len(_PAYMENT_FAILURES))]}
+        return {"reason": _PAYMENT_FAILURES[int(rng.random() * len(_PAYMENT_FAILURES))]}
     if event_type == "InventoryReserved":
-        return {"warehouseId": f"wh-{rng.randrange(1, 9)}"}
+        return {"warehouseId": f"wh-{1 + int(rng.random() * 8)}"}
     if event_type == "InventoryReleased":
-        return {"reason": _RELEASE_REASONS[rng.randrange(len(_RELEASE_REASONS))]}
+        return {"reason": _RELEASE_REASONS[int(rng.random() * len(_RELEASE_REASONS))]}
     if event_type == "OrderShipped":
-        carrier = _CARRIERS[rng.randrange(len(_CARRIERS))]
+        carrier = _CARRIERS[int(rng.random() * len(_CARRIERS))]
         return {"carrier": carrier, "trackingNumber": f"{carrier[:2].upper()}{rng.getrandbits(40):013d}"}
     if event_type == "OrderCancelled":
         return {"reason": _CANCEL_REASONS.get(before, "customer request")}
