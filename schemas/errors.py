@@ -16,6 +16,7 @@ __all__ = [
     "EncodeError",
     "BrokerUnreachableError",
     "TopicError",
+    "UnknownViewError",
 ]
 
 
@@ -59,3 +60,7 @@ class BrokerUnreachableError(RewindError):
 
 class TopicError(RewindError):
     """A topic could not be created or has the wrong shape (e.g. partition count differs from the one asked for)."""
+
+
+class UnknownViewError(RewindError):
+    """The view name is not a known projection; the message lists the known ones."""

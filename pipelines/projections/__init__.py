@@ -8,6 +8,7 @@ from pipelines.projections.order_lifecycle import OrderFoldResult, fold_order_ev
 from pipelines.projections.order_status import OrderStatusProjection
 from pipelines.projections.product_sales import ProductSalesProjection
 from pipelines.projections.revenue_hourly import RevenueHourlyProjection
+from schemas.errors import UnknownViewError
 
 __all__ = [
     "Change",
@@ -23,13 +24,6 @@ __all__ = [
 ]
 
 VIEW_NAMES: tuple[str, ...] = ("order-status", "customer-summary", "product-sales", "revenue-hourly")
-
-from schemas.errors import RewindError  # noqa: E402
-
-
-class UnknownViewError(RewindError):
-    """The view name is not one of :data:`VIEW_NAMES`; the message lists the known ones."""
-
 
 def get_projection(name: str, *, grace_ms: int = 600_000) -> Projection:
     """A new projection object for view ``name``; :class:`UnknownViewError` if there is none."""

@@ -1,0 +1,164 @@
+"""Store contracts: what the read side promises, written before any backend.
+
+Three roles, smallest first (the query side only ever receives :class:`ReadOnlyView`):
+
+* :class:`ReadOnlyView` – latest row, row as of a time, history, secondary-index scans, position.
+* :class:`VersionedStore` – the as-of contract in one place (a ReadOnlyView is one).
+* :class:`WritableProjectionStore` – applies view updates and the position they came
+  from in one atomic batch.
+
+Time and versions
+-----------------
+Every row version has ``valid_from_ms``: the largest event time (``occurredAt``,
+epoch ms) folded into that row, so per key it never decreases. ``valid_to_ms`` is the
+next version's ``valid_from_ms`` (exclusive), or None for the current version.
+
+The as-of bound is **inclusive**: ``get_as_of(view, key, T)`` returns the version with
+the greatest ``valid_from_ms <= T`` (an event at exactly T is visible at T). Before
+the key's first version it returns None, which means "no row as of T" – the same
+answer as for a key that never existed. Versions are never expired; retention of the
+replica is unbounded (history is the product).
+
+For counter views (customer-summary, product-sales, revenue-hourly) changes may reach
+the replica out of event-time order; the store then places each change at its own
+``change_valid_from_ms`` and re-derives the later versions, so the as-of answer is the
+fold of exactly the changes visible at T.
+
+Positions
+---------
+A position is a map ``{topic: {partition: next_offset}}`` using Kafka's committed-offset
+convention: ``next_offset`` is the next record to read, i.e. last applied offset + 1.
+Convert once, here: :func:`next_offset_after`. A record whose offset is below the
+stored ``next_offset`` for its partition has been applied already and is a counted no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "Position",
+    "SourcePosition",
+    "VersionedRow",
+    "ViewUpdate",
+    "ReadOnlyView",
+    "VersionedStore",
+    "WritableProjectionStore",
+    "next_offset_after",
+]
+
+#: ``{topic: {partition: next_offset}}``.
+Position = Mapping[str, Mapping[int, int]]
+
+
+def next_offset_after(last_applied_offset: int) -> int:
+    """Kafka's committed-offset convention: the next record to read after ``last_applied_offset``."""
+    return last_applied_offset + 1
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePosition:
+    """Where an event came from in the orders log (the record's own offset, not next_offset)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class VersionedRow:
+    """One version of one view row.
+
+    ``row`` is the view row (a dict); ``valid_from_ms`` inclusive, ``valid_to_ms``
+    exclusive or None when this is the current version; ``source`` the orders-topic
+    record that produced it (None when unknown, e.g. a re-derived counter version).
+    """
+
+    view: str
+    key: str
+    row: Mapping[str, Any]
+    valid_from_ms: int
+    valid_to_ms: int | None
+    source: SourcePosition | None
+
+
+@dataclass(frozen=True, slots=True)
+class ViewUpdate:
+    """One change to one view key, as published on ``view.<name>`` or produced by replay.
+
+    ``row`` is the new full row (valid from ``row_valid_from_ms``). For counter views,
+    ``delta`` is the change that made it and ``change_valid_from_ms`` the event time at
+    which that change becomes visible; for order-status ``delta`` is None (the row is
+    the version). ``order_id``/``seq`` identify the event that caused it.
+    ``record_position`` is where this update itself was read from (a view topic
+    partition/offset for the replica, the orders topic for replay).
+    """
+
+    view: str
+    key: str
+    row: Mapping[str, Any]
+    row_valid_from_ms: int
+    change_valid_from_ms: int
+    delta: Mapping[str, int] | None
+    order_id: str
+    seq: int
+    source: SourcePosition | None
+    record_position: SourcePosition | None = None
+
+
+@runtime_checkable
+class ReadOnlyView(Protocol):
+    """Read access to every view in a store. Never mutates anything."""
+
+    def views(self) -> list[str]:
+        """Names of the views this store holds."""
+        ...
+
+    def get(self, view: str, key: str) -> VersionedRow | None:
+        """The current version of ``key`` (None: no such row)."""
+        ...
+
+    def get_as_of(self, view: str, key: str, as_of_ms: int) -> VersionedRow | None:
+        """The version with the greatest valid_from_ms <= as_of_ms (inclusive); None before the first."""
+        ...
+
+    def history(self, view: str, key: str, *, limit: int | None = None) -> list[VersionedRow]:
+        """Every version of ``key``, oldest first."""
+        ...
+
+    def scan_index(
+        self, view: str, index: str, value: str | None = None, *, as_of_ms: int | None = None, limit: int = 100
+    ) -> list[VersionedRow]:
+        """Rows by secondary index, as of a time (None: now).
+
+        Equality indexes (``status`` of order-status) return rows whose field equals
+        ``value``; ranking indexes (``lifetimeValue``, ``revenue``) return the top
+        ``limit`` rows in descending order and ignore ``value``.
+        """
+        ...
+
+    def position(self) -> dict[str, dict[int, int]]:
+        """How far this store has applied its inputs: ``{topic: {partition: next_offset}}``."""
+        ...
+
+
+class VersionedStore(ReadOnlyView, Protocol):
+    """A ReadOnlyView whose every answer follows the as-of contract in this module's docstring."""
+
+
+class WritableProjectionStore(VersionedStore, Protocol):
+    """A store that applies view updates."""
+
+    def apply(self, updates: Sequence[ViewUpdate], *, position: Position) -> int:
+        """Apply ``updates`` and advance the stored position to ``position`` in ONE atomic batch.
+
+        Updates whose ``record_position`` is below the stored next_offset of its
+        topic-partition are skipped (already applied). Returns how many were applied.
+        """
+        ...
+
+    def close(self) -> None:
+        """Flush and release the store."""
+        ...
