@@ -64,3 +64,63 @@ class TopicError(RewindError):
 
 class UnknownViewError(RewindError):
     """The view name is not a known projection; the message lists the known ones."""
+
+
+class StoreError(RewindError):
+    """The read replica's RocksDB store could not be opened, read or written (the message says which directory)."""
+
+
+class StoreNotFoundError(StoreError):
+    """A read-only open found no store in the directory.
+
+    Start `rewind serve` (it builds the replica) or point --replica-dir / REWIND_REPLICA_DIR at an existing one.
+    """
+
+
+class StoreFormatError(StoreError):
+    """The directory holds a store written in another key/value format version.
+
+    Rebuild it: delete the directory and let `rewind serve` (or a replay) fill a new one.
+    """
+
+
+class InvalidUpdateError(StoreError):
+    """A ViewUpdate breaks the store contract (a counter change without delta, a key longer than 65535 bytes).
+
+    Raised before anything of the batch is written; fix the producer of the update.
+    """
+
+
+class QueryError(RewindError):
+    """A query was refused. Subclasses say why; the HTTP API maps each to a status code, the CLI to one line."""
+
+
+class KeyNotFoundError(QueryError):
+    """The view holds no row for the key (as of the asked time). HTTP 404."""
+
+
+class UnknownIndexError(QueryError):
+    """The view has no such secondary index, or an equality index was asked without a value. HTTP 422; the message lists the indexes."""
+
+
+class InvalidTimestampError(QueryError):
+    """A timestamp is neither ISO-8601 with a zone (Z or +hh:mm) nor epoch milliseconds. HTTP 422."""
+
+
+class InvalidPositionError(QueryError):
+    """A min_position is malformed: use ``topic:partition:offset[,...]`` or a JSON object. HTTP 422."""
+
+
+class ReplicaBehindError(QueryError):
+    """The replica did not reach the asked min_position within wait_ms. HTTP 503.
+
+    ``behind`` says by how many offsets, per topic and partition; retry later or with a larger wait_ms.
+    """
+
+    def __init__(self, message: str, *, behind: dict[str, dict[int, int]]) -> None:
+        super().__init__(message)
+        self.behind = behind
+
+
+class QueryServerError(QueryError):
+    """A query server (``--url``) could not be reached or answered with an error the CLI does not know."""

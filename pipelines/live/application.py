@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -79,7 +80,7 @@ def build_pipeline(
     bootstrap = settings.bootstrap()
     check_reachable(bootstrap, timeout_s=settings.connect_timeout_s)
     stats = PipelineStats(view)
-    lag_probe = _LagProbe(bootstrap, settings.orders_topic)
+    lag_probe = _LagProbe(bootstrap, settings.orders_topic, interval_s=progress_interval_s)
 
     def on_processed(topic: str, partition: int, offset: int) -> None:
         if topic == settings.orders_topic:
@@ -139,26 +140,43 @@ def build_pipeline(
 
 
 class _LagProbe:
-    """Per-partition lag of the orders topic, refreshed at most once per interval (cheap: one RPC per partition)."""
+    """Per-partition lag of the orders topic.
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self._consumer: Consumer | None = None
+    High watermarks are fetched by a daemon thread with its own client, because a
+    watermark request is a broker round trip per partition and must never stall the
+    processing loop; the loop only records positions and reads the last answer.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, *, interval_s: float) -> None:
         self._bootstrap = bootstrap
         self._topic = topic
+        self._interval_s = interval_s
         self.positions: dict[int, int] = {}
-        self._last: dict[int, int] = {}
+        self._high: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._refresh_loop, name="rewind-lag-probe", daemon=True)
+        self._thread.start()
+
+    def _refresh_loop(self) -> None:
+        consumer = Consumer({"bootstrap.servers": self._bootstrap, "group.id": "rewind-lag-probe", "enable.auto.commit": False, "log_level": 0})
+        try:
+            while not self._stop.wait(self._interval_s / 2):
+                for partition in list(self.positions):
+                    try:
+                        _, high = consumer.get_watermark_offsets(TopicPartition(self._topic, partition), timeout=2.0)
+                    except Exception:  # noqa: BLE001 - lag is best-effort telemetry, never a reason to stop
+                        continue
+                    self._high[partition] = high
+        finally:
+            consumer.close()
 
     def lag(self) -> dict[int, int]:
-        if self._consumer is None:
-            self._consumer = Consumer({"bootstrap.servers": self._bootstrap, "group.id": "rewind-lag-probe", "enable.auto.commit": False})
-        lag = {}
-        for partition, position in self.positions.items():
-            try:
-                _, high = self._consumer.get_watermark_offsets(TopicPartition(self._topic, partition), timeout=1.0)
-            except Exception:  # noqa: BLE001 - lag is best-effort telemetry, never a reason to stop
-                continue
-            lag[partition] = max(0, high - position)
-        return lag
+        """Last known lag per partition (records between our position and the high watermark)."""
+        return {p: max(0, self._high[p] - pos) for p, pos in self.positions.items() if p in self._high}
+
+    def stop(self) -> None:
+        """Stop the refresh thread (it is a daemon, so this is only for tidiness)."""
+        self._stop.set()
 
 
 def run_pipeline(pipeline: LivePipeline, *, idle_timeout_s: float = 0.0) -> PipelineStats:

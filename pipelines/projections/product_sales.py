@@ -1,4 +1,4 @@
-"""`product-sales` (key sku): units ordered, reserved, shipped, refunded, and revenue (exact)."""
+"""`product-sales` (key sku): units ordered, reserved, released, shipped, refunded, and revenue (exact)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ def _line_deltas(transition: OrderTransition) -> list[tuple[str, Row]]:
         return [(i["sku"], {"unitsOrdered": i["quantity"]}) for i in after["items"]]
     if kind == "InventoryReserved":
         return [(i["sku"], {"unitsReserved": i["quantity"]}) for i in after["items"]]
+    if kind == "InventoryReleased":
+        return [(i["sku"], {"unitsReleased": i["quantity"]}) for i in after["items"]]
     if kind == "OrderShipped":
         return [(i["sku"], {"unitsShipped": i["quantity"]}) for i in after["items"]]
     if kind == "OrderDelivered":  # revenue is recognised at delivery
@@ -52,6 +54,7 @@ class ProductSalesProjection:
             "sku": change.key,
             "unitsOrdered": 0,
             "unitsReserved": 0,
+            "unitsReleased": 0,
             "unitsShipped": 0,
             "unitsRefunded": 0,
             "revenueMinor": 0,

@@ -27,16 +27,21 @@ __all__ = ["FastEncoder", "avro_long", "avro_string"]
 
 # Zig-zag varints of small non-negative numbers (seq, quantities, lengths) are looked up.
 _SMALL = tuple(bytes([n << 1]) for n in range(64))
+# Epoch-millis timestamps (2^34 <= ms < 2^41: mid-1970 to 2039) zig-zag to six 7-bit groups: two
+# lookups of two continued groups each, and one of the last two groups. ~4x faster than the loop.
+_TS_MIN, _TS_MAX = 1 << 34, 1 << 41
+_TWO_GROUPS = tuple(bytes((x & 0x7F | 0x80, x >> 7 | 0x80)) for x in range(1 << 14))
+_LAST_GROUPS = tuple(bytes((x & 0x7F | 0x80, x >> 7)) for x in range(1 << 14))
 
 
 def avro_long(n: int) -> bytes:
     """Avro int/long: zig-zag, then a base-128 varint, low group first."""
     if 0 <= n < 64:
         return _SMALL[n]
+    if _TS_MIN <= n < _TS_MAX:
+        z = n << 1
+        return _TWO_GROUPS[z & 0x3FFF] + _TWO_GROUPS[z >> 14 & 0x3FFF] + _LAST_GROUPS[z >> 28]
     z = (n << 1) ^ (n >> 63)
-    if 1 << 35 <= z < 1 << 42:  # epoch-millis timestamps, the common large case: unrolled
-        return bytes((z & 0x7F | 0x80, z >> 7 & 0x7F | 0x80, z >> 14 & 0x7F | 0x80,
-                      z >> 21 & 0x7F | 0x80, z >> 28 & 0x7F | 0x80, z >> 35))
     out = bytearray()
     while z > 0x7F:
         out.append((z & 0x7F) | 0x80)
@@ -201,8 +206,13 @@ class FastEncoder:
         cause = self._event_bytes if causation_id is self._event_id else _S(causation_id)
         event_bytes = self._event_bytes = _S(event_id)
         self._event_id = event_id
+        if _TS_MIN <= occurred_at_ms < _TS_MAX:  # avro_long's timestamp case, inlined
+            z = occurred_at_ms << 1
+            occurred = _TWO_GROUPS[z & 0x3FFF] + _TWO_GROUPS[z >> 14 & 0x3FFF] + _LAST_GROUPS[z >> 28]
+        else:
+            occurred = _L(occurred_at_ms)
         return b"".join((
             header, event_bytes, type_and_version, self._order_bytes,
-            _SMALL[seq] if 0 <= seq < 64 else _L(seq), _L(occurred_at_ms),
+            _SMALL[seq] if 0 <= seq < 64 else _L(seq), occurred,
             self._correlation_bytes, cause, write_payload(payload),
         ))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from random import Random
 from typing import Any, Literal, NamedTuple
 
-from pipelines.workload.model import Order, Status
+from pipelines.workload.model import Order
 from schemas.codec import Event
 
 __all__ = ["PoisonKind", "POISON_KINDS", "PoisonInfo", "Emitted", "new_uuid", "build_event", "build_payload"]
@@ -67,10 +67,11 @@ def new_uuid(rng: Random) -> str:
 _CARRIERS = ("DHL", "UPS", "FedEx", "PostNL", "Royal Mail", "USPS")
 _PAYMENT_FAILURES = ("card declined", "insufficient funds", "3-D Secure failed", "fraud check")
 _RELEASE_REASONS = ("out of stock", "customer request", "warehouse backlog")
-_CANCEL_REASONS: dict[Status | None, str] = {
-    Status.PAYMENT_FAILED: "payment failed",
-    Status.PAYMENT_AUTHORIZED: "customer request",
-    Status.INVENTORY_RELEASED: "inventory released",
+# Why an order was cancelled, by the event before the cancellation.
+_CANCEL_REASONS: dict[str | None, str] = {
+    "PaymentFailed": "payment failed",
+    "PaymentAuthorized": "customer request",
+    "InventoryReleased": "inventory released",
 }
 
 
@@ -82,7 +83,7 @@ def build_event(
     event_id: str,
     occurred_at_ms: int,
     causation_id: str,
-    before: Status | None,
+    previous_type: str | None,
     rng: Random,
 ) -> Event:
     """The event dict (codec shape) of ``event_type`` for ``order``; see :func:`build_payload`."""
@@ -98,15 +99,15 @@ def build_event(
             "causationId": causation_id,
         }
     }
-    event.update(build_payload(order, event_type, before=before, rng=rng))
+    event.update(build_payload(order, event_type, previous_type=previous_type, rng=rng))
     return event
 
 
-def build_payload(order: Order, event_type: str, *, before: Status | None, rng: Random) -> dict[str, Any]:
+def build_payload(order: Order, event_type: str, *, previous_type: str | None, rng: Random) -> dict[str, Any]:
     """The payload fields (all but the envelope) of ``event_type`` for ``order``.
 
     Details that matter to no total (payment id, carrier, ...) are drawn from
-    ``rng``; ``before`` (the status before) only flavours a cancellation reason.
+    ``rng``; ``previous_type`` (the order's event before) only flavours a cancellation reason.
     Works for any type in any status, so poison builds its illegal events the same way.
     """
     if event_type == "OrderPlaced":
@@ -128,7 +129,7 @@ def build_payload(order: Order, event_type: str, *, before: Status | None, rng: 
         carrier = _CARRIERS[int(rng.random() * len(_CARRIERS))]
         return {"carrier": carrier, "trackingNumber": f"{carrier[:2].upper()}{rng.getrandbits(40):013d}"}
     if event_type == "OrderCancelled":
-        return {"reason": _CANCEL_REASONS.get(before, "customer request")}
+        return {"reason": _CANCEL_REASONS.get(previous_type, "customer request")}
     if event_type == "RefundIssued":
         # An order with no planned refund (only poison asks for one) gets its whole total back.
         refund = order.refund

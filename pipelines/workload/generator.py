@@ -35,7 +35,7 @@ from types import MappingProxyType
 
 from pipelines.workload.encoding import FastEncoder
 from pipelines.workload.events import Emitted, build_payload, new_uuid
-from pipelines.workload.model import TRANSITIONS, LineItem, Order, Refund, RefundLine, Status
+from pipelines.workload.model import LineItem, Order, Refund, RefundLine
 from pipelines.workload.poison import Poisoner
 from schemas.errors import ConfigError
 
@@ -60,9 +60,7 @@ P_REFUND = 0.10
 P_FULL_REFUND = 0.3
 REFUND_REASONS = ("damaged", "wrong size", "not as described", "changed mind")
 
-# Tiebreak slots per good event: poison placed just before (1) or just after (3) its anchor (2).
-_SLOTS = 4
-_TB_BITS = 32
+_ARRIVAL = itemgetter(Emitted._fields.index("arrival_ms"))
 
 
 @dataclass(frozen=True)
@@ -256,12 +254,12 @@ def _generate(config: WorkloadConfig, encoder: FastEncoder) -> Workload:
     weight_total = cumulative[-1]
     sku_ids = tuple(catalog.price_of)
     poisoner = Poisoner(config, encoder=encoder) if config.poison_rate > 0 else None
-    span_ms = config.end_ms - config.start_ms
-    base_ms = config.start_ms
+    end_ms = config.end_ms
+    span_ms = end_ms - config.start_ms
+    price_of, currency_of = dict(catalog.price_of), dict(catalog.currency_of)
 
-    keyed: list[tuple[int, Emitted]] = []
+    records: list[Emitted] = []
     orders: dict[str, Order] = {}
-    tb = 0
     u = rng.random
     for n in range(1, config.orders + 1):
         order_id = f"ord-{n:07d}"
@@ -272,7 +270,7 @@ def _generate(config: WorkloadConfig, encoder: FastEncoder) -> Workload:
             while sku in picked:
                 sku = sku_ids[int(u() * len(sku_ids))]
             picked.append(sku)
-        items = tuple(LineItem(s, 1 + int(u() * 5), catalog.price_of[s]) for s in picked)
+        items = tuple(LineItem(s, 1 + int(u() * 5), price_of[s]) for s in picked)
         types, real_ms = _lifecycle(rng, config.start_ms + int(u() * span_ms))
         occurred, arrival = _times(
             rng,
@@ -280,47 +278,46 @@ def _generate(config: WorkloadConfig, encoder: FastEncoder) -> Workload:
             late_rate=config.late_rate,
             skew_rate=config.skew_rate,
             max_lateness_ms=config.max_lateness_ms,
-            end_ms=config.end_ms,
+            end_ms=end_ms,
         )
         refund = _refund(rng, items) if len(occurred) == len(types) and types[-1] == "RefundIssued" else None
         order = Order(
             order_id=order_id,
             customer_id=customer_id,
-            currency=catalog.currency_of[customer_id],
+            currency=currency_of[customer_id],
             items=items,
             total_minor=sum(i.quantity * i.unit_price_minor for i in items),
             correlation_id=new_uuid(rng),
             refund=refund,
         )
-        orders[order_id] = order
         if not occurred:
-            continue  # placed after "now": the order does not exist yet
+            continue  # its OrderPlaced arrives after "now": the order does not exist yet
+        orders[order_id] = order
         key = order_id.encode()
+        correlation_id = order.correlation_id
         causation = new_uuid(rng)  # the id of the PlaceOrder command that started it all
-        status: Status | None = None
-        first_tb = tb
+        previous_type: str | None = None
         emitted: list[Emitted] = []
         for k in range(len(occurred)):
             event_type = types[k]
             event_id = new_uuid(rng)
             value = encode_parts(
-                event_type, event_id, order_id, k + 1, occurred[k], order.correlation_id, causation,
-                build_payload(order, event_type, before=status, rng=rng),
+                event_type, event_id, order_id, k + 1, occurred[k], correlation_id, causation,
+                build_payload(order, event_type, previous_type=previous_type, rng=rng),
             )
-            record = Emitted(key, value, occurred[k], arrival[k], order_id, k + 1, event_type, event_id, None)
-            emitted.append(record)
-            keyed.append((((arrival[k] - base_ms) << _TB_BITS) | (tb * _SLOTS + 2), record))
-            status = TRANSITIONS[(status, event_type)]
-            causation = event_id
-            tb += 1
+            emitted.append(Emitted(key, value, occurred[k], arrival[k], order_id, k + 1, event_type, event_id, None))
+            causation, previous_type = event_id, event_type
         if poisoner is not None:
-            for arrival_ms, slot, record in poisoner.for_order(order, emitted):
-                keyed.append((((arrival_ms - base_ms) << _TB_BITS) | ((first_tb + slot[0]) * _SLOTS + slot[1]), record))
+            emitted = poisoner.inject(order, emitted)
+        records += emitted
 
-    keyed.sort(key=itemgetter(0))
+    # A stable sort by arrival alone: records arriving in the same millisecond keep the order they
+    # were appended in, which is seq order within an order and puts each poison record where it
+    # was placed next to its anchor.
+    records.sort(key=_ARRIVAL)
     return Workload(
         config=config,
-        records=tuple(r for _, r in keyed),
+        records=tuple(records),
         orders=MappingProxyType(orders),
         catalog=catalog,
     )

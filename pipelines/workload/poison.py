@@ -33,14 +33,7 @@ from schemas.codec import HEADER_LEN, MAGIC
 if TYPE_CHECKING:
     from pipelines.workload.generator import WorkloadConfig
 
-__all__ = ["Poisoner", "BEFORE", "AFTER", "Placement"]
-
-#: Tiebreak slot relative to the anchor: just before it, or just after it.
-BEFORE = 1
-AFTER = 3
-
-#: (arrival_ms, (anchor index within the order, BEFORE | AFTER), record)
-Placement = tuple[int, tuple[int, int], Emitted]
+__all__ = ["Poisoner"]
 
 
 class Poisoner:
@@ -55,22 +48,35 @@ class Poisoner:
         self._known_fingerprints = frozenset(s.fingerprint for s in encoder.codec.registry.all())
         self._count = 0
 
-    def for_order(self, order: Order, emitted: Sequence[Emitted]) -> list[Placement]:
-        """The poison anchored at ``order``'s good records ``emitted`` (seq order)."""
+    def inject(self, order: Order, emitted: Sequence[Emitted]) -> list[Emitted]:
+        """``order``'s good records ``emitted`` (seq order) with its poison inserted where it goes.
+
+        The generator then sorts all records by arrival, stably: a record placed
+        next to its anchor with the anchor's arrival stays next to it.
+        """
         rng = self._rng
-        out: list[Placement] = []
+        before: dict[int, list[Emitted]] = {}
+        after: dict[int, list[Emitted]] = {}
         for k, anchor in enumerate(emitted):
             if rng.random() >= self._rate:
                 continue
             kind = POISON_KINDS[rng.randrange(len(POISON_KINDS))]
             if kind == "undecodable":
-                out.append((anchor.arrival_ms, (k, AFTER), self._undecodable(anchor)))
+                after.setdefault(k, []).append(self._undecodable(anchor))
             elif kind == "unknown_schema":
-                out.append((anchor.arrival_ms, (k, AFTER), self._unknown_schema(anchor)))
+                after.setdefault(k, []).append(self._unknown_schema(anchor))
             elif kind == "duplicate":
-                out.append(self._duplicate(k, anchor))
+                after.setdefault(k, []).append(self._duplicate(anchor))
             else:
-                out.append(self._impossible(order, emitted, k))
+                at_end, record = self._impossible(order, emitted, k)
+                (after if at_end else before).setdefault(k, []).append(record)
+        if not before and not after:
+            return list(emitted)
+        out: list[Emitted] = []
+        for k, record in enumerate(emitted):
+            out += before.get(k, ())
+            out.append(record)
+            out += after.get(k, ())
         return out
 
     def _info(self, kind: str, reason: str) -> PoisonInfo:
@@ -102,15 +108,15 @@ class Poisoner:
         return Emitted(anchor.key, value, anchor.timestamp_ms, anchor.arrival_ms, anchor.order_id,
                        None, None, None, info)
 
-    def _duplicate(self, k: int, anchor: Emitted) -> Placement:
+    def _duplicate(self, anchor: Emitted) -> Emitted:
         # Later, but within the lateness bound of the original's occurredAt (its timestamp).
         slack_ms = self._lateness_ms - (anchor.arrival_ms - anchor.timestamp_ms)
         arrival_ms = anchor.arrival_ms + int(self._rng.random() * (slack_ms + 1))
         info = self._info("duplicate", f"duplicate of {anchor.event_type} seq {anchor.seq} ({anchor.event_id})")
-        record = anchor._replace(arrival_ms=arrival_ms, poison=info)
-        return arrival_ms, (k, AFTER), record
+        return anchor._replace(arrival_ms=arrival_ms, poison=info)
 
-    def _impossible(self, order: Order, emitted: Sequence[Emitted], k: int) -> Placement:
+    def _impossible(self, order: Order, emitted: Sequence[Emitted], k: int) -> tuple[bool, Emitted]:
+        """An illegal event and whether it goes after the anchor (the order's end) rather than before it."""
         rng = self._rng
         anchor = emitted[k]
         at_end = k == len(emitted) - 1 and rng.random() < 0.5
@@ -138,10 +144,10 @@ class Poisoner:
             event_id=event_id,
             occurred_at_ms=occurred_ms,
             causation_id=causation or new_uuid(rng),
-            before=status,
+            previous_type=emitted[upto - 1].event_type if upto else None,
             rng=rng,
         )
         info = self._info("impossible_transition", rejection_reason(status, event_type))
         record = Emitted(anchor.key, self._encode(event), occurred_ms, arrival_ms, order.order_id,
                          upto + 1, event_type, event_id, info)
-        return arrival_ms, (k, AFTER if at_end else BEFORE), record
+        return at_end, record

@@ -122,6 +122,7 @@ def test_product_sales_units_and_revenue() -> None:
     a, b = rows["A"], rows["B"]
     assert (a["unitsOrdered"], a["unitsReserved"], a["unitsShipped"], a["unitsRefunded"]) == (4, 4, 2, 1)
     assert a["revenueMinor"] == 2 * 150 - 150 and b["revenueMinor"] == 1000
+    assert a["unitsReleased"] == 2 and b["unitsReleased"] == 1
 
 
 def test_revenue_hourly_windows_and_lateness() -> None:
