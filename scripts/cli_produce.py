@@ -2,8 +2,64 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from pathlib import Path
+
 import typer
+from rich.console import Console
+
+from scripts.cli_common import build_settings, setting_option
+
+console = Console(stderr=True)
+
+
+def _parse_start(value: str | None) -> int | None:
+    if value is None:
+        return None
+    from state.query_args import parse_timestamp  # one parser for every timestamp the CLI takes
+
+    return parse_timestamp(value)
 
 
 def register(app: typer.Typer) -> None:
     """Add the produce command to ``app``."""
+
+    @app.command()
+    def produce(
+        orders: int = typer.Option(10_000, min=0, help="How many orders to simulate (about 5 events each)."),
+        seed: int = typer.Option(0, help="Random seed; the same seed and options give byte-identical events."),
+        rate: float = typer.Option(None, min=0.001, help="Cap on events per second (default: as fast as possible)."),
+        poison_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of extra poison records (bad bytes, unknown schema, impossible transition, duplicate)."),
+        late_rate: float = typer.Option(0.02, min=0.0, max=1.0, help="Share of events that arrive late (out of event-time order)."),
+        days: float = typer.Option(3.0, min=0.01, help="Length of the simulated history in days."),
+        start: str = typer.Option(None, help="Start of the simulated history (ISO-8601 with zone, or epoch ms). Default: a fixed date."),
+        orders_topic: str = setting_option("orders_topic", "Topic to produce to (created with 12 partitions, retention.ms=-1)."),
+        oracle: Path = typer.Option(None, help="Where to write the SQLite oracle. Default: .run/oracles/<topic>-seed<S>.sqlite."),
+        max_lateness_ms: int = setting_option("max_lateness_ms", "Upper bound on how late an event arrives."),
+        kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
+        progress: bool = typer.Option(True, help="Show a progress bar with events/s."),
+    ) -> None:
+        """Produce a realistic order workload (interleaved lifecycles, late events, poison) and its oracle."""
+        from pipelines.topics import check_reachable
+        from pipelines.workload import WorkloadConfig, generate, produce_workload, write_oracle
+
+        settings = build_settings(orders_topic=orders_topic, max_lateness_ms=max_lateness_ms, kafka_bootstrap_servers=kafka_bootstrap_servers)
+        check_reachable(settings.bootstrap(), timeout_s=settings.connect_timeout_s)
+        start_ms = _parse_start(start)
+        config = WorkloadConfig(
+            seed=seed, orders=orders, days=days, late_rate=late_rate, poison_rate=poison_rate,
+            max_lateness_ms=settings.max_lateness_ms, **({"start_ms": start_ms} if start_ms is not None else {}),
+        )
+        with console.status(f"generating {orders:,} orders (seed {seed})"):
+            workload = generate(config)
+        report = produce_workload(settings, workload, rate=rate, progress=progress)
+        oracle_path = oracle or Path(".run/oracles") / f"{report.topic}-seed{seed}.sqlite"
+        oracle_path.parent.mkdir(parents=True, exist_ok=True)
+        summary = write_oracle(workload, oracle_path, topic=report.topic)
+        first = datetime.fromtimestamp(config.start_ms / 1000).astimezone().isoformat(timespec="seconds")
+        console.print(
+            f"produced {report.delivered:,} records ({report.poison:,} poison) to {report.topic} "
+            f"in {report.elapsed_s:.1f}s ({report.events_per_s:,.0f} ev/s); history from {first}, {days:g} days"
+        )
+        typer.echo(str(oracle_path))
+        del summary
