@@ -30,6 +30,11 @@ class RewindSettings(BaseSettings):
     orders_topic: str = Field(default="orders", min_length=1, validation_alias=_env("REWIND_ORDERS_TOPIC"))
     orders_partitions: int = Field(default=12, ge=1, le=1000, validation_alias=_env("REWIND_ORDERS_PARTITIONS"))
     dlq_topic: str = Field(default="orders.dlq", min_length=1, validation_alias=_env("REWIND_DLQ_TOPIC"))
+    view_topic_prefix: str = Field(
+        default="",
+        validation_alias=_env("REWIND_VIEW_TOPIC_PREFIX"),
+        description="Prepended to view.<name> topic names, to keep deployments or test runs apart.",
+    )
     state_dir: Path = Field(default=Path(".run/state"), validation_alias=_env("REWIND_STATE_DIR"))
     max_lateness_ms: int = Field(
         default=600_000,

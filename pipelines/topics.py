@@ -26,9 +26,13 @@ DLQ_TOPIC_CONFIG = {"retention.ms": "-1"}
 VIEW_TOPIC_CONFIG = {"cleanup.policy": "compact", "retention.ms": "-1"}
 
 
-def view_topic(view_name: str) -> str:
-    """The compacted topic that publishes ``view_name``'s rows: ``view.<name>``."""
-    return f"view.{view_name}"
+def view_topic(view_name: str, *, prefix: str = "") -> str:
+    """The compacted topic that publishes ``view_name``'s rows: ``<prefix>view.<name>``.
+
+    The prefix (setting REWIND_VIEW_TOPIC_PREFIX, empty by default) lets tests and
+    side-by-side deployments keep their view topics apart.
+    """
+    return f"{prefix}view.{view_name}"
 
 
 def admin_client(bootstrap: str) -> AdminClient:

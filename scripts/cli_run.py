@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
         guarantee: str = setting_option("guarantee", "exactly-once (Kafka transactions) or at-least-once."),
         orders_topic: str = setting_option("orders_topic", "Source topic of order events."),
         dlq_topic: str = setting_option("dlq_topic", "Dead-letter topic."),
+        view_topic_prefix: str = setting_option("view_topic_prefix", "Prefix of the view.<name> output topic."),
         kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
         grace_ms: int = typer.Option(600_000, min=0, help="revenue-hourly: how long after a window ends late events still count."),
         idle_timeout_s: float = typer.Option(0.0, min=0, help="Stop after this many seconds without new messages (0: run until SIGTERM/SIGINT)."),
@@ -33,7 +34,7 @@ def register(app: typer.Typer) -> None:
         get_projection(name)  # an unknown view fails before anything connects
         settings = build_settings(
             state_dir=state_dir, guarantee=guarantee, orders_topic=orders_topic, dlq_topic=dlq_topic,
-            kafka_bootstrap_servers=kafka_bootstrap_servers,
+            kafka_bootstrap_servers=kafka_bootstrap_servers, view_topic_prefix=view_topic_prefix,
         )
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
         pipeline = build_pipeline(

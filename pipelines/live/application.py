@@ -109,7 +109,7 @@ def build_pipeline(
         config=TopicConfig(num_partitions=settings.orders_partitions, replication_factor=1, extra_config=DLQ_TOPIC_CONFIG),
     )
     out = app.topic(
-        view_topic(view),
+        view_topic(view, prefix=settings.view_topic_prefix),
         value_serializer=_ViewValue(),
         key_serializer="str",
         config=TopicConfig(num_partitions=settings.orders_partitions, replication_factor=1, extra_config=VIEW_TOPIC_CONFIG),

@@ -2,11 +2,11 @@
 
 ``EventCodec.encode`` costs 4-6 µs per event (a BytesIO and fastavro's generic
 walk, starting from a nested dict); the generator has to stay near 5 µs per
-event in total. So the generator hands over the envelope as plain arguments
-and the payload as a small dict, and this module concatenates bytes it knows
-the layout of: the order's id and correlation id are encoded once per order
-(the generator emits an order's events one after the other), the type's
-header and name once per type.
+event in total. So the generator asks for one writer per order
+(:meth:`FastEncoder.order_writer`), which holds the order's id and correlation
+id already encoded, hands it each event's envelope values as plain arguments
+and its payload as a small dict, and gets bytes concatenated from a layout
+known per type (the type's header and name are encoded once).
 
 The layouts below are written from the v1 schemas. At construction every
 type's writer is checked against ``EventCodec.encode`` on a sample event, byte
@@ -23,25 +23,37 @@ from typing import Any
 from schemas.codec import MAGIC, Event, EventCodec
 from schemas.errors import CodecError
 
-__all__ = ["FastEncoder", "avro_long", "avro_string"]
+__all__ = ["FastEncoder", "OrderWriter", "avro_long", "avro_string"]
 
-# Zig-zag varints of small non-negative numbers (seq, quantities, lengths) are looked up.
-_SMALL = tuple(bytes([n << 1]) for n in range(64))
-# Epoch-millis timestamps (2^34 <= ms < 2^41: mid-1970 to 2039) zig-zag to six 7-bit groups: two
-# lookups of two continued groups each, and one of the last two groups. ~4x faster than the loop.
-_TS_MIN, _TS_MAX = 1 << 34, 1 << 41
-_TWO_GROUPS = tuple(bytes((x & 0x7F | 0x80, x >> 7 | 0x80)) for x in range(1 << 14))
-_LAST_GROUPS = tuple(bytes((x & 0x7F | 0x80, x >> 7)) for x in range(1 << 14))
+#: (event_type, event_id, seq, occurred_at_ms, causation_id, payload) -> single-object bytes
+OrderWriter = Callable[[str, str, int, int, str, Mapping[str, Any]], bytes]
+
+# Varints are looked up 7-bit group by group pair rather than computed bit by bit:
+# _ONE[x] is the final group x; _TWO[x] two continued groups; _LAST[x] a continued group, then the final one.
+_ONE = tuple(bytes((x,)) for x in range(1 << 7))
+_TWO = tuple(bytes((x & 0x7F | 0x80, x >> 7 | 0x80)) for x in range(1 << 14))
+_LAST = tuple(bytes((x & 0x7F | 0x80, x >> 7)) for x in range(1 << 14))
+_SMALL = tuple(_ONE[n << 1] for n in range(64))  # zig-zag of 0..63: seqs, quantities, short lengths
+_TS_MIN, _TS_MAX = 1 << 34, 1 << 41  # epoch millis in here (mid-1970 to 2039) zig-zag to six groups
 
 
 def avro_long(n: int) -> bytes:
     """Avro int/long: zig-zag, then a base-128 varint, low group first."""
     if 0 <= n < 64:
         return _SMALL[n]
-    if _TS_MIN <= n < _TS_MAX:
-        z = n << 1
-        return _TWO_GROUPS[z & 0x3FFF] + _TWO_GROUPS[z >> 14 & 0x3FFF] + _LAST_GROUPS[z >> 28]
     z = (n << 1) ^ (n >> 63)
+    if z < 1 << 7:
+        return _ONE[z]
+    if z < 1 << 14:
+        return _LAST[z]
+    if z < 1 << 21:
+        return _TWO[z & 0x3FFF] + _ONE[z >> 14]
+    if z < 1 << 28:
+        return _TWO[z & 0x3FFF] + _LAST[z >> 14]
+    if z < 1 << 35:
+        return _TWO[z & 0x3FFF] + _TWO[z >> 14 & 0x3FFF] + _ONE[z >> 28]
+    if z < 1 << 42:
+        return _TWO[z & 0x3FFF] + _TWO[z >> 14 & 0x3FFF] + _LAST[z >> 28]
     out = bytearray()
     while z > 0x7F:
         out.append((z & 0x7F) | 0x80)
@@ -57,34 +69,64 @@ def avro_string(s: str) -> bytes:
     return (_SMALL[n] if n < 64 else avro_long(n)) + raw
 
 
+# Strings from small vocabularies (SKUs, customer ids, currencies, reasons, carriers) repeat all the
+# time: their encodings are memoised, up to a cap so that arbitrary input cannot grow it without bound.
+_VOCABULARY: dict[str, bytes] = {}
+_VOCABULARY_CAP = 1 << 17
+
+
+def _word(s: str) -> bytes:
+    encoded = _VOCABULARY.get(s)
+    if encoded is None:
+        encoded = avro_string(s)
+        if len(_VOCABULARY) < _VOCABULARY_CAP:
+            _VOCABULARY[s] = encoded
+    return encoded
+
+
+def _line(sku: str, quantity: int, unit_price_minor: int) -> bytes:
+    # Order lines repeat too (a catalog of SKUs, quantities 1-5): memoised like words.
+    key = (sku, quantity, unit_price_minor)
+    encoded = _LINES.get(key)
+    if encoded is None:
+        encoded = _word(sku) + avro_long(quantity) + avro_long(unit_price_minor)
+        if len(_LINES) < _VOCABULARY_CAP:
+            _LINES[key] = encoded
+    return encoded
+
+
+_LINES: dict[tuple[str, int, int], bytes] = {}
+
+
 def _items(items: list[Mapping[str, Any]]) -> bytes:
     # One block holding every item, then the zero-count end block: what fastavro writes.
     if not items:
         return b"\x00"
-    body = b"".join([avro_string(i["sku"]) + avro_long(i["quantity"]) + avro_long(i["unitPriceMinor"]) for i in items])
+    body = b"".join([_line(i["sku"], i["quantity"], i["unitPriceMinor"]) for i in items])
     return avro_long(len(items)) + body + b"\x00"
 
 
 def _refund_lines(lines: list[Mapping[str, Any]]) -> bytes:
     if not lines:
         return b"\x00"
-    return avro_long(len(lines)) + b"".join([avro_string(i["sku"]) + avro_long(i["quantity"]) for i in lines]) + b"\x00"
+    return avro_long(len(lines)) + b"".join([_word(i["sku"]) + avro_long(i["quantity"]) for i in lines]) + b"\x00"
 
 
 _S = avro_string
 _L = avro_long
+_W = _word
 
 #: Payload layout per event type, in schema field order (the envelope comes first and is written separately).
 _PAYLOAD_WRITERS: dict[str, Callable[[Mapping[str, Any]], bytes]] = {
-    "OrderPlaced": lambda p: _S(p["customerId"]) + _items(p["items"]) + _L(p["totalMinor"]) + _S(p["currency"]),
-    "PaymentAuthorized": lambda p: _S(p["paymentId"]) + _L(p["amountMinor"]) + _S(p["currency"]),
-    "PaymentFailed": lambda p: _S(p["reason"]),
-    "InventoryReserved": lambda p: _S(p["warehouseId"]),
-    "InventoryReleased": lambda p: _S(p["reason"]),
-    "OrderShipped": lambda p: _S(p["carrier"]) + _S(p["trackingNumber"]),
+    "OrderPlaced": lambda p: _W(p["customerId"]) + _items(p["items"]) + _L(p["totalMinor"]) + _W(p["currency"]),
+    "PaymentAuthorized": lambda p: _S(p["paymentId"]) + _L(p["amountMinor"]) + _W(p["currency"]),
+    "PaymentFailed": lambda p: _W(p["reason"]),
+    "InventoryReserved": lambda p: _W(p["warehouseId"]),
+    "InventoryReleased": lambda p: _W(p["reason"]),
+    "OrderShipped": lambda p: _W(p["carrier"]) + _S(p["trackingNumber"]),
     "OrderDelivered": lambda p: b"",
-    "OrderCancelled": lambda p: _S(p["reason"]),
-    "RefundIssued": lambda p: _refund_lines(p["items"]) + _L(p["amountMinor"]) + _S(p["currency"]) + _S(p["reason"]),
+    "OrderCancelled": lambda p: _W(p["reason"]),
+    "RefundIssued": lambda p: _refund_lines(p["items"]) + _L(p["amountMinor"]) + _W(p["currency"]) + _W(p["reason"]),
 }
 
 _SAMPLE_PAYLOAD: dict[str, Any] = {
@@ -131,12 +173,6 @@ class FastEncoder:
         self._codec = codec or EventCodec()
         # event type -> (marker + fingerprint, eventType + schemaVersion, payload writer)
         self._fast: dict[str, tuple[bytes, bytes, Callable[[Mapping[str, Any]], bytes]]] = {}
-        # Caches of the hot path: the last order's constant fields and the last event id, encoded.
-        self._order_id: str | None = None
-        self._correlation_id: str | None = None
-        self._order_bytes = self._correlation_bytes = b""
-        self._event_id: str | None = None
-        self._event_bytes = b""
         fallback = []
         for schema in self._codec.registry.latest():
             writer = _PAYLOAD_WRITERS.get(schema.event_type)
@@ -166,53 +202,51 @@ class FastEncoder:
     def encode(self, event: Event) -> bytes:
         """Single-object bytes of an event dict (codec shape)."""
         env = event["envelope"]
+        if env.get("schemaVersion") != self._codec.registry.get(env["eventType"]).version:
+            return self._codec.encode(event)  # the fast layouts write the latest version only
         payload = {k: v for k, v in event.items() if k != "envelope"}
-        return self.encode_parts(
-            env["eventType"], env["eventId"], env["orderId"], env["seq"], env["occurredAt"],
-            env["correlationId"], env["causationId"], payload,
-        )
+        write = self.order_writer(env["orderId"], correlation_id=env["correlationId"])
+        return write(env["eventType"], env["eventId"], env["seq"], env["occurredAt"], env["causationId"], payload)
 
-    def encode_parts(
-        self,
-        event_type: str,
-        event_id: str,
-        order_id: str,
-        seq: int,
-        occurred_at_ms: int,
-        correlation_id: str,
-        causation_id: str,
-        payload: Mapping[str, Any],
-    ) -> bytes:
-        """Single-object bytes of the latest schema of ``event_type``, from envelope values and payload fields.
+    def order_writer(self, order_id: str, *, correlation_id: str) -> OrderWriter:
+        """A writer of one order's events: ``write(event_type, event_id, seq, occurred_at_ms, causation_id, payload)``.
 
         Positional on purpose (unlike the rest of the package): it runs once per
-        generated event, and keyword passing costs a tenth of its time.
+        generated event, and keyword passing would cost a tenth of its time.
         """
-        fast = self._fast.get(event_type)
-        if fast is None:
-            envelope = {
-                "eventId": event_id, "eventType": event_type,
-                "schemaVersion": self._codec.registry.get(event_type).version,
-                "orderId": order_id, "seq": seq, "occurredAt": occurred_at_ms,
-                "correlationId": correlation_id, "causationId": causation_id,
-            }
-            return self._codec.encode({"envelope": envelope, **payload})
-        header, type_and_version, write_payload = fast
-        # An order's events are encoded one after another: its constant fields are encoded once,
-        # and each event's cause is usually the event encoded just before.
-        if order_id is not self._order_id or correlation_id is not self._correlation_id:
-            self._order_id, self._correlation_id = order_id, correlation_id
-            self._order_bytes, self._correlation_bytes = _S(order_id), _S(correlation_id)
-        cause = self._event_bytes if causation_id is self._event_id else _S(causation_id)
-        event_bytes = self._event_bytes = _S(event_id)
-        self._event_id = event_id
-        if _TS_MIN <= occurred_at_ms < _TS_MAX:  # avro_long's timestamp case, inlined
-            z = occurred_at_ms << 1
-            occurred = _TWO_GROUPS[z & 0x3FFF] + _TWO_GROUPS[z >> 14 & 0x3FFF] + _LAST_GROUPS[z >> 28]
-        else:
-            occurred = _L(occurred_at_ms)
-        return b"".join((
-            header, event_bytes, type_and_version, self._order_bytes,
-            _SMALL[seq] if 0 <= seq < 64 else _L(seq), occurred,
-            self._correlation_bytes, cause, write_payload(payload),
-        ))
+        fast, codec = self._fast, self._codec
+        order_bytes, correlation_bytes = _S(order_id), _S(correlation_id)
+        # Each event's cause is usually the event written just before: reuse its encoded id.
+        last_id: str | None = None
+        last_bytes = b""
+
+        def write(
+            event_type: str, event_id: str, seq: int, occurred_at_ms: int, causation_id: str,
+            payload: Mapping[str, Any],
+        ) -> bytes:
+            nonlocal last_id, last_bytes
+            layout = fast.get(event_type)
+            if layout is None:
+                envelope = {
+                    "eventId": event_id, "eventType": event_type,
+                    "schemaVersion": codec.registry.get(event_type).version,
+                    "orderId": order_id, "seq": seq, "occurredAt": occurred_at_ms,
+                    "correlationId": correlation_id, "causationId": causation_id,
+                }
+                return codec.encode({"envelope": envelope, **payload})
+            header, type_and_version, write_payload = layout
+            cause = last_bytes if causation_id is last_id else _S(causation_id)
+            raw = event_id.encode()  # avro_string, inlined: once per event
+            last_id, last_bytes = event_id, (_SMALL[len(raw)] if len(raw) < 64 else _L(len(raw))) + raw
+            if _TS_MIN <= occurred_at_ms < _TS_MAX:  # avro_long's six-group case, inlined
+                z = occurred_at_ms << 1
+                occurred = _TWO[z & 0x3FFF] + _TWO[z >> 14 & 0x3FFF] + _LAST[z >> 28]
+            else:
+                occurred = _L(occurred_at_ms)
+            return b"".join((
+                header, last_bytes, type_and_version, order_bytes,
+                _SMALL[seq] if 0 <= seq < 64 else _L(seq), occurred,
+                correlation_bytes, cause, write_payload(payload),
+            ))
+
+        return write

@@ -206,11 +206,12 @@ class CustomerTotals:
 class SkuTotals:
     """Running unit counters and revenue of one SKU (mutable accumulator); see the ``skus`` table."""
 
-    __slots__ = ("sku", "units_ordered", "units_reserved", "units_released", "units_shipped",
+    __slots__ = ("sku", "unit_price_minor", "units_ordered", "units_reserved", "units_released", "units_shipped",
                  "units_refunded", "revenue_minor")
 
-    def __init__(self, sku: str) -> None:
+    def __init__(self, sku: str, unit_price_minor: int) -> None:
         self.sku = sku
+        self.unit_price_minor = unit_price_minor
         self.units_ordered = 0
         self.units_reserved = 0
         self.units_released = 0
@@ -247,31 +248,37 @@ class Ledger:
         was_open = state.status is not None and is_open(state.status)
         state.status, state.last_seq = after, seq
         state.times_ms[TIME_COLUMNS[event_type]] = occurred_at_ms
-        self._count(order, state, event_type, was_open=was_open)
+        self._count(order, state, event_type)
+        # open_orders: +1 when an order appears, -1 the moment it stops being open.
+        customer = self.customers[order.customer_id]
+        if event_type == "OrderPlaced":
+            customer.open_orders += 1
+        elif was_open and not is_open(after):
+            customer.open_orders -= 1
         return after
 
-    def _count(self, order: Order, state: OrderState, event_type: str, *, was_open: bool) -> None:
+    def _count(self, order: Order, state: OrderState, event_type: str) -> None:
         customer = self.customers.get(order.customer_id)
         if customer is None:
             customer = self.customers[order.customer_id] = CustomerTotals(order.customer_id, order.currency)
         if event_type == "OrderPlaced":
             customer.orders_placed += 1
             for line in order.items:
-                self._sku(line.sku).units_ordered += line.quantity
+                self._sku(line.sku, line.unit_price_minor).units_ordered += line.quantity
         elif event_type == "InventoryReserved":
             for line in order.items:
-                self._sku(line.sku).units_reserved += line.quantity
+                self._sku(line.sku, line.unit_price_minor).units_reserved += line.quantity
         elif event_type == "InventoryReleased":
             for line in order.items:
-                self._sku(line.sku).units_released += line.quantity
+                self._sku(line.sku, line.unit_price_minor).units_released += line.quantity
         elif event_type == "OrderShipped":
             for line in order.items:
-                self._sku(line.sku).units_shipped += line.quantity
+                self._sku(line.sku, line.unit_price_minor).units_shipped += line.quantity
         elif event_type == "OrderDelivered":
             customer.orders_delivered += 1
             customer.lifetime_value_minor += order.total_minor
             for line in order.items:
-                self._sku(line.sku).revenue_minor += line.quantity * line.unit_price_minor
+                self._sku(line.sku, line.unit_price_minor).revenue_minor += line.quantity * line.unit_price_minor
         elif event_type == "OrderCancelled":
             customer.orders_cancelled += 1
         elif event_type == "RefundIssued":
@@ -280,19 +287,12 @@ class Ledger:
             state.refunded_minor += order.refund.amount_minor
             customer.lifetime_value_minor -= order.refund.amount_minor
             for line in order.refund.lines:
-                sku = self._sku(line.sku)
+                sku = self._sku(line.sku, line.unit_price_minor)
                 sku.units_refunded += line.quantity
                 sku.revenue_minor -= line.quantity * line.unit_price_minor
-        # open_orders: +1 when an order appears, -1 the moment it stops being open.
-        assert state.status is not None
-        now_open = is_open(state.status)
-        if event_type == "OrderPlaced":
-            customer.open_orders += 1
-        elif was_open and not now_open:
-            customer.open_orders -= 1
 
-    def _sku(self, sku: str) -> SkuTotals:
+    def _sku(self, sku: str, unit_price_minor: int) -> SkuTotals:
         totals = self.skus.get(sku)
         if totals is None:
-            totals = self.skus[sku] = SkuTotals(sku)
+            totals = self.skus[sku] = SkuTotals(sku, unit_price_minor)
         return totals

@@ -1,0 +1,78 @@
+"""What each view should hold, computed from the workload oracle alone (never from projection code)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from pipelines.workload import Oracle
+
+HOUR_MS = 3_600_000
+
+# Row field of order-status -> oracle time column. Written out by hand on purpose.
+ORDER_TIMES = {
+    "placedAt": "placed_at_ms", "paidAt": "paid_at_ms", "paymentFailedAt": "payment_failed_at_ms",
+    "reservedAt": "reserved_at_ms", "releasedAt": "released_at_ms", "shippedAt": "shipped_at_ms",
+    "deliveredAt": "delivered_at_ms", "cancelledAt": "cancelled_at_ms", "refundedAt": "refunded_at_ms",
+}
+
+#: DLQ reason classes that each poison kind may produce.
+DLQ_REASONS = {
+    "undecodable": {"BadMagicError", "TruncatedEventError", "CodecError"},
+    "unknown_schema": {"UnknownSchemaError"},
+    "impossible_transition": {"ImpossibleTransition"},
+}
+
+
+def expected_order_status(oracle: Oracle) -> dict[str, dict[str, Any]]:
+    out = {}
+    for order in oracle.final_orders():
+        row = {
+            "orderId": order.order_id, "customerId": order.customer_id, "status": str(order.status),
+            "totalMinor": order.total_minor, "currency": order.currency, "lastSeq": order.last_seq,
+            "refundedMinor": order.refunded_minor,
+            "items": [{"sku": s, "quantity": q, "unitPriceMinor": p} for s, q, p in order.items],
+        }
+        row.update({field: order.times_ms[col] for field, col in ORDER_TIMES.items()})
+        out[order.order_id] = row
+    return out
+
+
+def expected_customers(oracle: Oracle) -> dict[str, dict[str, int]]:
+    return {
+        c.customer_id: {
+            "ordersPlaced": c.orders_placed, "ordersDelivered": c.orders_delivered, "ordersCancelled": c.orders_cancelled,
+            "lifetimeValueMinor": c.lifetime_value_minor, "openOrders": c.open_orders,
+        }
+        for c in oracle.customers()
+    }
+
+
+def expected_skus(oracle: Oracle) -> dict[str, dict[str, int]]:
+    return {
+        s.sku: {
+            "unitsOrdered": s.units_ordered, "unitsReserved": s.units_reserved, "unitsReleased": s.units_released,
+            "unitsShipped": s.units_shipped, "unitsRefunded": s.units_refunded, "revenueMinor": s.revenue_minor,
+        }
+        for s in oracle.skus()
+    }
+
+
+def expected_revenue_windows(oracle: Oracle) -> dict[str, int]:
+    """Revenue per ``<currency>:<hour start>``: delivered totals minus refunds, in the event's own hour."""
+    currency = {c.customer_id: c.currency for c in oracle.customers()}
+    windows: dict[str, int] = defaultdict(int)
+    for event in oracle.events():
+        if event.poison_kind is None and event.ltv_delta_minor:
+            start = event.occurred_at_ms - event.occurred_at_ms % HOUR_MS
+            windows[f"{currency[event.customer_id]}:{start}"] += event.ltv_delta_minor
+    return dict(windows)
+
+
+def expected_dead_letters(oracle: Oracle) -> Counter[tuple[str, str]]:
+    """(orderId, poison kind) of every poison record that must be dead-lettered (duplicates are not)."""
+    return Counter((p.order_id, p.kind) for p in oracle.poison() if p.kind != "duplicate")
+
+
+def subset(row: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: row.get(k) for k in fields}
