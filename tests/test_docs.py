@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import typer
-from typer._click.core import Group
+from typer.core import TyperGroup
 from typer.main import get_command
 
 from pipelines.settings import ENV_VARS
@@ -15,7 +15,7 @@ def _commands(group, prefix=()):  # type: ignore[no-untyped-def]
     for name, cmd in group.commands.items():
         path = (*prefix, name)
         yield path, cmd
-        if isinstance(cmd, Group):
+        if isinstance(cmd, TyperGroup):
             yield from _commands(cmd, path)
 
 
@@ -35,5 +35,5 @@ def test_command_has_help_and_env_vars(path: tuple[str, ...], cmd: typer.core.Ty
             assert param.envvar == ENV_VARS[param.name] and param.show_envvar, (
                 f"--{param.name} of `rewind {' '.join(path)}` must show env var {ENV_VARS[param.name]}"
             )
-        if getattr(param, "help", None) is None and param.name != "help" and param.param_type_name == "option":
+        if not getattr(param, "help", None) and param.name != "help":
             pytest.fail(f"option {param.name} of `rewind {' '.join(path)}` has no help")
