@@ -36,6 +36,11 @@ class RewindSettings(BaseSettings):
         description="Prepended to view.<name> topic names, to keep deployments or test runs apart.",
     )
     state_dir: Path = Field(default=Path(".run/state"), validation_alias=_env("REWIND_STATE_DIR"))
+    replica_dir: Path | None = Field(
+        default=None,
+        validation_alias=_env("REWIND_REPLICA_DIR"),
+        description="Read replica store directory (default: <state_dir>/replica).",
+    )
     max_lateness_ms: int = Field(
         default=600_000,
         ge=0,

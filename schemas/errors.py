@@ -17,6 +17,17 @@ __all__ = [
     "BrokerUnreachableError",
     "TopicError",
     "UnknownViewError",
+    "StoreError",
+    "StoreNotFoundError",
+    "StoreFormatError",
+    "InvalidUpdateError",
+    "QueryError",
+    "KeyNotFoundError",
+    "UnknownIndexError",
+    "InvalidTimestampError",
+    "InvalidPositionError",
+    "ReplicaBehindError",
+    "QueryServerError",
 ]
 
 
@@ -124,3 +135,25 @@ class ReplicaBehindError(QueryError):
 
 class QueryServerError(QueryError):
     """A query server (``--url``) could not be reached or answered with an error the CLI does not know."""
+
+
+class ReplayError(RewindError):
+    """A replay could not run or finish: a worker failed, the orders topic is missing or has
+    changed shape, or the output directory is unusable. The served view is untouched; fix the
+    cause named in the message and run the replay again (it starts over, a partial build is removed)."""
+
+
+class ReplayInterruptedError(ReplayError):
+    """The replay was stopped by SIGINT/SIGTERM. The partial build was removed and the served view is
+    untouched; nothing to clean up, run it again when convenient."""
+
+
+class SnapshotError(RewindError):
+    """A snapshot could not be written or read (the source view is incomplete, e.g. an as-of replay
+    that cut orders, or its manifest is missing or corrupt). Take a snapshot of a full replay, or
+    use ``rewind snapshot NAME --at T``."""
+
+
+class SwapError(RewindError):
+    """The atomic swap of a served view directory failed or was refused (target exists, not a
+    replay output, different filesystem). The previously served view is still the served one."""

@@ -30,6 +30,12 @@ A position is a map ``{topic: {partition: next_offset}}`` using Kafka's committe
 convention: ``next_offset`` is the next record to read, i.e. last applied offset + 1.
 Convert once, here: :func:`next_offset_after`. A record whose offset is below the
 stored ``next_offset`` for its partition has been applied already and is a counted no-op.
+
+A store's :meth:`ReadOnlyView.position` is over the topics it consumes (the replica: the
+``view.<name>`` topics; a replayed store: the orders topic). :meth:`ReadOnlyView.source_position`
+is per view, over the orders topic: for each orders partition, one past the highest
+orders offset whose change the view has applied (a lower bound for read-your-writes on
+the orders log; see :mod:`state.query_args`).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ __all__ = [
     "ReadOnlyView",
     "VersionedStore",
     "WritableProjectionStore",
+    "ApplyWatch",
     "next_offset_after",
 ]
 
@@ -143,6 +150,22 @@ class ReadOnlyView(Protocol):
         """How far this store has applied its inputs: ``{topic: {partition: next_offset}}``."""
         ...
 
+    def source_position(self, view: str) -> dict[str, dict[int, int]]:
+        """Per orders-topic partition, one past the highest source offset of any change ``view`` applied.
+
+        Added for read-your-writes on the orders log. Empty for a view with no rows yet.
+        """
+        ...
+
+
+@runtime_checkable
+class ApplyWatch(Protocol):
+    """A store that can wake a reader when an apply completed (used to wait for a min position)."""
+
+    def wait_for_apply(self, *, timeout_s: float) -> None:
+        """Return after the next completed apply, or after ``timeout_s``; spurious wake-ups are allowed."""
+        ...
+
 
 class VersionedStore(ReadOnlyView, Protocol):
     """A ReadOnlyView whose every answer follows the as-of contract in this module's docstring."""
@@ -156,6 +179,12 @@ class WritableProjectionStore(VersionedStore, Protocol):
 
         Updates whose ``record_position`` is below the stored next_offset of its
         topic-partition are skipped (already applied). Returns how many were applied.
+
+        The check uses the position stored *before* this call, so several updates made
+        by one source record (same ``record_position``) must arrive in the same call.
+        A change already stored (same view, key, orderId and seq; for order-status a seq
+        at or below the row's) is also a counted no-op. The stored position only moves
+        forward: per partition it becomes max(stored, ``position``).
         """
         ...
 

@@ -7,7 +7,8 @@ time = occurredAt unless named otherwise), all money integer minor units.
 
 Tables:
 
-``events`` -- one row per emitted record, in emission order (= per-partition order)
+``events`` -- one row per emitted record, in emission order (the order the producer sends them in,
+    so each partition holds its records in this order)
     emit_index (PK, 0-based), order_id, seq, event_id, event_type,
     occurred_at_ms (the record's CreateTime), arrival_ms (simulated arrival),
     poison_kind (NULL for good events), status_after (the order's status after
@@ -100,7 +101,6 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _INDEXES = """
 CREATE INDEX events_by_order ON events (order_id, seq);
-CREATE INDEX events_by_customer ON events (customer_id, order_id, seq);
 CREATE INDEX orders_by_customer ON orders (customer_id);
 """
 
@@ -375,8 +375,8 @@ class Oracle:
         total = 0
         current, visible = None, True
         for order_id, occurred, delta in self._db.execute(
-            "SELECT order_id, occurred_at_ms, ltv_delta_minor FROM events "
-            "WHERE customer_id = ? AND poison_kind IS NULL ORDER BY order_id, seq",
+            "SELECT e.order_id, e.occurred_at_ms, e.ltv_delta_minor FROM orders o JOIN events e USING (order_id) "
+            "WHERE o.customer_id = ? AND e.poison_kind IS NULL ORDER BY e.order_id, e.seq",
             (customer_id,),
         ):
             if order_id != current:

@@ -146,3 +146,13 @@ def group_caught_up(bootstrap: str, group: str, topic: str) -> bool:
         return True
     finally:
         consumer.close()
+
+
+def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    """Sum over partitions of the offsets ``group`` has committed on ``topic`` (0 where none)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        return sum(max(tp.offset, 0) for tp in consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10))
+    finally:
+        consumer.close()

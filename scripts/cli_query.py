@@ -1,0 +1,162 @@
+"""`rewind query` and `rewind serve`: read the views (now, as of T, by index, history) and serve them over HTTP."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from scripts.cli_common import build_settings, setting_option
+
+__all__ = ["register", "REPLICA_DIR_ENV"]
+
+#: Env var of the replica directory (to become a settings field, `replica_dir`).
+REPLICA_DIR_ENV = "REWIND_REPLICA_DIR"
+
+
+def _replica_dir(replica_dir: Path | None, state_dir: Path | None) -> Path:
+    return replica_dir if replica_dir is not None else build_settings(state_dir=state_dir).state_dir / "replica"
+
+
+def _remote(url: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
+    """GET ``url + path``; an error answer becomes the matching RewindError (one line, non-zero exit)."""
+    import httpx
+
+    from schemas import errors
+
+    try:
+        response = httpx.get(url.rstrip("/") + path, params={k: v for k, v in params.items() if v is not None}, timeout=65.0)
+    except httpx.HTTPError as exc:
+        raise errors.QueryServerError(f"cannot reach query server {url}: {exc}") from exc
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"detail": response.text[:200]}
+    if response.status_code == 200:
+        return body
+    detail = body.get("detail") or f"HTTP {response.status_code}"
+    name = body.get("error")
+    if name == "ReplicaBehindError":
+        behind = {t: {int(p): o for p, o in parts.items()} for t, parts in body.get("behind", {}).items()}
+        raise errors.ReplicaBehindError(detail, behind=behind)
+    cls = getattr(errors, name, None) if name else None
+    if not (isinstance(cls, type) and issubclass(cls, errors.RewindError)):
+        raise errors.QueryServerError(f"query server answered {response.status_code}: {detail}")
+    raise cls(detail)
+
+
+def _print_table(answer: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def cell(value: Any) -> str:
+        return value if isinstance(value, str) else json.dumps(value)
+
+    rows = [answer["row"]] if "row" in answer else answer.get("rows", answer.get("versions", []))
+    fields: list[str] = []
+    for item in rows:
+        fields += [f for f in item["row"] if f not in fields]
+    table = Table(title=f"{answer['view']}" + (f" as of {answer['as_of']}" if answer.get("as_of") else ""))
+    for column in ("key", "valid_from", "valid_to", *fields):
+        table.add_column(column)
+    for item in rows:
+        table.add_row(item["key"], item["valid_from"], item["valid_to"] or "-", *(cell(item["row"].get(f)) for f in fields))
+    position = ",".join(f"{t}:{p}:{o}" for t, parts in answer.get("position", {}).items() for p, o in parts.items())
+    table.caption = f"position {position or '(empty)'}"
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the query and serve commands to ``app``."""
+
+    @app.command()
+    def query(
+        view: str = typer.Argument(..., help="View: order-status, customer-summary, product-sales, revenue-hourly."),
+        key: str = typer.Argument(None, help="Row key (orderId, customerId, sku, currency:windowStart). Omit with --index."),
+        as_of: str = typer.Option(None, "--as-of", help="ISO-8601 with zone (2026-11-21T15:00:00Z) or epoch ms; inclusive."),
+        index: str = typer.Option(None, help="Secondary index: status=SHIPPED (equality) or lifetimeValue / revenue (top rows)."),
+        limit: int = typer.Option(None, min=1, help="At most this many rows (index default 100; history default all)."),
+        history: bool = typer.Option(False, "--history", help="Every version of KEY, oldest first."),
+        table: bool = typer.Option(False, "--table", help="Print a table instead of JSON."),
+        url: str = typer.Option(None, help="Ask a running `rewind serve` at this URL (e.g. http://127.0.0.1:8080) instead of the directory."),
+        min_position: str = typer.Option(None, help="Wait until the replica reached topic:partition:next_offset[,...] (or JSON)."),
+        wait_ms: int = typer.Option(None, min=0, help="How long to wait for --min-position (default 2000)."),
+        replica_dir: Path = typer.Option(
+            None, envvar=REPLICA_DIR_ENV, show_envvar=True, help="Replica store directory (default: <state dir>/replica)."
+        ),
+        state_dir: Path = setting_option("state_dir", "State directory; the replica lives in <state dir>/replica."),
+    ) -> None:
+        """Query a view: a row now or as of a time, rows by index, or a row's history (JSON or --table)."""
+        from schemas.errors import QueryError
+
+        if (key is None) == (index is None):
+            raise QueryError("give either a KEY or --index (not both)")
+        if history and key is None:
+            raise QueryError("--history needs a KEY")
+        if history and as_of is not None:
+            raise QueryError("--history lists every version; drop --as-of")
+        if url:
+            from urllib.parse import quote
+
+            common = {"min_position": min_position, "wait_ms": wait_ms}
+            if index is not None:
+                name, _, value = index.partition("=")
+                params = {"index": name, "value": value or None, "as_of": as_of, "limit": limit, **common}
+                answer = _remote(url, f"/views/{quote(view, safe='')}", params)
+            elif history:
+                answer = _remote(url, f"/views/{quote(view, safe='')}/{quote(key, safe='')}/history", {"limit": limit, **common})
+            else:
+                answer = _remote(url, f"/views/{quote(view, safe='')}/{quote(key, safe='')}", {"as_of": as_of, **common})
+        else:
+            from state.query import QueryService
+            from state.rocks_store import open_store
+
+            store = open_store(_replica_dir(replica_dir, state_dir), read_only=True)
+            try:
+                service = QueryService(store)
+                kw: dict[str, Any] = {"min_position": min_position, "wait_ms": wait_ms}
+                if index is not None:
+                    result = service.scan(view, index=index, as_of=as_of, limit=limit or 100, **kw)
+                elif history:
+                    result = service.history(view, key, limit=limit, **kw)
+                else:
+                    result = service.get(view, key, as_of=as_of, **kw)
+                answer = json.loads(json.dumps(result.to_json()))
+            finally:
+                store.close()
+        if table:
+            _print_table(answer)
+        else:
+            typer.echo(json.dumps(answer, indent=2))
+
+    @app.command()
+    def serve(
+        host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
+        port: int = typer.Option(8080, min=1, max=65535, help="Port to listen on."),
+        topic_prefix: str = typer.Option("", help="Prefix of the view topics to consume (<prefix>view.<name>)."),
+        wait_ms: int = typer.Option(2000, min=0, max=60_000, help="Default wait for a query's min_position."),
+        replica_dir: Path = typer.Option(
+            None, envvar=REPLICA_DIR_ENV, show_envvar=True, help="Replica store directory (default: <state dir>/replica)."
+        ),
+        state_dir: Path = setting_option("state_dir", "State directory; the replica lives in <state dir>/replica."),
+        kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
+    ) -> None:
+        """Consume every view.<name> topic into the versioned read replica and serve the HTTP query API until SIGTERM/SIGINT."""
+        from pipelines.topics import check_reachable
+        from state.replica import view_topics
+        from state.serve import serve as run_serve
+
+        settings = build_settings(state_dir=state_dir, kafka_bootstrap_servers=kafka_bootstrap_servers)
+        check_reachable(settings.bootstrap(), timeout_s=settings.connect_timeout_s)
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        run_serve(
+            replica_dir if replica_dir is not None else settings.state_dir / "replica",
+            bootstrap=settings.bootstrap(),
+            topics=view_topics(prefix=topic_prefix),
+            host=host,
+            port=port,
+            default_wait_ms=wait_ms,
+        )

@@ -1,0 +1,80 @@
+"""The secondary indexes of every view, declared once.
+
+Two kinds:
+
+* ``equality`` – rows whose field equals a value (orders by status). A scan returns the
+  rows in the order their current version became valid (oldest first), then by key.
+* ``ranking`` – rows ordered by an integer field, largest first (customers by lifetime
+  value, SKUs by revenue). Ties are ordered by key.
+
+Each index exists twice in the store (see :mod:`state.keys`): a *current* index (one entry
+per row: a scan now costs O(limit)) and a *versioned* index (one entry per row version,
+carrying that version's valid_to), which answers "as of T" without touching rows that
+never matched:
+
+* equality as of T scans the entries of that value whose valid_from <= T and keeps those
+  with valid_to > T: O(versions that ever had the value before T);
+* ranking as of T walks entries from the largest value down and keeps those valid at T
+  until ``limit`` rows are found: O(versions whose value is >= the limit-th value at T);
+  worst case every version of the view (e.g. old T after values grew a lot).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pipelines.projections import VIEW_NAMES
+from schemas.errors import UnknownIndexError, UnknownViewError
+
+__all__ = ["IndexKind", "IndexSpec", "INDEXES", "indexes_of", "find_index", "check_view"]
+
+IndexKind = Literal["equality", "ranking"]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSpec:
+    """One secondary index: its public name, the row field it reads, and its kind."""
+
+    view: str
+    name: str
+    field: str
+    kind: IndexKind
+
+    def value_of(self, row: Mapping[str, Any]) -> str | int | None:
+        """The index value of ``row``, or None when the row has no (usable) value: then it is not indexed."""
+        raw = row.get(self.field)
+        if self.kind == "equality":
+            return None if raw is None else str(raw)
+        # bool is an int in Python; a flag is not a ranking.
+        return raw if isinstance(raw, int) and not isinstance(raw, bool) else None
+
+
+INDEXES: dict[str, tuple[IndexSpec, ...]] = {
+    "order-status": (IndexSpec("order-status", "status", "status", "equality"),),
+    "customer-summary": (IndexSpec("customer-summary", "lifetimeValue", "lifetimeValueMinor", "ranking"),),
+    "product-sales": (IndexSpec("product-sales", "revenue", "revenueMinor", "ranking"),),
+    "revenue-hourly": (IndexSpec("revenue-hourly", "revenue", "revenueMinor", "ranking"),),
+}
+
+
+def check_view(view: str) -> None:
+    """Raise :class:`UnknownViewError` unless ``view`` is one of the known views."""
+    if view not in VIEW_NAMES:
+        raise UnknownViewError(f"unknown view {view!r}; known views: {', '.join(VIEW_NAMES)}")
+
+
+def indexes_of(view: str) -> tuple[IndexSpec, ...]:
+    """The indexes of ``view`` (empty for a view without any)."""
+    return INDEXES.get(view, ())
+
+
+def find_index(view: str, name: str) -> IndexSpec:
+    """The index called ``name`` (or reading field ``name``) of ``view``; :class:`UnknownIndexError` otherwise."""
+    check_view(view)
+    for spec in indexes_of(view):
+        if name in (spec.name, spec.field):
+            return spec
+    known = ", ".join(s.name for s in indexes_of(view)) or "none"
+    raise UnknownIndexError(f"view {view} has no index {name!r}; its indexes: {known}")

@@ -1,0 +1,247 @@
+"""The versioned read replica: consumes every ``view.<name>`` topic into a RocksDB store.
+
+Protocol (one loop, one thread; the store is the only record of offsets):
+
+1. Read the store's position ``{topic: {partition: next_offset}}``.
+2. Assign every partition of every view topic explicitly, at its stored next_offset
+   (the beginning when none is stored). No consumer group, no commits: a restart
+   resumes exactly where the last applied batch ended.
+3. Poll a batch and decode each record into a :class:`~state.contracts.ViewUpdate`
+   (``record_position`` = the record's own topic/partition/offset). A malformed record
+   is counted and logged; its offset still advances, since reading it again would not
+   fix it (view topics are derived data: a replay rebuilds them).
+4. ``store.apply(updates, position={topic: {partition: last offset + 1}})``: data and
+   position in one WriteBatch. A record at or below the stored position is a counted
+   no-op in the store, so even a redelivery is never applied twice.
+5. Every ``metadata_refresh_s``, assign partitions of topics that appeared since (a view
+   topic is created by its pipeline's first run) and refresh the lag per partition.
+
+History: view topics are compacted. A replica that starts after compaction ran sees only
+the retained records, so versions before the first retained one are unknown (as-of
+reads there answer "no row"), and counter rows are aligned to the published row by a
+correction change (:mod:`state.rocks_apply`). For full history from any point, rebuild
+from the orders log with the replay engine into a fresh store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from pipelines.projections import VIEW_NAMES
+from pipelines.topics import view_topic
+from state.contracts import SourcePosition, ViewUpdate, WritableProjectionStore
+from state.records import loads
+
+__all__ = ["MalformedRecord", "ReplicaStatus", "Replica", "view_topics", "decode_view_record"]
+
+log = logging.getLogger(__name__)
+
+
+def view_topics(*, prefix: str = "", views: tuple[str, ...] = VIEW_NAMES, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``{topic: view}`` for the replica: ``prefix + view.<name>`` unless ``overrides`` names a topic for the view.
+
+    The prefix exists so tests (and side-by-side deployments) can use unique topic names.
+    """
+    overrides = overrides or {}
+    return {overrides.get(view, prefix + view_topic(view)): view for view in views}
+
+
+class MalformedRecord(ValueError):
+    """A view-topic record that is not a view_record (internal: counted and skipped by the replica)."""
+
+
+def decode_view_record(value: bytes | None, *, view: str, topic: str, partition: int, offset: int) -> ViewUpdate:
+    """The ViewUpdate of one ``view.<name>`` record (format: ``pipelines.live.steps.view_record``)."""
+    if value is None:
+        raise MalformedRecord("tombstone: views never delete rows")
+    try:
+        record = loads(value)
+        change = record["change"]
+        source = record.get("source")
+        if record["view"] != view:
+            raise MalformedRecord(f"record of view {record['view']!r} on the topic of {view!r}")
+        return ViewUpdate(
+            view=view,
+            key=str(record["key"]),
+            row=record["row"],
+            row_valid_from_ms=int(record["validFrom"]),
+            change_valid_from_ms=int(change["validFrom"]),
+            delta=change.get("delta"),
+            order_id=str(change["orderId"]),
+            seq=int(change["seq"]),
+            source=None if not source else SourcePosition(source["topic"], int(source["partition"]), int(source["offset"])),
+            record_position=SourcePosition(topic, partition, offset),
+        )
+    except MalformedRecord:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise MalformedRecord(f"{type(exc).__name__}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaStatus:
+    """What /healthz and /metrics report about the consumer loop."""
+
+    running: bool
+    error: str | None
+    records: int
+    malformed: int
+    last_malformed: str | None
+    assigned: dict[str, list[int]]
+    lag: dict[str, dict[int, int]] = field(default_factory=dict)
+
+
+class Replica:
+    """Keeps a :class:`~state.contracts.WritableProjectionStore` up to date with the view topics."""
+
+    def __init__(
+        self,
+        store: WritableProjectionStore,
+        *,
+        bootstrap: str,
+        topics: Mapping[str, str],
+        batch_size: int = 1000,
+        poll_timeout_s: float = 0.1,
+        metadata_refresh_s: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._bootstrap = bootstrap
+        self._topics = dict(topics)
+        self._batch_size = batch_size
+        self._poll_timeout_s = poll_timeout_s
+        self._metadata_refresh_s = metadata_refresh_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._assigned: dict[str, set[int]] = {}
+        self._lag: dict[str, dict[int, int]] = {}
+        self._records = 0
+        self._malformed = 0
+        self._last_malformed: str | None = None
+        self._error: str | None = None
+        self._running = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run :meth:`run` in a daemon thread."""
+        self._thread = threading.Thread(target=self._run_guarded, name="rewind-replica", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, timeout_s: float = 10.0) -> None:
+        """Ask the loop to stop after its current batch and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def status(self) -> ReplicaStatus:
+        """A snapshot of the loop's counters."""
+        assigned = {t: sorted(p) for t, p in self._assigned.items()}
+        lag = {t: dict(p) for t, p in self._lag.items()}
+        return ReplicaStatus(self._running, self._error, self._records, self._malformed, self._last_malformed, assigned, lag)
+
+    def _run_guarded(self) -> None:
+        try:
+            self.run()
+        except Exception as exc:  # reported on /healthz; the HTTP side keeps serving what it has
+            self._error = f"{type(exc).__name__}: {exc}"
+            log.exception("replica stopped")
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        """The consume/apply loop (see the module docstring); returns when :meth:`stop` is called."""
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self._bootstrap,
+                # Required by librdkafka, never used: partitions are assigned, offsets live in the store.
+                "group.id": f"rewind-replica-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": False,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+                "log_level": 3,
+            }
+        )
+        self._running = True
+        try:
+            next_refresh = 0.0
+            while not self._stop.is_set():
+                if time.monotonic() >= next_refresh:
+                    self._assign_new(consumer)  # Steps 1-2 and 5
+                    next_refresh = time.monotonic() + self._metadata_refresh_s
+                messages = consumer.consume(self._batch_size, self._poll_timeout_s) if self._assigned else []
+                if not messages:
+                    if not self._assigned:
+                        self._stop.wait(self._poll_timeout_s)
+                    continue
+                self._apply(messages)  # Steps 3-4
+        finally:
+            self._running = False
+            consumer.close()
+
+    def _assign_new(self, consumer: Consumer) -> None:
+        position = self._store.position()
+        try:
+            metadata = consumer.list_topics(timeout=5.0)
+        except KafkaException as exc:
+            log.warning("replica: metadata request failed: %s", exc)
+            return
+        new = []
+        for topic in self._topics:
+            found = metadata.topics.get(topic)
+            if found is None or found.error is not None:
+                continue
+            have = self._assigned.setdefault(topic, set())
+            for partition in sorted(found.partitions):
+                if partition not in have:
+                    next_offset = position.get(topic, {}).get(partition)
+                    new.append(TopicPartition(topic, partition, OFFSET_BEGINNING if next_offset is None else next_offset))
+                    have.add(partition)
+        if new:
+            consumer.incremental_assign(new)
+            log.info("replica: assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in new))
+        self._refresh_lag(consumer, position)
+
+    def _refresh_lag(self, consumer: Consumer, position: dict[str, dict[int, int]]) -> None:
+        lag: dict[str, dict[int, int]] = {}
+        for topic, partitions in self._assigned.items():
+            for partition in partitions:
+                try:
+                    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=1.0, cached=False)
+                except KafkaException:
+                    continue
+                lag.setdefault(topic, {})[partition] = max(0, high - max(low, position.get(topic, {}).get(partition, low)))
+        self._lag = lag
+
+    def _apply(self, messages: list[Any]) -> None:
+        updates: list[ViewUpdate] = []
+        position: dict[str, dict[int, int]] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("replica: consume error: %s", error)
+                continue
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            parts = position.setdefault(topic, {})
+            parts[partition] = max(parts.get(partition, 0), offset + 1)
+            self._records += 1
+            try:
+                updates.append(
+                    decode_view_record(message.value(), view=self._topics[topic], topic=topic, partition=partition, offset=offset)
+                )
+            except MalformedRecord as exc:
+                self._malformed += 1
+                self._last_malformed = f"{topic}[{partition}]@{offset}: {exc}"
+                log.warning("replica: skipped malformed record %s", self._last_malformed)
+        if position:
+            self._store.apply(updates, position=position)

@@ -1,0 +1,77 @@
+"""`rewind serve`: the read replica and the HTTP query API in one process.
+
+1. Open the replica store writable: this process owns it.
+2. Start the replica loop (:class:`~state.replica.Replica`) in a background thread.
+3. Run uvicorn in the calling (main) thread; on SIGINT/SIGTERM it stops accepting
+   connections, finishes the requests in flight and returns. (uvicorn re-raises the
+   signal once it is done; our own handler takes it, so steps 4-5 still run.)
+4. Stop the replica loop after its current batch (an applied batch is always whole:
+   data and position share one WriteBatch).
+5. Flush and close the store; return normally (exit code 0).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import uvicorn
+
+from state.http_api import create_app
+from state.query import DEFAULT_WAIT_MS, QueryService
+from state.replica import Replica
+from state.rocks_store import ReadOnlyStoreView, open_store
+
+__all__ = ["serve"]
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _signals_noted() -> Iterator[list[int]]:
+    """While inside, SIGINT/SIGTERM are only noted (uvicorn installs its own on top and restores these)."""
+    noted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+    previous = {sig: signal.signal(sig, lambda number, frame: noted.append(number)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield noted
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def serve(
+    store_dir: Path,
+    *,
+    bootstrap: str,
+    topics: Mapping[str, str],
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    default_wait_ms: int = DEFAULT_WAIT_MS,
+    log_level: str = "info",
+) -> None:
+    """Run until SIGINT/SIGTERM (see the module docstring for the steps)."""
+    # Step 1
+    store = open_store(store_dir)
+    try:
+        # Step 2
+        replica = Replica(store, bootstrap=bootstrap, topics=topics)
+        replica.start()
+        # Step 3: the query side only gets the read-only face of the store.
+        service = QueryService(ReadOnlyStoreView(store), default_wait_ms=default_wait_ms)
+        app = create_app(service, replica_status=replica.status)
+        log.info("serving %s on http://%s:%d (replica of %s)", store_dir, host, port, ", ".join(topics))
+        with _signals_noted() as noted:
+            uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)).run()
+        # Step 4
+        log.info("stopping (signal %s): replica loop, then store", noted or "none")
+        replica.stop()
+    finally:
+        # Step 5
+        store.close()

@@ -1,0 +1,99 @@
+"""Crash-proof recovery and scale-out of a re-keyed live projection, checked against the oracle."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pipelines.topics import view_topic
+from pipelines.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
+from tests.integration.oracle_views import expected_customers, subset
+from tests.integration.support import (
+    PipelineProcess,
+    committed_total,
+    group_caught_up,
+    isolated_settings,
+    latest_rows,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+VIEW = "customer-summary"
+
+
+def _produce(bootstrap: str, tmp_path: Path, *, orders: int, seed: int) -> tuple:
+    name = f"t-crash-{uuid.uuid4().hex[:8]}"
+    settings = isolated_settings(bootstrap, name, tmp_path)
+    workload = generate(WorkloadConfig(seed=seed, orders=orders, days=7, poison_rate=0.01))
+    produce_workload(settings, workload, progress=False)
+    write_oracle(workload, tmp_path / "oracle.sqlite", topic=settings.orders_topic)
+    with Oracle.open(tmp_path / "oracle.sqlite") as oracle:
+        expected = expected_customers(oracle)
+    return settings, expected, len(workload.records)
+
+
+def _assert_view_equals(settings, expected: dict) -> None:  # type: ignore[no-untyped-def]
+    def matches() -> bool:
+        rows = latest_rows(settings.bootstrap(), view_topic(VIEW, prefix=settings.view_topic_prefix))
+        return set(rows) == set(expected) and all(subset(rows[k]["row"], v) == v for k, v in expected.items())
+
+    wait_until(matches, timeout_s=120, what=f"{VIEW} to equal the oracle", interval_s=2)
+
+
+def test_kill_9_three_times_then_views_equal_the_oracle(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Scenario: 200k+ events, the pipeline is SIGKILLed at three random moments and restarted. We expect the oracle exactly."""
+    settings, expected, total = _produce(kafka_bootstrap, tmp_path, orders=44_000, seed=21)
+    assert total >= 200_000
+    group = f"{settings.orders_topic}-{VIEW}"
+    rng = random.Random()
+    kills = sorted(rng.uniform(0.1, 0.8) for _ in range(3))
+    for fraction in kills:
+        proc = PipelineProcess.start(settings, VIEW, group=group, state_dir=tmp_path / "state", log_dir=tmp_path / "logs")
+        before = committed_total(kafka_bootstrap, group, settings.orders_topic)
+        # Kill once it has committed past a random point of the log (and made progress in this run).
+        wait_until(lambda: not proc.alive() or committed_total(kafka_bootstrap, group, settings.orders_topic) >= max(before + 1, int(total * fraction)),
+                   timeout_s=300, what=f"progress to {fraction:.0%}", interval_s=0.3)
+        assert proc.alive(), proc.output_tail()
+        proc.kill9()
+    final = PipelineProcess.start(settings, VIEW, group=group, state_dir=tmp_path / "state", log_dir=tmp_path / "logs")
+    try:
+        wait_until(lambda: group_caught_up(kafka_bootstrap, group, settings.orders_topic) or not final.alive(),
+                   timeout_s=400, what="the restarted pipeline to catch up", interval_s=1)
+        assert final.alive(), final.output_tail()
+        _assert_view_equals(settings, expected)
+        final.terminate()
+    finally:
+        if final.alive():
+            final.kill9()
+
+
+def test_second_instance_joins_and_first_leaves(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Scenario: instance B joins the group mid-run, then instance A stops. We expect the views to equal the oracle."""
+    settings, expected, total = _produce(kafka_bootstrap, tmp_path, orders=12_000, seed=22)
+    group = f"{settings.orders_topic}-{VIEW}"
+    first = PipelineProcess.start(settings, VIEW, group=group, state_dir=tmp_path / "a", log_dir=tmp_path / "logs")
+    second = None
+    try:
+        wait_until(lambda: not first.alive() or committed_total(kafka_bootstrap, group, settings.orders_topic) >= total // 4,
+                   timeout_s=300, what="first instance to make progress", interval_s=0.3)
+        assert first.alive(), first.output_tail()
+        second = PipelineProcess.start(settings, VIEW, group=group, state_dir=tmp_path / "b", log_dir=tmp_path / "logs")
+        wait_until(lambda: not second.alive() or "assigned" in second.log_path.read_text().lower()
+                   or committed_total(kafka_bootstrap, group, settings.orders_topic) >= total // 2,
+                   timeout_s=300, what="second instance to join", interval_s=0.3)
+        first_stats = first.terminate()
+        assert first_stats["events_in"] > 0
+        wait_until(lambda: group_caught_up(kafka_bootstrap, group, settings.orders_topic) or not second.alive(),
+                   timeout_s=300, what="the second instance to finish", interval_s=1)
+        assert second.alive(), second.output_tail()
+        _assert_view_equals(settings, expected)
+        second_stats = second.terminate()
+        assert second_stats["events_in"] > 0, "the second instance never got partitions"
+    finally:
+        for p in (first, second):
+            if p is not None and p.alive():
+                p.kill9()

@@ -1,0 +1,282 @@
+"""The store contract as a reusable test suite: subclass :class:`StoreContractSuite` per backend.
+
+A backend test module defines ``open_store(path)`` (a WritableProjectionStore in ``path``,
+reopening an existing one) and inherits every test. Expected values come from the
+contract (state/contracts.py) or from brute force over the projections' own folds, never
+from the store under test.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.errors import InvalidUpdateError, UnknownIndexError, UnknownViewError
+from state.contracts import ReadOnlyView, SourcePosition, WritableProjectionStore
+
+from state_builders import ORDER_TOPIC, counter_update, fold_row, order_update
+
+CS = "customer-summary"
+
+
+class StoreContractSuite:
+    """Every test a store backend must pass."""
+
+    def open_store(self, path: Path) -> WritableProjectionStore:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def store(self, tmp_path: Path):  # type: ignore[no-untyped-def]
+        store = self.open_store(tmp_path / "store")
+        yield store
+        store.close()
+
+    def reopen(self, store: WritableProjectionStore, path: Path) -> WritableProjectionStore:
+        store.close()
+        return self.open_store(path)
+
+    # -- the as-of contract ------------------------------------------------------------
+
+    def test_store_is_a_read_only_view(self, store: WritableProjectionStore) -> None:
+        """Scenario: the query side types the store as ReadOnlyView. We expect the protocol to hold."""
+        assert isinstance(store, ReadOnlyView)
+        assert "order-status" in store.views()
+
+    def test_as_of_bound_is_inclusive_at_exactly_t(self, store: WritableProjectionStore) -> None:
+        """Scenario: versions at 100 and 200. We expect as-of 200 to see the version at 200, as-of 199 the one at 100."""
+        store.apply([order_update("o1", 1, 100, "PLACED", offset=0), order_update("o1", 2, 200, "PAYMENT_AUTHORIZED", offset=1)],
+                    position={ORDER_TOPIC: {0: 2}})
+        assert store.get_as_of("order-status", "o1", 200).row["status"] == "PAYMENT_AUTHORIZED"  # type: ignore[union-attr]
+        assert store.get_as_of("order-status", "o1", 199).row["status"] == "PLACED"  # type: ignore[union-attr]
+        assert store.get_as_of("order-status", "o1", 100).valid_from_ms == 100  # type: ignore[union-attr]
+
+    def test_none_before_first_version_and_for_unknown_keys(self, store: WritableProjectionStore) -> None:
+        """Scenario: one version at 100. We expect None as of 99, for an unknown key, and for a key sorting next to it."""
+        store.apply([order_update("o1", 1, 100, "PLACED", offset=0)], position={ORDER_TOPIC: {0: 1}})
+        assert store.get_as_of("order-status", "o1", 99) is None
+        assert store.get_as_of("order-status", "o", 10**12) is None
+        assert store.get_as_of("order-status", "o10", 10**12) is None
+        assert store.get("order-status", "nope") is None
+        assert store.history("order-status", "nope") == []
+
+    def test_valid_to_chains_versions(self, store: WritableProjectionStore) -> None:
+        """Scenario: three versions. We expect each valid_to to be the next valid_from and the last to be None."""
+        updates = [order_update("o1", s, t, st_, offset=s) for s, t, st_ in
+                   [(1, 100, "PLACED"), (2, 150, "PAYMENT_AUTHORIZED"), (3, 300, "INVENTORY_RESERVED")]]
+        store.apply(updates, position={ORDER_TOPIC: {0: 4}})
+        history = store.history("order-status", "o1")
+        assert [(v.valid_from_ms, v.valid_to_ms) for v in history] == [(100, 150), (150, 300), (300, None)]
+        assert store.get_as_of("order-status", "o1", 200).valid_to_ms == 300  # type: ignore[union-attr]
+        current = store.get("order-status", "o1")
+        assert current is not None and current.valid_to_ms is None and current.valid_from_ms == 300
+        assert current.source == SourcePosition("orders", 0, 30)
+        assert [v.valid_from_ms for v in store.history("order-status", "o1", limit=2)] == [100, 150]
+        assert store.history("order-status", "o1", limit=2)[-1].valid_to_ms == 300
+
+    def test_event_time_step_back_replaces_the_version_at_the_same_valid_from(self, store: WritableProjectionStore) -> None:
+        """Scenario: seq 3's event time steps back, so its row keeps validFrom 200. We expect one version at 200 holding seq 3."""
+        store.apply([order_update("o1", 1, 100, "PLACED", offset=0), order_update("o1", 2, 200, "PAYMENT_AUTHORIZED", offset=1)],
+                    position={ORDER_TOPIC: {0: 2}})
+        store.apply([order_update("o1", 3, 200, "INVENTORY_RESERVED", offset=2)], position={ORDER_TOPIC: {0: 3}})
+        assert [(v.valid_from_ms, v.row["lastSeq"]) for v in store.history("order-status", "o1")] == [(100, 1), (200, 3)]
+        assert store.scan_index("order-status", "status", "PAYMENT_AUTHORIZED") == []
+        assert store.scan_index("order-status", "status", "PAYMENT_AUTHORIZED", as_of_ms=250) == []
+        assert [r.key for r in store.scan_index("order-status", "status", "INVENTORY_RESERVED", as_of_ms=250)] == ["o1"]
+
+    def test_unknown_view_is_refused(self, store: WritableProjectionStore) -> None:
+        """Scenario: a read of an unknown view. We expect UnknownViewError naming the known views."""
+        with pytest.raises(UnknownViewError, match="order-status"):
+            store.get("nope", "k")
+
+    # -- counters ----------------------------------------------------------------------
+
+    def test_out_of_order_counter_change_is_inserted_and_later_versions_re_derived(self, store: WritableProjectionStore) -> None:
+        """Scenario: LTV changes at 300 then 500 arrive, then a late one at 400. We expect 400's version and 500's sum to include it."""
+        store.apply([counter_update(CS, "c1", "o1", 5, 300, {"lifetimeValueMinor": 10}, offset=0),
+                     counter_update(CS, "c1", "o2", 5, 500, {"lifetimeValueMinor": 100}, offset=1)], position={})
+        store.apply([counter_update(CS, "c1", "o3", 5, 400, {"lifetimeValueMinor": 1000}, offset=2)], position={})
+        ltv = [(v.valid_from_ms, v.row["lifetimeValueMinor"], v.valid_to_ms) for v in store.history(CS, "c1")]
+        assert ltv == [(300, 10, 400), (400, 1010, 500), (500, 1110, None)]
+        assert store.get_as_of(CS, "c1", 450).row["lifetimeValueMinor"] == 1010  # type: ignore[union-attr]
+        assert store.get(CS, "c1").row["validFrom"] == 500  # type: ignore[union-attr]
+        assert [r.row["lifetimeValueMinor"] for r in store.scan_index(CS, "lifetimeValue", as_of_ms=450)] == [1010]
+
+    def test_redelivered_counter_change_is_not_counted_twice(self, store: WritableProjectionStore) -> None:
+        """Scenario: the same (orderId, seq) change arrives twice at different offsets. We expect it counted once."""
+        change = counter_update(CS, "c1", "o1", 1, 300, {"ordersPlaced": 1}, offset=0)
+        again = counter_update(CS, "c1", "o1", 1, 300, {"ordersPlaced": 1}, offset=7)
+        assert store.apply([change], position={}) == 1
+        assert store.apply([again, again], position={}) == 0
+        assert store.get(CS, "c1").row["ordersPlaced"] == 1  # type: ignore[union-attr]
+
+    def test_counter_update_without_delta_is_refused_and_nothing_is_written(self, store: WritableProjectionStore) -> None:
+        """Scenario: a batch holds a good update and a counter update without delta. We expect an error and no write at all."""
+        bad = counter_update(CS, "c2", "o1", 1, 300, {"ordersPlaced": 1}, offset=1)
+        bad = type(bad)(**{**{f: getattr(bad, f) for f in bad.__slots__}, "delta": None})  # type: ignore[attr-defined]
+        with pytest.raises(InvalidUpdateError):
+            store.apply([order_update("o1", 1, 100, "PLACED", offset=0), bad], position={ORDER_TOPIC: {0: 1}})
+        assert store.get("order-status", "o1") is None
+        assert store.position() == {}
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        changes=st.lists(
+            st.tuples(st.integers(0, 50), st.integers(-500, 500), st.sampled_from(["c1", "c2", "c3"])), min_size=1, max_size=25
+        ),
+        data=st.data(),
+    )
+    def test_counters_as_of_equal_brute_force_sums(self, changes: list[tuple[int, int, str]], data: st.DataObject) -> None:
+        """Scenario: counter changes arrive in any order, in any batches, some twice. We expect every as-of answer,
+        history and ranking to equal the sum of exactly the deltas with change_valid_from <= T."""
+        updates = [
+            counter_update(CS, key, f"o{i}", 1, t * 10, {"lifetimeValueMinor": v, "ordersPlaced": 1}, offset=i)
+            for i, (t, v, key) in enumerate(changes)
+        ]
+        arrival = data.draw(st.permutations(updates))
+        arrival = arrival + data.draw(st.lists(st.sampled_from(updates), max_size=5))  # redeliveries
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(arrival)), max_size=4)))
+        with tempfile.TemporaryDirectory() as tmp:
+            store = self.open_store(Path(tmp) / "s")
+            try:
+                for lo, hi in zip([0, *cuts], [*cuts, len(arrival)]):
+                    store.apply(arrival[lo:hi], position={})
+                for key in ("c1", "c2", "c3"):
+                    mine = [(t * 10, f"o{i}", 1, {"lifetimeValueMinor": v, "ordersPlaced": 1}) for i, (t, v, k) in enumerate(changes) if k == key]
+                    times = sorted({c[0] for c in mine})
+                    for as_of in range(-10, 520, 5):
+                        expected = fold_row(CS, key, [c for c in mine if c[0] <= as_of])
+                        got = store.get_as_of(CS, key, as_of)
+                        assert (got.row if got else None) == expected, (key, as_of)
+                        if got is not None:
+                            later = [t for t in times if t > as_of]
+                            assert got.valid_from_ms == max(t for t in times if t <= as_of)
+                            assert got.valid_to_ms == (later[0] if later else None)
+                    assert [v.valid_from_ms for v in store.history(CS, key)] == times
+                for as_of in (None, 0, 95, 250, 500):
+                    horizon = 10**9 if as_of is None else as_of
+                    totals = {}
+                    for key in ("c1", "c2", "c3"):
+                        row = fold_row(CS, key, [(t * 10, f"o{i}", 1, {"lifetimeValueMinor": v}) for i, (t, v, k) in enumerate(changes)
+                                                 if k == key and t * 10 <= horizon])
+                        if row is not None:
+                            totals[key] = row["lifetimeValueMinor"]
+                    expected_rank = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:2]
+                    got_rank = [(r.key, r.row["lifetimeValueMinor"]) for r in store.scan_index(CS, "lifetimeValue", as_of_ms=as_of, limit=2)]
+                    assert [v for _, v in got_rank] == [v for _, v in expected_rank], as_of
+                    assert set(got_rank) <= set(totals.items())
+            finally:
+                store.close()
+
+    def test_counter_row_is_aligned_to_the_published_row_when_history_was_compacted(self, store: WritableProjectionStore) -> None:
+        """Scenario: the first record seen for a key carries a row folded from changes we never saw (compacted away).
+        We expect the latest row to equal the published row and as-of before that record to be None."""
+        published = {"customerId": "c1", "ordersPlaced": 7, "ordersDelivered": 3, "ordersCancelled": 1,
+                     "lifetimeValueMinor": 900, "openOrders": 3, "validFrom": 5000}
+        update = counter_update(CS, "c1", "o9", 4, 5000, {"ordersDelivered": 1, "openOrders": -1, "lifetimeValueMinor": 100},
+                                offset=0, row=published)
+        store.apply([update], position={})
+        assert dict(store.get(CS, "c1").row) == published  # type: ignore[union-attr]
+        assert store.get_as_of(CS, "c1", 4999) is None
+        follow = counter_update(CS, "c1", "o10", 1, 6000, {"ordersPlaced": 1, "openOrders": 1}, offset=1,
+                                row={**published, "ordersPlaced": 8, "openOrders": 4, "validFrom": 6000})
+        store.apply([follow], position={})
+        assert store.get(CS, "c1").row["ordersPlaced"] == 8  # type: ignore[union-attr]
+
+    # -- positions ---------------------------------------------------------------------
+
+    def test_position_is_stored_with_the_data_and_records_below_it_are_skipped(self, store: WritableProjectionStore) -> None:
+        """Scenario: a batch is applied, then redelivered. We expect the position stored and the redelivery a no-op."""
+        batch = [order_update("o1", 1, 100, "PLACED", offset=0), order_update("o2", 1, 110, "PLACED", offset=1)]
+        assert store.apply(batch, position={ORDER_TOPIC: {0: 2}}) == 2
+        assert store.position() == {ORDER_TOPIC: {0: 2}}
+        assert store.apply(batch, position={ORDER_TOPIC: {0: 2}}) == 0
+        assert store.apply([], position={ORDER_TOPIC: {0: 1}}) == 0
+        assert store.position() == {ORDER_TOPIC: {0: 2}}, "a position never moves back"
+        assert store.source_position("order-status") == {"orders": {0: 11}}
+        assert len(store.history("order-status", "o1")) == 1
+
+    def test_restart_resumes_from_the_stored_position(self, store: WritableProjectionStore, tmp_path: Path) -> None:
+        """Scenario: apply, close, reopen, redeliver, continue. We expect the same rows and position and no double count."""
+        store.apply([counter_update(CS, "c1", "o1", 1, 100, {"ordersPlaced": 1}, offset=0)], position={"view.customer-summary": {0: 1}})
+        store = self.reopen(store, tmp_path / "store")
+        try:
+            assert store.position() == {"view.customer-summary": {0: 1}}
+            redelivered = counter_update(CS, "c1", "o1", 1, 100, {"ordersPlaced": 1}, offset=0)
+            following = counter_update(CS, "c1", "o2", 1, 200, {"ordersPlaced": 1}, offset=1)
+            assert store.apply([redelivered, following], position={"view.customer-summary": {0: 2}}) == 1
+            assert store.get(CS, "c1").row["ordersPlaced"] == 2  # type: ignore[union-attr]
+            assert store.get_as_of(CS, "c1", 150).row["ordersPlaced"] == 1  # type: ignore[union-attr]
+        finally:
+            store.close()
+
+    # -- indexes -----------------------------------------------------------------------
+
+    def test_status_index_now_and_as_of(self, store: WritableProjectionStore) -> None:
+        """Scenario: o1 ships at 200, o2 at 300, o3 never. We expect the SHIPPED index to follow time exactly."""
+        updates = []
+        for i, (key, shipped_at) in enumerate([("o1", 200), ("o2", 300), ("o3", None)]):
+            updates.append(order_update(key, 1, 100 + i, "PLACED", offset=3 * i))
+            if shipped_at is not None:
+                updates.append(order_update(key, 2, shipped_at, "SHIPPED", offset=3 * i + 1))
+        store.apply(updates, position={})
+        shipped = lambda as_of: [r.key for r in store.scan_index("order-status", "status", "SHIPPED", as_of_ms=as_of)]  # noqa: E731
+        assert shipped(None) == ["o1", "o2"]
+        assert shipped(199) == [] and shipped(200) == ["o1"] and shipped(10**6) == ["o1", "o2"]
+        placed = [r.key for r in store.scan_index("order-status", "status", "PLACED", as_of_ms=250)]
+        assert placed == ["o2", "o3"]
+        assert [r.key for r in store.scan_index("order-status", "status", "PLACED")] == ["o3"]
+        assert len(store.scan_index("order-status", "status", "SHIPPED", limit=1)) == 1
+        as_of_row = store.scan_index("order-status", "status", "PLACED", as_of_ms=250)[0]
+        assert (as_of_row.valid_from_ms, as_of_row.valid_to_ms) == (101, 300)
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        orders=st.lists(st.lists(st.tuples(st.integers(0, 30), st.sampled_from(["PLACED", "SHIPPED", "CANCELLED"])), min_size=1, max_size=5),
+                        min_size=1, max_size=6),
+        data=st.data(),
+    )
+    def test_status_index_as_of_equals_brute_force(self, orders: list[list[tuple[int, str]]], data: st.DataObject) -> None:
+        """Scenario: orders whose event times step back and forth, interleaved across batches. We expect
+        the status index as of any T to list exactly the orders whose version valid at T has that status."""
+        per_order = []
+        for i, events in enumerate(orders):
+            running, versions = None, []
+            for seq, (t, status) in enumerate(events, start=1):
+                running = t * 10 if running is None else max(running, t * 10)
+                versions.append((seq, running, status))
+            per_order.append((f"o{i}", versions))
+        stream = [order_update(key, seq, vf, status, offset=0) for key, versions in per_order for seq, vf, status in versions]
+        stream = [type(u)(**{**{f: getattr(u, f) for f in u.__slots__}, "record_position": None}) for u in stream]  # type: ignore[attr-defined]
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=3)))
+        with tempfile.TemporaryDirectory() as tmp:
+            store = self.open_store(Path(tmp) / "s")
+            try:
+                for lo, hi in zip([0, *cuts], [*cuts, len(stream)]):
+                    store.apply(stream[lo:hi], position={})
+                for as_of in (None, -1, 0, 55, 120, 300, 10**6):
+                    horizon = 10**9 if as_of is None else as_of
+                    for status in ("PLACED", "SHIPPED", "CANCELLED"):
+                        expected = set()
+                        for key, versions in per_order:
+                            visible = [v for v in versions if v[1] <= horizon]
+                            if visible and visible[-1][2] == status:
+                                expected.add(key)
+                        got = [r for r in store.scan_index("order-status", "status", status, as_of_ms=as_of, limit=100)]
+                        assert {r.key for r in got} == expected, (as_of, status)
+                        assert all(r.row["status"] == status for r in got)
+                        ends = [float("inf") if r.valid_to_ms is None else r.valid_to_ms for r in got]
+                        assert ends == sorted(ends), "as of T: in the order the versions ended, current last"
+                        assert all(r.valid_from_ms <= horizon and (r.valid_to_ms is None or r.valid_to_ms > horizon) for r in got)
+            finally:
+                store.close()
+
+    def test_index_errors(self, store: WritableProjectionStore) -> None:
+        """Scenario: an unknown index, an equality index without value. We expect UnknownIndexError for both."""
+        with pytest.raises(UnknownIndexError, match="status"):
+            store.scan_index("order-status", "colour", "red")
+        with pytest.raises(UnknownIndexError):
+            store.scan_index("order-status", "status")
