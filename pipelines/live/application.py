@@ -134,7 +134,7 @@ def build_pipeline(
         publish(dead)
         changes = sdf.filter(lambda value: value["t"] == "chg")
         changes = changes.group_by(lambda value: value["pk"], name=f"{view}-by-key")
-        changes = changes.apply(RekeyedStep(projection, stats), stateful=True, expand=True, metadata=True)
+        changes = changes.apply(RekeyedStep(projection, stats, source_partitions=settings.orders_partitions), stateful=True, expand=True, metadata=True)
         publish(changes)
     return LivePipeline(app=app, stats=stats, view=view)
 

@@ -110,12 +110,39 @@ def _partition_key(projection: Projection, change: Change) -> str:
 
 
 class RekeyedStep:
-    """Step 2 (stateful, keyed by the view's partition key: customerId, sku or currency)."""
+    """Step 2 (stateful, keyed by the view's partition key: customerId, sku or currency).
 
-    def __init__(self, projection: Projection, stats: PipelineStats) -> None:
+    For windowed views, "late" is judged against a watermark: the minimum over every
+    source partition of the largest event time seen from it for this key. A per-key
+    maximum alone would call most events late during a catch-up, because the consumer
+    hands over one partition's backlog in large chunks before the next's.
+    """
+
+    def __init__(self, projection: Projection, stats: PipelineStats, *, source_partitions: int) -> None:
         self._projection = projection
         self._stats = stats
         self._late_by = getattr(projection, "late_by_ms", None)
+        self._source_partitions = source_partitions
+
+    def _advance_watermark(self, state: State, *, partition: int, event_time_ms: int) -> int | None:
+        """Record this event's time for its source partition; return the watermark (None until every partition was seen)."""
+        seen: dict[str, int] = state.get(STREAM_TIME_KEY) or {}
+        key = str(partition)
+        if seen.get(key, -1) < event_time_ms:
+            seen[key] = event_time_ms
+            state.set(STREAM_TIME_KEY, seen)
+        return min(seen.values()) if len(seen) >= self._source_partitions else None
+
+    def _late_letter(self, value: dict[str, Any], change: Change, *, late_by: int, watermark: int) -> dict[str, Any]:
+        src = value["src"]
+        body = value["delta"] | {"key": change.key, "orderId": change.order_id, "seq": change.seq, "occurredAt": change.valid_from_ms}
+        letter = DeadLetter(
+            key=change.order_id.encode(), value=json.dumps(body).encode(), reason_class="LateEvent",
+            reason=f"{late_by} ms past the window's end + grace (watermark {watermark})",
+            source_topic=src[0], source_partition=src[1], source_offset=src[2], pipeline=self._projection.name,
+            timestamp_ms=change.valid_from_ms,
+        )
+        return _dead_letter_item(letter)
 
     def __call__(self, value: dict[str, Any], key: Any, timestamp: int, headers: Any, state: State) -> list[dict[str, Any]]:
         change = Change.from_dict(value)
@@ -127,20 +154,11 @@ class RekeyedStep:
             return []
         state.set(seen_key, change.seq)
         if self._late_by is not None:
-            stream_time = state.get(STREAM_TIME_KEY, change.valid_from_ms)
-            late_by = self._late_by(change, stream_time_ms=stream_time)
+            watermark = self._advance_watermark(state, partition=value["src"][1], event_time_ms=change.valid_from_ms)
+            late_by = 0 if watermark is None else self._late_by(change, stream_time_ms=watermark)
             if late_by > 0:
                 self._stats.late += 1
-                src = value["src"]
-                letter = DeadLetter(
-                    key=change.order_id.encode(), value=json.dumps(value["delta"] | {"key": change.key, "orderId": change.order_id, "seq": change.seq, "occurredAt": change.valid_from_ms}).encode(),
-                    reason_class="LateEvent", reason=f"{late_by} ms past the window's end + grace (stream time {stream_time})",
-                    source_topic=src[0], source_partition=src[1], source_offset=src[2], pipeline=self._projection.name,
-                    timestamp_ms=change.valid_from_ms,
-                )
-                return [_dead_letter_item(letter)]
-            if change.valid_from_ms > stream_time or not state.exists(STREAM_TIME_KEY):
-                state.set(STREAM_TIME_KEY, max(stream_time, change.valid_from_ms))
+                return [self._late_letter(value, change, late_by=late_by, watermark=watermark)]
         row_key = ROW_PREFIX + change.key
         row = self._projection.apply(state.get(row_key), change)
         state.set(row_key, row)

@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.topics import view_topic
 from pipelines.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
-from tests.integration.oracle_views import expected_customers, subset
+from pipelines.workload.expected_views import expected_customers, subset
 from tests.integration.support import (
     PipelineProcess,
     committed_total,

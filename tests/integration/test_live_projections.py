@@ -12,7 +12,7 @@ import pytest
 from pipelines.dlq import headers_to_dict
 from pipelines.topics import view_topic
 from pipelines.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
-from tests.integration.oracle_views import (
+from pipelines.workload.expected_views import (
     DLQ_REASONS,
     expected_customers,
     expected_dead_letters,

@@ -1,4 +1,7 @@
-"""What each view should hold, computed from the workload oracle alone (never from projection code)."""
+"""What each view should hold, computed from the workload oracle alone (never from projection code).
+
+Used by the integration tests and the main job to compare live views with the oracle.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,34 @@
+"""`rewind demo`: the README's main job."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from scripts.cli_common import build_settings, setting_option
+
+
+def register(app: typer.Typer) -> None:
+    """Add the demo command to ``app``."""
+
+    @app.command()
+    def demo(
+        orders: int = typer.Option(5000, min=1, help="Orders to simulate (about 5 events each)."),
+        seed: int = typer.Option(42, help="Workload seed."),
+        poison_rate: float = typer.Option(0.01, min=0.0, max=1.0, help="Share of poison records."),
+        kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: start the local broker)."),
+    ) -> None:
+        """Start Kafka, produce a workload with its oracle, run the four pipelines, compare the views, answer time-travel questions."""
+        from scripts import kafka_local
+        from scripts.main_job import run_main_job
+
+        settings = build_settings(kafka_bootstrap_servers=kafka_bootstrap_servers)
+        console = Console()
+        if settings.uses_local_broker:
+            console.rule("[bold]0. Kafka")
+            console.print(f"local broker up at {kafka_local.up(port=settings.kafka_port, controller_port=settings.kafka_controller_port)}")
+        failures = run_main_job(settings, orders=orders, seed=seed, poison_rate=poison_rate, console=console)
+        if failures:
+            console.print(f"[red]{len(failures)} check(s) failed[/]")
+            raise typer.Exit(1)
+        console.print("[green]every check agreed with the oracle[/]")

@@ -1,0 +1,229 @@
+"""The main job, end to end: Kafka, a workload with its oracle, the four pipelines, the views, time travel.
+
+Every step prints what it checked against the oracle; the job exits non-zero if any check fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.live.supervisor import PipelineChild, group_lag
+from pipelines.projections import VIEW_NAMES
+from pipelines.settings import RewindSettings
+from pipelines.topics import view_topic
+from pipelines.dlq import headers_to_dict
+from pipelines.readback import latest_by_key, read_to_end
+from pipelines.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
+from pipelines.workload.expected_views import (
+    expected_customers,
+    expected_order_status,
+    expected_revenue_windows,
+    expected_skus,
+    subset,
+)
+from schemas import CodecError, EventCodec, RewindError
+
+__all__ = ["MainJob", "MainJobFailed"]
+
+DAY_MS = 86_400_000
+
+
+class MainJobFailed(RewindError):
+    """A check of the main job against the oracle failed; the message says which."""
+
+
+@dataclass
+class MainJob:
+    """One run of the main job; every topic is prefixed with ``run_id`` so runs never mix."""
+
+    settings: RewindSettings
+    orders: int = 5000
+    seed: int = 42
+    poison_rate: float = 0.01
+    console: Console = field(default_factory=lambda: Console(stderr=False))
+    run_id: str = field(default_factory=lambda: "demo-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"))
+    failures: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.run_dir = Path(".run/demo") / self.run_id
+        self.settings = self.settings.model_copy(update={
+            "orders_topic": f"{self.run_id}.orders", "dlq_topic": f"{self.run_id}.orders.dlq",
+            "view_topic_prefix": f"{self.run_id}.", "state_dir": self.run_dir / "state",
+        })
+
+    def check(self, ok: bool, what: str) -> None:
+        """Record one check against the oracle and print it."""
+        self.console.print(("[green]✔[/] " if ok else "[red]✘[/] ") + what)
+        if not ok:
+            self.failures.append(what)
+
+    # Step 1 + 2
+    def produce(self) -> Path:
+        """Generate the workload over the last three days, produce it, write the oracle."""
+        now_ms = int(time.time() * 1000)
+        config = WorkloadConfig(seed=self.seed, orders=self.orders, days=3, poison_rate=self.poison_rate,
+                                start_ms=now_ms - 3 * DAY_MS, max_lateness_ms=self.settings.max_lateness_ms)
+        self.console.rule(f"[bold]1. Produce {self.orders:,} orders to {self.settings.orders_topic}")
+        workload = generate(config)
+        report = produce_workload(self.settings, workload)
+        oracle_path = self.run_dir / "oracle.sqlite"
+        oracle_path.parent.mkdir(parents=True, exist_ok=True)
+        write_oracle(workload, oracle_path, topic=self.settings.orders_topic)
+        self.console.print(f"{report.delivered:,} records ({report.poison} poison) at {report.events_per_s:,.0f} ev/s; oracle: {oracle_path}")
+        return oracle_path
+
+    # Step 3
+    def read_back(self, oracle: Oracle) -> None:
+        """Consume the topic back and compare counts per event type with the oracle."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        self.console.rule("[bold]2. Read the log back")
+        codec = EventCodec()
+        consumer = Consumer({"bootstrap.servers": self.settings.bootstrap(), "group.id": f"{self.run_id}-reader",
+                             "enable.auto.commit": False, "log_level": 0})
+        topic = self.settings.orders_topic
+        partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        counts: Counter[str] = Counter()
+        remaining = sum(ends.values())
+        deadline = time.monotonic() + 120
+        while remaining > 0 and time.monotonic() < deadline:
+            for msg in consumer.consume(5000, timeout=1.0):
+                if msg.error():
+                    continue
+                remaining -= 1
+                try:
+                    counts[codec.decode(msg.value())["envelope"]["eventType"]] += 1
+                except CodecError as exc:
+                    counts[f"<{type(exc).__name__}>"] += 1
+        consumer.close()
+        expected = Counter(oracle.event_type_counts())
+        decodable_poison = Counter(p.event_type for p in oracle.poison() if p.kind in ("impossible_transition", "duplicate"))
+        table = Table("event type", "read back", "oracle (good)", "oracle (poison)")
+        for event_type in sorted(set(counts) | set(expected)):
+            table.add_row(event_type, f"{counts[event_type]:,}", f"{expected[event_type]:,}", f"{decodable_poison[event_type]:,}")
+        self.console.print(table)
+        decoded = Counter({k: v for k, v in counts.items() if not k.startswith("<")})
+        self.check(decoded == expected + decodable_poison, "every event type count equals the oracle's (good + decodable poison)")
+        undecodable = sum(v for k, v in counts.items() if k.startswith("<"))
+        self.check(undecodable == sum(1 for p in oracle.poison() if p.kind in ("undecodable", "unknown_schema")),
+                   f"{undecodable} undecodable records, as the oracle's poison list says")
+
+    # Step 4
+    def run_pipelines(self) -> dict[str, PipelineChild]:
+        """Start the four pipelines and wait until every one has committed the whole log."""
+        self.console.rule("[bold]3. Run the four pipelines (exactly-once) until they catch up")
+        children = {
+            view: PipelineChild.start(self.settings, view, group=f"{self.run_id}-{view}", state_dir=self.run_dir / "state" / view,
+                                      log_path=self.run_dir / "logs" / f"{view}.log")
+            for view in VIEW_NAMES
+        }
+        deadline = time.monotonic() + 600
+        with self.console.status("waiting for the pipelines") as status:
+            while True:
+                lags = {v: group_lag(self.settings.bootstrap(), c.group, self.settings.orders_topic) for v, c in children.items()}
+                status.update("lag per pipeline: " + ", ".join(f"{v}={lag:,}" for v, lag in lags.items()))
+                dead = [v for v, c in children.items() if not c.alive()]
+                if dead:
+                    raise MainJobFailed(f"pipeline {dead[0]} exited:\n{children[dead[0]].log_tail()}")
+                if not any(lags.values()):
+                    break
+                if time.monotonic() > deadline:
+                    raise MainJobFailed(f"pipelines did not catch up in 600 s: {lags}")
+                time.sleep(1.0)  # a progress display refresh, not synchronisation: the loop polls a condition
+        self.console.print("all four pipelines have committed every record of the log")
+        return children
+
+    def show_views(self, oracle: Oracle) -> None:
+        """A few rows of each view next to the oracle's answer, and a full comparison of every row.
+
+        The re-keyed views lag a little behind the orders topic (their second step reads a
+        repartition topic), so each comparison is polled until it agrees or a deadline passes.
+        """
+        self.console.rule("[bold]4. The views (view.<name> topics) next to the oracle")
+        bootstrap, prefix = self.settings.bootstrap(), self.settings.view_topic_prefix
+        expected = {
+            "order-status": expected_order_status(oracle), "customer-summary": expected_customers(oracle),
+            "product-sales": expected_skus(oracle),
+        }
+        for view, exp in expected.items():
+            rows: dict = {}
+
+            def mismatched() -> list[str]:
+                rows.clear()
+                rows.update(latest_by_key(bootstrap, view_topic(view, prefix=prefix)))
+                return [k for k, v in exp.items() if subset(rows.get(k, {}).get("row", {}), v) != v] + sorted(set(rows) - set(exp))
+
+            bad = _poll(mismatched, timeout_s=120)
+            fields = list(next(iter(exp.values())))[1:6]
+            table = Table("key", *fields, title=f"{view} (view / oracle)")
+            for key in sorted(exp)[:3]:
+                actual = rows.get(key, {}).get("row", {})
+                table.add_row(key, *(f"{actual.get(f)} / {exp[key][f]}" for f in fields))
+            self.console.print(table)
+            self.check(not bad, f"{view}: all {len(exp):,} rows equal the oracle" + (f" ({len(bad)} differ)" if bad else ""))
+        windows = {k: v for k, v in expected_revenue_windows(oracle).items() if v}
+        state = {}
+
+        def revenue_mismatch() -> list[str]:
+            revenue = {k: r["row"]["revenueMinor"] for k, r in latest_by_key(bootstrap, view_topic("revenue-hourly", prefix=prefix)).items()}
+            late = [orjson.loads(m.value()) for m in read_to_end(bootstrap, self.settings.dlq_topic)
+                    if headers_to_dict(m.headers()).get("rewind.reason.class") == "LateEvent"]
+            state.update(windows=len(revenue), late=len(late))
+            for record in late:
+                revenue[record["key"]] = revenue.get(record["key"], 0) + record["revenueMinor"]
+            return [k for k in set(windows) | set(revenue) if windows.get(k, 0) != revenue.get(k, 0)]
+
+        bad = _poll(revenue_mismatch, timeout_s=120)
+        self.check(not bad, f"revenue-hourly: {state['windows']:,} windows + {state['late']:,} late events (dead-lettered "
+                            f"past grace) add up to the oracle's revenue in each of its {len(windows):,} hours")
+
+    def stop(self, children: dict[str, PipelineChild]) -> None:
+        """SIGTERM every pipeline and check in = applied + duplicates + dead-lettered."""
+        self.console.rule("[bold]5. Stop the pipelines (SIGTERM)")
+        table = Table("pipeline", "in", "applied", "duplicates", "dead-lettered", "late (windows)")
+        for view, child in children.items():
+            stats = child.stop()
+            if stats is None:
+                self.check(False, f"{view} printed its counters on SIGTERM")
+                continue
+            table.add_row(view, *(f"{stats[k]:,}" for k in ("events_in", "applied", "duplicates", "dead_lettered", "late")))
+            self.check(stats["events_in"] == stats["applied"] + stats["duplicates"] + stats["dead_lettered"],
+                       f"{view}: in = applied + duplicates + dead-lettered")
+        self.console.print(table)
+
+
+def _poll(mismatches: Any, *, timeout_s: float) -> list[str]:
+    """Call ``mismatches`` until it returns an empty list or ``timeout_s`` passes; return the last answer."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        bad = mismatches()
+        if not bad or time.monotonic() > deadline:
+            return bad
+        time.sleep(1.0)
+
+
+def run_main_job(settings: RewindSettings, *, orders: int, seed: int, poison_rate: float, console: Console) -> list[str]:
+    """Run every step; return the failed checks (empty: all agreed with the oracle)."""
+    job = MainJob(settings, orders=orders, seed=seed, poison_rate=poison_rate, console=console)
+    console.print(f"run id [bold]{job.run_id}[/]: topics {job.settings.orders_topic}, {job.settings.dlq_topic}, {job.settings.view_topic_prefix}view.<name>")
+    oracle_path = job.produce()
+    with Oracle.open(oracle_path) as oracle:
+        job.read_back(oracle)
+        children = job.run_pipelines()
+        try:
+            job.show_views(oracle)
+        finally:
+            job.stop(children)
+    return job.failures
