@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -30,13 +31,22 @@ class PipelineStats:
     late: int = 0
     view_updates: int = 0
     started_at: float = field(default_factory=time.monotonic)
+    first_event_at: float | None = None
+    last_event_at: float | None = None
     _last_log_at: float = field(default_factory=time.monotonic)
     _last_log_count: int = 0
     _exported: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int | str]:
         """The public counters (no private timing fields)."""
-        return {k: v for k, v in asdict(self).items() if not k.startswith("_") and k != "started_at"}
+        hidden = {"started_at", "first_event_at", "last_event_at"}
+        return {k: v for k, v in asdict(self).items() if not k.startswith("_") and k not in hidden}
+
+    def events_per_s(self) -> float:
+        """Events in per second between the first and the last event this process saw."""
+        if self.first_event_at is None or self.last_event_at is None or self.last_event_at <= self.first_event_at:
+            return 0.0
+        return self.events_in / (self.last_event_at - self.first_event_at)
 
     def export(self) -> None:
         """Push the counters to Prometheus (called at progress time, not per event, to stay cheap)."""
@@ -56,10 +66,11 @@ class PipelineStats:
         self._last_log_at, self._last_log_count = now, self.events_in
         self.export()
         total_lag = sum(lag.values()) if lag else None
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         log.info(
-            "%s: %d events (%.0f/s) applied=%d dup=%d dlq=%d late=%d lag=%s per-partition=%s",
+            "%s: %d events (%.0f/s) applied=%d dup=%d dlq=%d late=%d lag=%s per-partition=%s peak-rss=%.0fMiB",
             self.pipeline, self.events_in, rate, self.applied, self.duplicates, self.dead_lettered, self.late,
-            total_lag, json.dumps(lag or {}),
+            total_lag, json.dumps(lag or {}), rss_mb,
         )
 
     def summary_line(self) -> str:

@@ -13,6 +13,7 @@ Items passed downstream are small dicts tagged by ``"t"``: "dlq" (a dead letter)
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from quixstreams import State, message_context
@@ -74,7 +75,11 @@ class OrderStep:
         return [_dead_letter_item(letter)]
 
     def __call__(self, value: bytes, key: bytes | None, timestamp: int, headers: Any, state: State) -> list[dict[str, Any]]:
-        self._stats.events_in += 1
+        stats = self._stats
+        stats.last_event_at = now = time.monotonic()
+        if stats.first_event_at is None:
+            stats.first_event_at = now
+        stats.events_in += 1
         try:
             event = self._codec.decode(value)
         except CodecError as exc:

@@ -1,0 +1,103 @@
+"""Benchmark (issue: live projections), in one run on one topic of N events:
+
+1. raw consume+decode events/s (the ceiling);
+2. `order-status` exactly-once events/s;
+3. `order-status` at-least-once events/s;
+4. a plain Quix Streams application written the obvious way (State.get/set of a dict per
+   order, default settings) doing the same fold;
+and peak memory after each step, then the three ratios to the ceiling.
+
+    .venv/bin/python scripts/bench_live.py --events 1000000
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import typer
+from quixstreams import Application
+
+from pipelines.live import build_pipeline, run_pipeline
+from pipelines.settings import RewindSettings
+from schemas import CodecError, EventCodec
+from scripts.bench_common import make_topic, peak_rss_mb, raw_consume_decode
+
+IDLE_S = 5.0
+
+
+def run_ours(settings: RewindSettings, guarantee: str, state_dir: Path) -> float:
+    """Run the real `order-status` pipeline until idle; events/s between its first and last event."""
+    pipeline = build_pipeline(settings, "order-status", group_id=f"bench-{uuid.uuid4().hex[:8]}", state_dir=state_dir,
+                              guarantee=guarantee, progress_interval_s=30)  # type: ignore[arg-type]
+    stats = run_pipeline(pipeline, idle_timeout_s=IDLE_S)
+    return stats.events_per_s()
+
+
+def run_plain_quix(settings: RewindSettings, state_dir: Path) -> float:
+    """The obvious Quix Streams app: decode, State.get/set a dict per order, to_topic; Quix defaults."""
+    codec = EventCodec()
+    app = Application(broker_address=settings.bootstrap(), consumer_group=f"bench-plain-{uuid.uuid4().hex[:8]}",
+                      auto_offset_reset="earliest", state_dir=str(state_dir), loglevel="WARNING")
+    source = app.topic(settings.orders_topic, value_deserializer="bytes")
+    out = app.topic(f"{settings.orders_topic}.plain-out")
+    times: list[float] = []
+
+    def fold(value: bytes, state) -> dict | None:  # type: ignore[no-untyped-def]
+        now = time.monotonic()
+        if not times:
+            times.append(now)
+        times[1:] = [now]
+        try:
+            event = codec.decode(value)
+        except CodecError:
+            return None
+        env = event["envelope"]
+        row = state.get("order") or {"orderId": env["orderId"], "lastSeq": 0}
+        if env["seq"] <= row["lastSeq"]:
+            return None
+        row["lastSeq"] = env["seq"]
+        row["status"] = env["eventType"]
+        row[env["eventType"]] = env["occurredAt"]
+        if env["eventType"] == "OrderPlaced":
+            row.update(customerId=event["customerId"], totalMinor=event["totalMinor"], currency=event["currency"])
+        state.set("order", row)
+        return row
+
+    counted = {"n": 0}
+
+    def count(value):  # type: ignore[no-untyped-def]
+        counted["n"] += 1
+        return value
+
+    sdf = app.dataframe(source).apply(count).apply(fold, stateful=True).filter(lambda row: row is not None)
+    sdf.to_topic(out)
+    app.run(timeout=IDLE_S)
+    return counted["n"] / (times[1] - times[0]) if len(times) == 2 and times[1] > times[0] else 0.0
+
+
+def main(events: int = typer.Option(1_000_000, min=1000, help="Approximate number of events.")) -> None:
+    """Run the four measurements on one topic and print rates, ratios and memory."""
+    logging.basicConfig(level=logging.WARNING)
+    topic, workload = make_topic(events=events)
+    del workload  # memory of the later steps should be the pipeline's, not the generator's
+    settings = topic.settings
+    typer.echo(f"topic {settings.orders_topic}: {topic.records:,} records (produced at {topic.records / topic.produce_s:,.0f}/s)")
+    ceiling = raw_consume_decode(settings, expected=topic.records)
+    typer.echo(f"1. raw consume+decode:              {ceiling:,.0f} events/s   peak RSS {peak_rss_mb():,.0f} MiB")
+    with tempfile.TemporaryDirectory() as tmp:
+        eos = run_ours(settings, "exactly-once", Path(tmp) / "eos")
+        typer.echo(f"2. order-status exactly-once:       {eos:,.0f} events/s   peak RSS {peak_rss_mb():,.0f} MiB")
+        alo = run_ours(settings, "at-least-once", Path(tmp) / "alo")
+        typer.echo(f"3. order-status at-least-once:      {alo:,.0f} events/s   peak RSS {peak_rss_mb():,.0f} MiB")
+        plain = run_plain_quix(settings, Path(tmp) / "plain")
+        typer.echo(f"4. plain Quix Streams (defaults):   {plain:,.0f} events/s   peak RSS {peak_rss_mb():,.0f} MiB")
+    typer.echo(f"ratios to the ceiling: exactly-once {eos / ceiling:.2f}, at-least-once {alo / ceiling:.2f}, plain Quix {plain / ceiling:.2f}")
+    typer.echo(f"order-status exactly-once vs plain Quix: {eos / plain:.2f}x")
+
+
+if __name__ == "__main__":
+    typer.run(main)
