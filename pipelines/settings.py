@@ -50,6 +50,12 @@ class RewindSettings(BaseSettings):
     guarantee: Literal["exactly-once", "at-least-once"] = Field(
         default="exactly-once", validation_alias=_env("REWIND_GUARANTEE")
     )
+    commit_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias=_env("REWIND_COMMIT_INTERVAL_S"),
+        description="Seconds between checkpoints (Kafka transaction commits under exactly-once).",
+    )
     connect_timeout_s: float = Field(default=15.0, gt=0, validation_alias=_env("REWIND_CONNECT_TIMEOUT_S"))
 
     def bootstrap(self) -> str:

@@ -13,9 +13,9 @@ from schemas.errors import ConfigError
 __all__ = ["setting_option", "build_settings"]
 
 
-def setting_option(field: str, help_text: str, **kwargs: Any) -> Any:
+def setting_option(field: str, help_text: str, *param_decls: str, **kwargs: Any) -> Any:
     """A typer option bound to settings field ``field``: default None (fall back to env/default), env var shown in --help."""
-    return typer.Option(None, help=help_text, envvar=ENV_VARS[field], show_envvar=True, **kwargs)
+    return typer.Option(None, *param_decls, help=help_text, envvar=ENV_VARS[field], show_envvar=True, **kwargs)
 
 
 def build_settings(**overrides: Any) -> RewindSettings:

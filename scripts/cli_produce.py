@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         late_rate: float = typer.Option(0.02, min=0.0, max=1.0, help="Share of events that arrive late (out of event-time order)."),
         days: float = typer.Option(3.0, min=0.01, help="Length of the simulated history in days."),
         start: str = typer.Option(None, help="Start of the simulated history (ISO-8601 with zone, or epoch ms). Default: a fixed date."),
-        orders_topic: str = setting_option("orders_topic", "Topic to produce to (created with 12 partitions, retention.ms=-1)."),
+        orders_topic: str = setting_option("orders_topic", "Topic to produce to (created with 12 partitions, retention.ms=-1).", "--topic", "--orders-topic"),
         oracle: Path = typer.Option(None, help="Where to write the SQLite oracle. Default: .run/oracles/<topic>-seed<S>.sqlite."),
         max_lateness_ms: int = setting_option("max_lateness_ms", "Upper bound on how late an event arrives."),
         kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),

@@ -73,7 +73,7 @@ def build_pipeline(
     guarantee: Literal["exactly-once", "at-least-once"] | None = None,
     progress_interval_s: float = 10.0,
     grace_ms: int = 600_000,
-    commit_interval_s: float = 1.0,
+    commit_interval_s: float | None = None,
 ) -> LivePipeline:
     """Build (not run) the Quix application for ``view``; raises UnknownViewError / BrokerUnreachableError."""
     projection = get_projection(view, grace_ms=grace_ms)
@@ -94,11 +94,12 @@ def build_pipeline(
         auto_offset_reset="earliest",
         processing_guarantee=guarantee or settings.guarantee,
         state_dir=str(state_dir or settings.state_dir / view),
-        commit_interval=commit_interval_s,
+        commit_interval=commit_interval_s or settings.commit_interval_s,
         on_message_processed=on_processed,
         loglevel="WARNING",
         consumer_extra_config={"fetch.max.bytes": 8 * 1024 * 1024},
-        producer_extra_config={"linger.ms": 20, "compression.type": "lz4"},
+        # No compression: on these 2 cores the CPU it costs is worth more than the bytes it saves (measured +10%).
+        producer_extra_config={"linger.ms": 20},
         broker_availability_timeout=settings.connect_timeout_s * 4,
     )
     orders = app.topic(settings.orders_topic, value_deserializer="bytes", key_deserializer="bytes")
