@@ -11,14 +11,11 @@ import typer
 
 from scripts.cli_common import build_settings, setting_option
 
-__all__ = ["register", "REPLICA_DIR_ENV"]
-
-#: Env var of the replica directory (to become a settings field, `replica_dir`).
-REPLICA_DIR_ENV = "REWIND_REPLICA_DIR"
-
+__all__ = ["register"]
 
 def _replica_dir(replica_dir: Path | None, state_dir: Path | None) -> Path:
-    return replica_dir if replica_dir is not None else build_settings(state_dir=state_dir).state_dir / "replica"
+    settings = build_settings(state_dir=state_dir, replica_dir=replica_dir)
+    return settings.replica_dir if settings.replica_dir is not None else settings.state_dir / "replica"
 
 
 def _remote(url: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -84,9 +81,7 @@ def register(app: typer.Typer) -> None:
         url: str = typer.Option(None, help="Ask a running `rewind serve` at this URL (e.g. http://127.0.0.1:8080) instead of the directory."),
         min_position: str = typer.Option(None, help="Wait until the replica reached topic:partition:next_offset[,...] (or JSON)."),
         wait_ms: int = typer.Option(None, min=0, help="How long to wait for --min-position (default 2000)."),
-        replica_dir: Path = typer.Option(
-            None, envvar=REPLICA_DIR_ENV, show_envvar=True, help="Replica store directory (default: <state dir>/replica)."
-        ),
+        replica_dir: Path = setting_option("replica_dir", "Replica store directory (default: <state dir>/replica)."),
         state_dir: Path = setting_option("state_dir", "State directory; the replica lives in <state dir>/replica."),
     ) -> None:
         """Query a view: a row now or as of a time, rows by index, or a row's history (JSON or --table)."""
@@ -136,11 +131,9 @@ def register(app: typer.Typer) -> None:
     def serve(
         host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
         port: int = typer.Option(8080, min=1, max=65535, help="Port to listen on."),
-        topic_prefix: str = typer.Option("", help="Prefix of the view topics to consume (<prefix>view.<name>)."),
+        view_topic_prefix: str = setting_option("view_topic_prefix", "Prefix of the view topics to consume (<prefix>view.<name>)."),
         wait_ms: int = typer.Option(2000, min=0, max=60_000, help="Default wait for a query's min_position."),
-        replica_dir: Path = typer.Option(
-            None, envvar=REPLICA_DIR_ENV, show_envvar=True, help="Replica store directory (default: <state dir>/replica)."
-        ),
+        replica_dir: Path = setting_option("replica_dir", "Replica store directory (default: <state dir>/replica)."),
         state_dir: Path = setting_option("state_dir", "State directory; the replica lives in <state dir>/replica."),
         kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
     ) -> None:
@@ -149,13 +142,14 @@ def register(app: typer.Typer) -> None:
         from state.replica import view_topics
         from state.serve import serve as run_serve
 
-        settings = build_settings(state_dir=state_dir, kafka_bootstrap_servers=kafka_bootstrap_servers)
+        settings = build_settings(state_dir=state_dir, kafka_bootstrap_servers=kafka_bootstrap_servers,
+                                  view_topic_prefix=view_topic_prefix, replica_dir=replica_dir)
         check_reachable(settings.bootstrap(), timeout_s=settings.connect_timeout_s)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
         run_serve(
-            replica_dir if replica_dir is not None else settings.state_dir / "replica",
+            settings.replica_dir if settings.replica_dir is not None else settings.state_dir / "replica",
             bootstrap=settings.bootstrap(),
-            topics=view_topics(prefix=topic_prefix),
+            topics=view_topics(prefix=settings.view_topic_prefix),
             host=host,
             port=port,
             default_wait_ms=wait_ms,

@@ -16,7 +16,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from schemas.errors import InvalidTimestampError, KeyNotFoundError, QueryError, RewindError, UnknownViewError
-from scripts.cli_query import REPLICA_DIR_ENV, register
+from scripts.cli_query import register
 from state.http_api import create_app
 from state.query import QueryService
 from state.rocks_store import open_store
@@ -65,7 +65,7 @@ def test_every_command_and_option_has_help(app: typer.Typer) -> None:
             if param.param_type_name == "option":
                 assert param.help, f"{name} --{param.name} has no help"
         replica = next(p for p in command.params if p.name == "replica_dir")
-        assert replica.envvar == REPLICA_DIR_ENV and replica.show_envvar
+        assert replica.envvar == "REWIND_REPLICA_DIR" and replica.show_envvar
 
 
 def test_query_from_the_replica_directory(app: typer.Typer, replica_dir: Path) -> None:
