@@ -1,0 +1,136 @@
+"""`rewind replay NAME` and `rewind snapshot NAME`: rebuild a view from the orders log, now or as of T."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from scripts.cli_common import build_settings, setting_option
+
+console = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the replay and snapshot commands to ``app``."""
+
+    @app.command()
+    def replay(
+        name: str = typer.Argument(..., help="View to rebuild: order-status, customer-summary, product-sales, revenue-hourly."),
+        from_offset: int = typer.Option(0, "--from-offset", min=0, help="Fold from this offset of every partition; only 0 is supported (a usable snapshot may seed the fold, with the same result)."),
+        as_of: str = typer.Option(None, "--as-of", help="Reconstruct the view as of this time (inclusive): ISO-8601 with a zone, or epoch ms. Default: up to the current end of the log."),
+        into: Path = typer.Option(None, "--into", help="Build the new view directory here (must not exist). Default: a new generation under <state-dir>/views/NAME/."),
+        swap: bool = typer.Option(False, "--swap", help="When built, serve it as NAME: atomic flip of <views-dir>/NAME/current; the old one stays as 'previous'."),
+        replay_dlq_topic: str = typer.Option(None, "--dlq-topic", help="Also write dead letters to this topic. Default: count them only (the live pipeline has written them once already)."),
+        workers: int = typer.Option(None, "--workers", min=0, help="Fold processes, partitions split among them. Default: one per CPU core; 0: fold in this process."),
+        snapshots: bool = typer.Option(True, "--snapshots/--no-snapshots", help="Start from the newest usable snapshot (same result, less to read)."),
+        snapshots_dir: Path = typer.Option(None, "--snapshots-dir", help="Where snapshots live. Default: <state-dir>/snapshots."),
+        views_dir: Path = typer.Option(None, "--views-dir", help="Where served view directories live. Default: <state-dir>/views."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar (events/s, per-partition offsets, ETA) on stderr."),
+        state_dir: Path = setting_option("state_dir", "State directory (views and snapshots live under it)."),
+        orders_topic: str = setting_option("orders_topic", "Source topic of order events."),
+        max_lateness_ms: int = setting_option("max_lateness_ms", "How late an event may arrive; --as-of reads this far past T."),
+        kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
+    ) -> None:
+        """Fold the orders log into a new directory of view NAME (every version), optionally as of T, optionally swap it in.
+
+        1. build into DIR.tmp (from the newest usable snapshot, or offset 0) while the served view keeps serving;
+        2. close and fsync it; 3. rename DIR.tmp -> DIR; 4. with --swap, flip <views-dir>/NAME/current to DIR.
+        """
+        from schemas.errors import ConfigError, ReplayInterruptedError
+        from state.replay import ReplayRequest, RichProgress, NullProgress, new_generation_dir, parse_time_ms, run_replay
+        from state.replay import swap_view
+
+        if from_offset != 0:
+            raise ConfigError("--from-offset: only 0 is supported (a fold that starts mid-log has no order state; snapshots give the speed-up)")
+        settings = build_settings(state_dir=state_dir, orders_topic=orders_topic, max_lateness_ms=max_lateness_ms,
+                                  kafka_bootstrap_servers=kafka_bootstrap_servers)
+        as_of_ms = parse_time_ms(as_of) if as_of is not None else None
+        if swap and as_of_ms is not None:
+            raise ConfigError("--swap with --as-of would serve a view of the past as the current one; build it with --into and query it there")
+        views_root = views_dir or settings.state_dir / "views"
+        target = into or new_generation_dir(views_root, name)
+        request = ReplayRequest(
+            view=name, bootstrap=settings.bootstrap(), topic=settings.orders_topic, into=target,
+            mode="to-end" if as_of_ms is None else "as-of", as_of_ms=as_of_ms, max_lateness_ms=settings.max_lateness_ms,
+            workers=(os.cpu_count() or 1) if workers is None else workers,
+            snapshots_root=(snapshots_dir or settings.state_dir / "snapshots") if snapshots else None,
+            dlq_topic=replay_dlq_topic,
+        )
+        try:
+            result = run_replay(request, progress=RichProgress(console) if progress else NullProgress())
+        except ReplayInterruptedError as exc:
+            console.print(f"interrupted: {exc}")
+            raise typer.Exit(130) from exc
+        manifest = result.manifest
+        console.print(
+            f"[bold]{name}[/bold] -> {result.output}: {result.records_read:,} records in {result.fold_s:.1f}s "
+            f"({result.events_per_s:,.0f} events/s), {result.updates_written:,} versions"
+            + (f", from snapshot {result.snapshot}" if result.snapshot else "")
+            + f"; dead letters {manifest.counters.get('dead_lettered', 0):,}"
+            + ("" if replay_dlq_topic else " (counted, not written)")
+        )
+        swapped = None
+        if swap:
+            swapped = swap_view(views_root, name, result.output)
+            console.print(f"serving {swapped.current}" + (f" (previous: {swapped.previous})" if swapped.previous else ""))
+        typer.echo("REWIND_REPLAY " + json.dumps({
+            "view": name, "output": str(result.output), "records": result.records_read, "updates": result.updates_written,
+            "fold_s": round(result.fold_s, 3), "events_per_s": round(result.events_per_s), "snapshot": result.snapshot,
+            "next_offsets": {str(p): o for p, o in manifest.next_offsets.items()}, "watermark_ms": manifest.watermark_ms,
+            "as_of_ms": manifest.as_of_ms, "complete": manifest.complete, "counters": manifest.counters,
+            "served": str(swapped.current) if swapped else None,
+        }, sort_keys=True))
+
+    @app.command()
+    def snapshot(
+        name: str = typer.Argument(..., help="View whose replay output to snapshot."),
+        at: str = typer.Option(None, "--at", help="Build the snapshot by replaying every record before offsets_for_times(T + 1) (ISO-8601 with zone, or epoch ms); it then seeds every as-of replay at or after T."),
+        source: Path = typer.Option(None, "--from", help="Replay output directory to snapshot (default: the served one, <views-dir>/NAME/current). Ignored with --at."),
+        snapshots_dir: Path = typer.Option(None, "--snapshots-dir", help="Where snapshots live. Default: <state-dir>/snapshots."),
+        views_dir: Path = typer.Option(None, "--views-dir", help="Where served view directories live. Default: <state-dir>/views."),
+        workers: int = typer.Option(None, "--workers", min=0, help="With --at: fold processes (default: one per CPU core)."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="With --at: show the progress bar on stderr."),
+        state_dir: Path = setting_option("state_dir", "State directory (views and snapshots live under it)."),
+        orders_topic: str = setting_option("orders_topic", "Source topic of order events."),
+        max_lateness_ms: int = setting_option("max_lateness_ms", "How late an event may arrive (recorded in the snapshot's watermark)."),
+        kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
+    ) -> None:
+        """Write a snapshot of view NAME: a RocksDB checkpoint tagged with per-partition next offsets and the event-time watermark."""
+        from schemas.errors import ReplayInterruptedError, SnapshotError
+        from state.replay import NullProgress, ReplayRequest, RichProgress, parse_time_ms, run_replay, served_dir
+        from state.replay.engine import checkpoint_view_store
+        from state.snapshots import new_snapshot_dir, take_snapshot
+
+        settings = build_settings(state_dir=state_dir, orders_topic=orders_topic, max_lateness_ms=max_lateness_ms,
+                                  kafka_bootstrap_servers=kafka_bootstrap_servers)
+        snapshots_root = snapshots_dir or settings.state_dir / "snapshots"
+        if at is not None:
+            # A snapshot is a replay output: build one straight into the snapshots directory.
+            request = ReplayRequest(
+                view=name, bootstrap=settings.bootstrap(), topic=settings.orders_topic,
+                into=new_snapshot_dir(snapshots_root, name), mode="up-to", as_of_ms=parse_time_ms(at),
+                max_lateness_ms=settings.max_lateness_ms, workers=(os.cpu_count() or 1) if workers is None else workers,
+                snapshots_root=snapshots_root,
+            )
+            try:
+                result = run_replay(request, progress=RichProgress(console) if progress else NullProgress())
+            except ReplayInterruptedError as exc:
+                console.print(f"interrupted: {exc}")
+                raise typer.Exit(130) from exc
+            path, manifest = result.output, result.manifest
+        else:
+            origin = source or served_dir(views_dir or settings.state_dir / "views", name)
+            if origin is None:
+                raise SnapshotError(f"no served view {name} to snapshot: give --from DIR, or --at T")
+            taken = take_snapshot(origin, snapshots_root=snapshots_root, checkpoint_store=checkpoint_view_store)
+            path, manifest = taken.path, taken.manifest
+        console.print(f"snapshot {path}: next offsets {dict(manifest.next_offsets)}, watermark {manifest.watermark_ms}, "
+                      f"versions valid from at most {manifest.max_valid_from_ms}")
+        typer.echo("REWIND_SNAPSHOT " + json.dumps({
+            "view": name, "path": str(path), "next_offsets": {str(p): o for p, o in manifest.next_offsets.items()},
+            "watermark_ms": manifest.watermark_ms, "max_valid_from_ms": manifest.max_valid_from_ms,
+        }, sort_keys=True))

@@ -1,0 +1,335 @@
+"""The replay engine: fold the orders log into a new view directory, from offset zero or a snapshot.
+
+The as-of contract: with ``mode="as-of"`` and ``as_of_ms=T`` the output holds, for every
+key, exactly its state as of T (inclusive) under ../shared/DESIGN.md "Time, precisely":
+per order the longest prefix of its accepted events in seq order whose occurredAt are
+all <= T; re-keyed views the fold of those prefixes' changes (:mod:`state.replay.fold`).
+Every version is written, so the output also answers as-of reads for times before T.
+``mode="to-end"`` folds everything up to the high watermarks captured at start;
+``mode="up-to"`` folds every record before offsets_for_times(T + 1), completely (used
+to build snapshots, :mod:`state.snapshots`).
+
+The result equals a replay from offset zero whether or not a snapshot seeded it.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.projections import get_projection
+from schemas.errors import ConfigError, ReplayInterruptedError
+from state.contracts import WritableProjectionStore
+from state.replay.fold import FoldCounters, ViewFolder, is_rekeyed
+from state.replay.foldstate import FoldStateDB
+from state.replay.output import FOLD_DIR, VIEW_DIR, ReplayManifest, fold_fingerprint, linked_copy, write_manifest
+from state.replay.plan import KafkaOffsetSource, OffsetSource, ReplayMode, ReplayPlan, plan_replay
+from state.replay.progress import NullProgress, ReplayProgress
+from state.replay.sink import StoreSink
+from state.replay.stopping import stop_on_signals
+from state.replay.swap import build_paths, publish
+from state.replay.workers import Batch, Done, FinalRows, Ready, WorkerPool, WorkerSpec, split_partitions
+from state.snapshots import Snapshot, choose_snapshot, list_snapshots, restore_snapshot
+
+__all__ = ["StoreOpener", "ReplayRequest", "ReplayResult", "run_replay", "default_store_opener", "checkpoint_view_store"]
+
+#: Opens (creating) a writable view store in a directory.
+StoreOpener = Callable[[Path], WritableProjectionStore]
+
+
+def default_store_opener(path: Path) -> WritableProjectionStore:
+    """The RocksDB view store (state.rocks_store)."""
+    from state.rocks_store import open_store
+
+    return open_store(path)
+
+
+def checkpoint_view_store(source: Path, dest: Path) -> None:
+    """Copy the (closed) view store in ``source`` to new directory ``dest``: its RocksDB checkpoint
+    when the store offers one, else a copy with table files hard-linked."""
+    store = default_store_opener(source)
+    try:
+        checkpoint = getattr(store, "checkpoint", None)
+        if checkpoint is not None:
+            checkpoint(dest)
+            return
+    finally:
+        store.close()
+    linked_copy(source, dest)
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    """What to replay and where to.
+
+    ``into`` must not exist; the build happens in ``<into>.tmp`` and is renamed into place
+    when complete. ``workers``: processes that fold (0: fold in this process).
+    ``snapshots_root``: where to look for a seed snapshot (None: always from offset zero).
+    ``dlq_topic``: write dead letters there (None: only count them; the live pipeline
+    has already dead-lettered the same records once).
+    """
+
+    view: str
+    bootstrap: str
+    topic: str
+    into: Path
+    mode: ReplayMode = "to-end"
+    as_of_ms: int | None = None
+    max_lateness_ms: int = 600_000
+    workers: int = 2
+    snapshots_root: Path | None = None
+    dlq_topic: str | None = None
+    grace_ms: int = 600_000
+    batch_size: int = 20_000
+    store_batch_updates: int = 20_000
+
+    def __post_init__(self) -> None:
+        get_projection(self.view)  # UnknownViewError before anything connects
+        if (self.mode == "to-end") != (self.as_of_ms is None):
+            raise ConfigError(f"replay mode {self.mode} {'takes no' if self.mode == 'to-end' else 'needs a'} time")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What a replay did. ``records_read`` counts this run only (not a seed snapshot's)."""
+
+    view: str
+    output: Path
+    manifest: ReplayManifest
+    plan: ReplayPlan
+    snapshot: str | None
+    records_read: int
+    updates_written: int
+    elapsed_s: float
+    fold_s: float
+
+    @property
+    def events_per_s(self) -> float:
+        """Records read per second of the fold phase (planning and publishing excluded)."""
+        return self.records_read / self.fold_s if self.fold_s > 0 else 0.0
+
+
+def _watermark_ms(plan: ReplayPlan, max_timestamp_ms: Mapping[int, int]) -> int | None:
+    """The manifest's event-time watermark (see ReplayManifest): min over partitions of what is proven read."""
+    lateness = plan.max_lateness_ms
+    marks = []
+    for p in plan.partitions:
+        candidates = []
+        if p in max_timestamp_ms:
+            candidates.append(max_timestamp_ms[p] - lateness - 1)
+        if plan.mode != "to-end" and plan.stop_offsets[p] < plan.high_watermarks[p]:
+            assert plan.as_of_ms is not None  # the stop record was found by offsets_for_times(X)
+            found_at = plan.as_of_ms + 1 + (lateness if plan.mode == "as-of" else 0)
+            candidates.append(found_at - lateness - 1)
+        if candidates:
+            marks.append(max(candidates))
+        elif plan.high_watermarks[p] > 0:
+            return None  # a partition with records of which nothing is known
+    return min(marks) if marks else None
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while folding: the parent allocates millions of acyclic rows and
+    updates, and the collector's passes over them cost more than the fold itself (measured:
+    unpickling and building updates ran 4x slower with it on)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def run_replay(
+    request: ReplayRequest,
+    *,
+    open_store: StoreOpener = default_store_opener,
+    progress: ReplayProgress | None = None,
+    offsets: OffsetSource | None = None,
+    stop: threading.Event | None = None,
+) -> ReplayResult:
+    """Replay ``request.view`` into ``request.into``; steps:
+
+    1. Plan the offsets (capture high watermarks; find the stop for the mode).
+    2. Choose the newest usable snapshot (:mod:`state.snapshots` rule), if snapshots are on.
+    3. Prepare ``<into>.tmp``: restore the snapshot into it (its next offsets become the start), or create it.
+    4. Open the view store there; for a re-keyed view, load its rows from the fold state.
+    5. Start the workers (partitions split by records to read); each loads its orders' rows.
+    6. Fold: each worker batch's updates go to the store with the position they reach
+       (one ``store.apply`` = one atomic batch); the progress bar follows the offsets. The
+       last batch carries the final position (every partition at its stop).
+    7. Save the fold state: the workers' changed order rows, the re-keyed view's rows.
+    8. Close the store and fold state, write the manifest (last).
+    9. Publish: fsync, rename ``<into>.tmp`` -> ``<into>``.
+
+    On SIGINT/SIGTERM (or ``stop`` set) the workers stop after their current batch and
+    :class:`ReplayInterruptedError` is raised; on any failure the build directory is
+    removed. Nothing served is touched either way (serving it is :func:`state.replay.swap.swap_view`).
+    """
+    progress = progress or NullProgress()
+    stop = stop or threading.Event()
+    started = time.monotonic()
+    # Step 1
+    source = offsets or KafkaOffsetSource(request.bootstrap)
+    try:
+        plan = plan_replay(source, request.topic, mode=request.mode, as_of_ms=request.as_of_ms,
+                           max_lateness_ms=request.max_lateness_ms)
+    finally:
+        if offsets is None:
+            source.close()  # type: ignore[attr-defined]
+    fingerprint = fold_fingerprint()
+    # Step 2
+    snapshot: Snapshot | None = None
+    if request.snapshots_root is not None:
+        snapshot = choose_snapshot(
+            list_snapshots(request.snapshots_root, request.view), view=request.view, topic=request.topic,
+            partitions=len(plan.partitions), mode=plan.mode, as_of_ms=plan.as_of_ms, stop_offsets=plan.stop_offsets,
+            fingerprint=fingerprint,
+        )
+    # Step 3
+    into = Path(request.into)
+    tmp = build_paths(into)
+    with stop_on_signals(stop), _gc_paused():
+        try:
+            return _build(request, plan, snapshot, tmp, into, fingerprint, open_store, progress, stop, started)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        finally:
+            progress.finish()
+
+
+def _build(
+    request: ReplayRequest,
+    plan: ReplayPlan,
+    snapshot: Snapshot | None,
+    tmp: Path,
+    into: Path,
+    fingerprint: str,
+    open_store: StoreOpener,
+    progress: ReplayProgress,
+    stop: threading.Event,
+    started: float,
+) -> ReplayResult:
+    """Steps 3-9 of :func:`run_replay` (the caller removes ``tmp`` on failure)."""
+    seed: ReplayManifest | None = None
+    if snapshot is not None:
+        seed = restore_snapshot(snapshot, tmp)
+        plan = plan.with_start(seed.next_offsets)
+    else:
+        tmp.mkdir(parents=True)
+    # Step 4
+    store = open_store(tmp / VIEW_DIR)
+    fold_db: FoldStateDB | None = None
+    pool: WorkerPool | None = None
+    try:
+        view_folder = None
+        if is_rekeyed(request.view):
+            rows = {}
+            if seed is not None:
+                saved = FoldStateDB(tmp / FOLD_DIR, read_only=True)
+                rows = saved.view_rows()
+                saved.close()
+            view_folder = ViewFolder(get_projection(request.view, grace_ms=request.grace_ms), rows=rows)
+        sink = StoreSink(store, view=request.view, topic=request.topic, start_offsets=plan.start_offsets,
+                         stop_offsets=plan.stop_offsets, view_folder=view_folder, max_lateness_ms=request.max_lateness_ms,
+                         batch_updates=request.store_batch_updates)
+        # Step 5
+        specs = [
+            WorkerSpec(
+                worker_id=i, bootstrap=request.bootstrap, topic=request.topic, view=request.view, ranges=ranges,
+                as_of_ms=request.as_of_ms if request.mode == "as-of" else None, grace_ms=request.grace_ms,
+                seed_fold_dir=str(tmp / FOLD_DIR) if seed is not None else None, dlq_topic=request.dlq_topic,
+                batch_size=request.batch_size,
+            )
+            for i, ranges in enumerate(split_partitions(plan, max(1, request.workers)))
+        ]
+        pool = WorkerPool(specs, inline=request.workers == 0)
+        what = f"replay {request.view}" + (f" as of {request.as_of_ms}" if request.mode == "as-of" else "")
+        progress.start(plan, description=what + (f" from {snapshot.snapshot_id}" if snapshot else ""))
+        fold_started = time.monotonic()
+        pool.start()
+        # Step 6
+        counters = FoldCounters()
+        cut_orders = 0
+        max_ts: dict[int, int] = dict(seed.max_timestamp_ms) if seed is not None else {}
+        ready: set[int] = set()
+        done: set[int] = set()
+        rows_to_save: list[FinalRows] = []
+        records = 0
+        for message in pool.messages(should_stop=stop.is_set):
+            if isinstance(message, Batch):
+                sink.add(message.changes, message.next_offsets, message.max_timestamp_ms)
+                records += message.records
+                progress.update(message.next_offsets, records=message.records)
+            elif isinstance(message, Ready):
+                ready.add(message.worker_id)
+            elif isinstance(message, FinalRows):
+                rows_to_save.append(message)
+                # Workers read the seed fold state until they are Ready; write it only after all are.
+                if len(ready) == len(specs):
+                    fold_db = fold_db or FoldStateDB(tmp / FOLD_DIR)
+                    for rows in rows_to_save:
+                        fold_db.put_order_rows(rows.partition, rows.rows)
+                    rows_to_save.clear()
+            elif isinstance(message, Done):
+                done.add(message.worker_id)
+                counters.add(message.counters)
+                cut_orders += message.cut_orders
+                for p, ts in message.max_timestamp_ms.items():
+                    max_ts[p] = max(ts, max_ts.get(p, ts))
+        if stop.is_set() or len(done) != len(specs):
+            raise ReplayInterruptedError(f"replay of {request.view} stopped; {tmp} removed, nothing served changed")
+        # The last versions, and the final position: every partition read up to its stop
+        # (control records past the last data record included).
+        sink.next_offsets.update(plan.end_offsets())
+        sink.flush(final=True)
+        fold_s = time.monotonic() - fold_started
+        # Step 7
+        progress.stage("saving fold state")
+        fold_db = fold_db or FoldStateDB(tmp / FOLD_DIR)
+        for rows in rows_to_save:
+            fold_db.put_order_rows(rows.partition, rows.rows)
+        if view_folder is not None:
+            fold_db.put_view_rows(view_folder.rows)
+        # Step 8
+        fold_db.close()
+        fold_db = None
+        store.close()
+        max_valid_from = counters.max_valid_from_ms
+        if seed is not None and seed.max_valid_from_ms is not None:
+            max_valid_from = max(seed.max_valid_from_ms, max_valid_from or seed.max_valid_from_ms)
+        manifest = ReplayManifest(
+            view=request.view, topic=request.topic, partitions=len(plan.partitions), mode=plan.mode,
+            as_of_ms=plan.as_of_ms, next_offsets=plan.end_offsets(), max_timestamp_ms=max_ts,
+            watermark_ms=_watermark_ms(plan, max_ts), max_valid_from_ms=max_valid_from, complete=cut_orders == 0,
+            cut_orders=cut_orders, fold_fingerprint=fingerprint, counters=counters.as_dict(),
+            created_at_ms=int(time.time() * 1000), seeded_from=snapshot.snapshot_id if snapshot else None,
+        )
+        write_manifest(tmp, manifest)
+        # Step 9
+        progress.stage(f"publishing {into}")
+        publish(tmp, into)
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        if fold_db is not None:
+            fold_db.close()
+        store.close()
+        raise
+    pool.close()
+    return ReplayResult(
+        view=request.view, output=into, manifest=manifest, plan=plan,
+        snapshot=snapshot.snapshot_id if snapshot else None, records_read=records,
+        updates_written=sink.updates_written, elapsed_s=time.monotonic() - started, fold_s=fold_s,
+    )

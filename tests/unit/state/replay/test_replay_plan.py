@@ -1,0 +1,95 @@
+"""Which offsets a replay reads, per mode, against a fake broker whose records are listed by hand."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+
+from schemas.errors import ConfigError, ReplayError
+from state.replay.plan import parse_time_ms, plan_replay
+from state.replay.workers import split_partitions
+
+L = 1000  # max lateness, ms
+
+
+class FakeLog:
+    """Partitions as lists of record timestamps (offset = index), like offsets_for_times sees them."""
+
+    def __init__(self, partitions: dict[int, list[int]], *, low: int = 0) -> None:
+        self._partitions = partitions
+        self._low = low
+
+    def partitions(self, topic: str) -> list[int]:
+        return sorted(self._partitions)
+
+    def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
+        return self._low, len(self._partitions[partition])
+
+    def offsets_for_times(self, topic: str, timestamps_ms: Mapping[int, int]) -> dict[int, int | None]:
+        out: dict[int, int | None] = {}
+        for p, ts in timestamps_ms.items():
+            out[p] = next((i for i, t in enumerate(self._partitions[p]) if t >= ts), None)
+        return out
+
+
+# Partition 0: a late record (900 arrives after 2500); partition 1 ends before T + L.
+LOG = FakeLog({0: [100, 2000, 2500, 900, 3000, 5000], 1: [100, 200], 2: []})
+
+
+def test_as_of_reads_past_t_by_the_lateness_bound() -> None:
+    """Scenario: as of T=2000. We expect each partition to stop at the first record with ts >= T + L + 1, or its end."""
+    plan = plan_replay(LOG, "t", mode="as-of", as_of_ms=2000, max_lateness_ms=L)
+    # T + L + 1 = 3001: partition 0 stops before 5000 (offset 5), so 3000 (could hold an event at 2000) is read.
+    assert dict(plan.stop_offsets) == {0: 5, 1: 2, 2: 0}
+    assert dict(plan.offsets_at_as_of_ms or {}) == {0: 2, 1: 2, 2: 0}
+
+
+def test_as_of_bound_is_inclusive_of_t_plus_lateness() -> None:
+    """Scenario: a record exactly at T + L (could be an event at T arriving L late). We expect it read."""
+    log = FakeLog({0: [100, 3000, 3001]})
+    assert dict(plan_replay(log, "t", mode="as-of", as_of_ms=2000, max_lateness_ms=L).stop_offsets) == {0: 2}
+
+
+def test_to_end_stops_at_high_watermarks_and_up_to_before_the_first_record_after_t() -> None:
+    """Scenario: the other two modes. We expect high watermarks, and offsets_for_times(T + 1)."""
+    assert dict(plan_replay(LOG, "t", mode="to-end", as_of_ms=None, max_lateness_ms=L).stop_offsets) == {0: 6, 1: 2, 2: 0}
+    # up to 2000: the record at 2000 is in (inclusive), 2500 is the first one after.
+    assert dict(plan_replay(LOG, "t", mode="up-to", as_of_ms=2000, max_lateness_ms=L).stop_offsets) == {0: 2, 1: 2, 2: 0}
+    assert dict(plan_replay(LOG, "t", mode="up-to", as_of_ms=1999, max_lateness_ms=L).stop_offsets) == {0: 1, 1: 2, 2: 0}
+    assert dict(plan_replay(LOG, "t", mode="up-to", as_of_ms=99, max_lateness_ms=L).stop_offsets) == {0: 0, 1: 0, 2: 0}
+
+
+def test_a_log_that_lost_its_beginning_cannot_be_replayed() -> None:
+    """Scenario: retention deleted the first records. We expect a ReplayError, not a silently partial view."""
+    with pytest.raises(ReplayError, match="no longer holds its first records"):
+        plan_replay(FakeLog({0: [1, 2]}, low=1), "t", mode="to-end", as_of_ms=None, max_lateness_ms=L)
+
+
+def test_partitions_are_split_by_records_to_read() -> None:
+    """Scenario: uneven partitions over two workers. We expect every non-empty partition once, loads balanced."""
+    plan = plan_replay(FakeLog({0: [1] * 10, 1: [1] * 6, 2: [1] * 5, 3: []}), "t", mode="to-end", as_of_ms=None, max_lateness_ms=L)
+    groups = split_partitions(plan, 2)
+    assert sorted(r.partition for g in groups for r in g) == [0, 1, 2]
+    assert sorted(sum(r.stop - r.start for r in g) for g in groups) == [10, 11]
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("1704067200000", 1_704_067_200_000),
+        ("2024-01-01T00:00:00Z", 1_704_067_200_000),
+        ("2024-01-01T01:00:00.123+01:00", 1_704_067_200_123),
+        ("2024-01-01T00:00:00.999999+00:00", 1_704_067_200_999),  # ms, truncated like event times
+    ],
+)
+def test_parse_time(text: str, expected: int) -> None:
+    """Scenario: each accepted spelling of T. We expect epoch ms."""
+    assert parse_time_ms(text) == expected
+
+
+@pytest.mark.parametrize("text", ["2024-01-01T00:00:00", "yesterday", ""])
+def test_parse_time_refuses_naive_or_garbage(text: str) -> None:
+    """Scenario: a time without a zone, or not a time. We expect a ConfigError."""
+    with pytest.raises(ConfigError):
+        parse_time_ms(text)
