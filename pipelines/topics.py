@@ -17,13 +17,27 @@ __all__ = [
     "ensure_topic",
 ]
 
+#: Kafka rolls a segment once its first record's timestamp is older than segment.ms.
+#: Records stamped with a days-old event time would roll a new segment on every append
+#: (thousands of tiny files), so event-time topics get a roll age far beyond any history.
+_EVENT_TIME_SEGMENT_MS = str(10 * 365 * 24 * 3600 * 1000)
+
 #: The source of truth keeps everything: the simulated history is days old on
-#: arrival, and a time-based retention would delete it at once.
-ORDERS_TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
+#: arrival, and a time-based retention would delete it at once. CreateTime = occurredAt
+#: so offsets_for_times finds event-time positions.
+ORDERS_TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1", "segment.ms": _EVENT_TIME_SEGMENT_MS}
 #: Poison events are kept for inspection and redrive, never expired.
-DLQ_TOPIC_CONFIG = {"retention.ms": "-1"}
-#: A view topic holds the latest row per key.
-VIEW_TOPIC_CONFIG = {"cleanup.policy": "compact", "retention.ms": "-1"}
+DLQ_TOPIC_CONFIG = {"retention.ms": "-1", "segment.ms": _EVENT_TIME_SEGMENT_MS}
+#: A view topic holds the latest row per key. Its records are stamped on append
+#: (validFrom travels in the value), so compaction and segment rolling follow wall-clock
+#: time; min.compaction.lag.ms keeps every version for an hour, long enough for a read
+#: replica that is briefly behind to see all of them.
+VIEW_TOPIC_CONFIG = {
+    "cleanup.policy": "compact",
+    "retention.ms": "-1",
+    "message.timestamp.type": "LogAppendTime",
+    "min.compaction.lag.ms": str(3600 * 1000),
+}
 
 
 def view_topic(view_name: str, *, prefix: str = "") -> str:

@@ -121,8 +121,9 @@ def build_pipeline(
 
     def publish(sdf: Any) -> None:
         # Dead letters keep their original key; view records are keyed by the view key.
+        # No set_timestamp: view topics stamp records on append (see VIEW_TOPIC_CONFIG), and a
+        # dead letter keeps its source record's timestamp.
         sdf = sdf.set_headers(lambda value, key, ts, headers: value.get("headers") or [])
-        sdf = sdf.set_timestamp(lambda value, key, ts, headers: value["validFrom"] or ts)
         sdf.to_topic(route, key=lambda value: value["key"])
 
     rekeyed = view != "order-status"

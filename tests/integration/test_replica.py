@@ -35,7 +35,7 @@ def wait_until(condition: Callable[[], bool], *, timeout_s: float = 30.0, what: 
 
 
 class ViewProducer:
-    """Publishes records exactly as the live pipeline does: value = view_record minus "t", key = view key, timestamp = validFrom."""
+    """Publishes records exactly as the live pipeline does: value = view_record minus "t", key = view key (the topic stamps the append time)."""
 
     def __init__(self, bootstrap: str, topics: dict[str, str]) -> None:
         self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
