@@ -33,15 +33,14 @@ Order ids grow with placement time (``ord-0000001`` is placed first).
 from __future__ import annotations
 
 import bisect
-import gc
 import itertools
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
 from random import Random
 from types import MappingProxyType
 
+from pipelines.gc_pause import gc_paused
 from pipelines.workload.encoding import FastEncoder
 from pipelines.workload.events import Emitted, build_payload, new_uuid
 from pipelines.workload.model import LineItem, Order, Refund, RefundLine
@@ -264,21 +263,7 @@ def _emit(
     return emitted
 
 
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC for a bulk pass over a workload.
 
-    Generation allocates millions of acyclic objects, and the collector's repeated
-    full passes over them made generation superlinear (2x slower per event at 400k
-    events) and the oracle's fold 2-4x slower. Nothing here makes cycles, so pausing loses nothing.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def generate(config: WorkloadConfig, *, encoder: FastEncoder | None = None) -> Workload:

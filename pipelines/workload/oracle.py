@@ -49,7 +49,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.workload.generator import Workload, gc_paused
+from pipelines.gc_pause import gc_paused
+from pipelines.workload.generator import Workload
 from pipelines.workload.model import TIME_COLUMNS, Ledger, LineItem, Status
 from schemas.errors import RewindError
 

@@ -14,15 +14,14 @@ The result equals a replay from offset zero whether or not a snapshot seeded it.
 
 from __future__ import annotations
 
-import gc
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.gc_pause import gc_paused
 from pipelines.projections import get_projection
 from schemas.errors import ConfigError, ReplayInterruptedError
 from state.contracts import WritableProjectionStore
@@ -136,19 +135,6 @@ def _watermark_ms(plan: ReplayPlan, max_timestamp_ms: Mapping[int, int]) -> int 
     return min(marks) if marks else None
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC while folding: the parent allocates millions of acyclic rows and
-    updates, and the collector's passes over them cost more than the fold itself (measured:
-    unpickling and building updates ran 4x slower with it on)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
 
 def run_replay(
     request: ReplayRequest,
@@ -199,7 +185,7 @@ def run_replay(
     # Step 3
     into = Path(request.into)
     tmp = build_paths(into)
-    with stop_on_signals(stop), _gc_paused():
+    with stop_on_signals(stop), gc_paused():
         try:
             return _build(request, plan, snapshot, tmp, into, fingerprint, open_store, progress, stop, started)
         except BaseException:
