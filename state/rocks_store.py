@@ -13,11 +13,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal, overload
 
-from rocksdict import AccessType, BlockBasedOptions, Cache, Checkpoint, Options, Rdict, ReadOptions, WriteBatch
+from rocksdict import BlockBasedOptions, Cache, Checkpoint, Options, ReadOptions, WriteBatch
 
 from pipelines.projections import VIEW_NAMES
 from schemas.errors import StoreError, StoreFormatError, StoreNotFoundError, UnknownIndexError
 from state import keys as K
+from state.rocks_open import open_rdict
 from state.contracts import Position, VersionedRow, ViewUpdate
 from state.indexes import check_view, find_index
 from state.records import StoredVersion, decode_latest, decode_valid_to, decode_version
@@ -58,14 +59,7 @@ class RocksStore:
         self._applied = threading.Condition()
         if read_only and not (self.path / "CURRENT").exists():
             raise StoreNotFoundError(f"no replica store in {self.path} (run `rewind serve` to build one)")
-        try:
-            if read_only:
-                self._db = Rdict(str(self.path), _options(), access_type=AccessType.read_only(False))
-            else:
-                self.path.mkdir(parents=True, exist_ok=True)
-                self._db = Rdict(str(self.path), _options())
-        except Exception as exc:  # rocksdict raises plain Exception with RocksDB's message
-            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        self._db = open_rdict(self.path, _options(), read_only=read_only, error=StoreError, what="store")
         self._check_format()
         self._position = self._load_position()
         self._source_position = self._load_source_position()

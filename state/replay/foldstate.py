@@ -19,10 +19,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import orjson
-from rocksdict import AccessType, Checkpoint, Options, Rdict, WriteBatch
+from rocksdict import Checkpoint, Options, WriteBatch
 
 from pipelines.projections import Row
 from schemas.errors import ReplayError
+from state.rocks_open import open_rdict
 
 __all__ = ["FoldStateDB"]
 
@@ -43,14 +44,7 @@ class FoldStateDB:
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
-        try:
-            if read_only:
-                self._db = Rdict(str(self.path), _options(), access_type=AccessType.read_only(False))
-            else:
-                self.path.mkdir(parents=True, exist_ok=True)
-                self._db = Rdict(str(self.path), _options())
-        except Exception as exc:  # rocksdict raises plain Exception with RocksDB's message
-            raise ReplayError(f"cannot open fold state {self.path}: {exc}") from exc
+        self._db = open_rdict(self.path, _options(), read_only=read_only, error=ReplayError, what="fold state")
 
     def _write(self, items: Iterable[tuple[bytes, bytes]]) -> None:
         batch = WriteBatch(raw_mode=True)

@@ -1,0 +1,26 @@
+"""Opening a RocksDB directory with rocksdict, the same way for every store in ``state/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rocksdict import AccessType, Options, Rdict
+
+from schemas.errors import RewindError
+
+__all__ = ["open_rdict"]
+
+
+def open_rdict(path: Path, options: Options, *, read_only: bool, error: type[RewindError], what: str) -> Rdict:
+    """Open ``path`` read-write (creating it) or read-only (no lock, so another process may write).
+
+    rocksdict raises a plain Exception carrying RocksDB's message; it becomes ``error``
+    with ``what`` naming the store, so callers keep their own error type.
+    """
+    try:
+        if read_only:
+            return Rdict(str(path), options, access_type=AccessType.read_only(False))
+        path.mkdir(parents=True, exist_ok=True)
+        return Rdict(str(path), options)
+    except Exception as exc:  # noqa: BLE001 - see docstring
+        raise error(f"cannot open {what} {path}: {exc}") from exc
