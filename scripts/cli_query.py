@@ -18,6 +18,19 @@ def _replica_dir(replica_dir: Path | None, state_dir: Path | None) -> Path:
     return settings.replica_dir if settings.replica_dir is not None else settings.state_dir / "replica"
 
 
+def _store_dir(view: str, *, replica_dir: Path | None, state_dir: Path | None, replayed: bool) -> Path:
+    """The replica directory, or with ``replayed`` the view store of the replay output currently served."""
+    if not replayed:
+        return _replica_dir(replica_dir, state_dir)
+    from schemas.errors import StoreNotFoundError
+    from state.replay import served_dir
+
+    served = served_dir(build_settings(state_dir=state_dir).state_dir / "views", view)
+    if served is None:
+        raise StoreNotFoundError(f"no replayed {view} is served (run `rewind replay {view} --from-offset 0 --swap`)")
+    return served / "view"
+
+
 def _remote(url: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
     """GET ``url + path``; an error answer becomes the matching RewindError (one line, non-zero exit)."""
     import httpx
@@ -83,6 +96,9 @@ def register(app: typer.Typer) -> None:
         wait_ms: int = typer.Option(None, min=0, help="How long to wait for --min-position (default 2000)."),
         replica_dir: Path = setting_option("replica_dir", "Replica store directory (default: <state dir>/replica)."),
         state_dir: Path = setting_option("state_dir", "State directory; the replica lives in <state dir>/replica."),
+        replayed: bool = typer.Option(
+            False, "--replayed", help="Read the view that `rewind replay --swap` serves (<state dir>/views/VIEW/current) instead of the replica."
+        ),
     ) -> None:
         """Query a view: a row now or as of a time, rows by index, or a row's history (JSON or --table)."""
         from schemas.errors import QueryError
@@ -109,7 +125,7 @@ def register(app: typer.Typer) -> None:
             from state.query import QueryService
             from state.rocks_store import open_store
 
-            store = open_store(_replica_dir(replica_dir, state_dir), read_only=True)
+            store = open_store(_store_dir(view, replica_dir=replica_dir, state_dir=state_dir, replayed=replayed), read_only=True)
             try:
                 service = QueryService(store)
                 kw: dict[str, Any] = {"min_position": min_position, "wait_ms": wait_ms}
