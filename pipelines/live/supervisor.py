@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from pipelines.settings import RewindSettings
 
-__all__ = ["PipelineChild", "group_lag", "default_group"]
+__all__ = ["PipelineChild", "group_lag", "group_members_with_partitions", "default_group"]
 
 
 def default_group(view: str) -> str:
@@ -36,6 +36,15 @@ def group_lag(bootstrap: str, group: str, topic: str) -> int:
         consumer.close()
 
 
+def group_members_with_partitions(bootstrap: str, group: str, *, timeout_s: float = 10.0) -> int:
+    """How many members of consumer group ``group`` currently hold at least one partition."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    description = admin.describe_consumer_groups([group], request_timeout=timeout_s)[group].result(timeout=timeout_s)
+    return sum(1 for member in description.members if member.assignment and member.assignment.topic_partitions)
+
+
 @dataclass
 class PipelineChild:
     """One `rewind run` child process writing its log to a file."""
@@ -55,6 +64,7 @@ class PipelineChild:
             "REWIND_DLQ_TOPIC": settings.dlq_topic,
             "REWIND_VIEW_TOPIC_PREFIX": settings.view_topic_prefix,
             "REWIND_GUARANTEE": settings.guarantee,
+            "REWIND_COMMIT_INTERVAL_S": str(settings.commit_interval_s),
         }
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("wb") as log:

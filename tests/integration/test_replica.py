@@ -161,7 +161,7 @@ def test_rewind_serve_answers_and_stops_cleanly_on_sigterm(kafka_bootstrap: str,
         port = probe.getsockname()[1]
     launcher = "import typer; from scripts.cli_query import register; app = typer.Typer(); register(app); app()"
     process = subprocess.Popen(
-        [sys.executable, "-c", launcher, "serve", "--port", str(port), "--topic-prefix", f"{unique_name}.",
+        [sys.executable, "-c", launcher, "serve", "--port", str(port), "--view-topic-prefix", f"{unique_name}.",
          "--replica-dir", str(tmp_path / "replica"), "--kafka-bootstrap-servers", kafka_bootstrap],
         cwd=Path(__file__).resolve().parents[2], env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
