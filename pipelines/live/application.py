@@ -23,6 +23,7 @@ from typing import Any, Literal
 from confluent_kafka import Consumer, TopicPartition
 from quixstreams import Application
 from quixstreams.models import TopicConfig
+from quixstreams.state.rocksdb import RocksDBOptions
 from quixstreams.models.serializers import Serializer
 
 from pipelines.live.stats import PipelineStats
@@ -34,6 +35,12 @@ from pipelines.topics import DLQ_TOPIC_CONFIG, VIEW_TOPIC_CONFIG, check_reachabl
 __all__ = ["LivePipeline", "build_pipeline", "run_pipeline"]
 
 log = logging.getLogger("rewind.live")
+
+
+#: Quix's defaults allow 3 x 64 MiB memtables per partition store plus a 1 GiB block cache:
+#: ~3.3 GiB peak RSS at 12 partitions (measured at 1M events). Smaller memtables bound a
+#: pipeline to about 12 x 2 x 16 MiB + 256 MiB, whatever the event count.
+ROCKSDB_OPTIONS = RocksDBOptions(write_buffer_size=16 * 1024 * 1024, max_write_buffer_number=2, block_cache_size=256 * 1024 * 1024)
 
 
 class _DeadLetterValue(Serializer):
@@ -94,6 +101,7 @@ def build_pipeline(
         auto_offset_reset="earliest",
         processing_guarantee=guarantee or settings.guarantee,
         state_dir=str(state_dir or settings.state_dir / view),
+        rocksdb_options=ROCKSDB_OPTIONS,
         commit_interval=commit_interval_s or settings.commit_interval_s,
         on_message_processed=on_processed,
         loglevel="WARNING",
