@@ -52,6 +52,7 @@ __all__ = [
     "enc_desc",
     "dec_desc",
     "lp",
+    "lp_name",
     "read_lp",
     "prefix_end",
     "position_key",
@@ -93,13 +94,22 @@ _U64_MAX: Final = (1 << 64) - 1
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
+_DESC_BASE: Final = _U64_MAX - _SIGN
+
+
+_pack_u64 = _U64.pack
+_pack_u16 = _U16.pack
 
 
 def enc_int(value: int) -> bytes:
     """Signed 64-bit int -> 8 bytes whose byte order is numeric order."""
-    if not -_SIGN <= value < _SIGN:
-        raise InvalidUpdateError(f"integer {value} does not fit in 64 bits")
-    return _U64.pack(value + _SIGN)
+    try:
+        # struct checks the range itself (0 <= value + 2**63 < 2**64): the hot path does one call.
+        return _pack_u64(value + _SIGN)
+    except struct.error:
+        if not -_SIGN <= value < _SIGN:
+            raise InvalidUpdateError(f"integer {value} does not fit in 64 bits") from None
+        raise
 
 
 def dec_int(data: bytes) -> int:
@@ -109,7 +119,12 @@ def dec_int(data: bytes) -> int:
 
 def enc_desc(value: int) -> bytes:
     """Signed 64-bit int -> 8 bytes whose byte order is *descending* numeric order (ranking indexes)."""
-    return _U64.pack(_U64_MAX - (_U64.unpack(enc_int(value))[0]))
+    try:
+        # == U64_MAX - (value + 2**63); the range check is struct's, as in enc_int.
+        return _pack_u64(_DESC_BASE - value)
+    except struct.error:
+        enc_int(value)  # raises InvalidUpdateError when out of range
+        raise
 
 
 def dec_desc(data: bytes) -> int:
@@ -120,9 +135,23 @@ def dec_desc(data: bytes) -> int:
 def lp(text: str) -> bytes:
     """Length-prefixed UTF-8: u16 big-endian length, then the bytes."""
     raw = text.encode()
-    if len(raw) > 0xFFFF:
-        raise InvalidUpdateError(f"key part of {len(raw)} bytes is longer than 65535: {text[:40]!r}...")
-    return _U16.pack(len(raw)) + raw
+    size = len(raw)
+    if size > 0xFFFF:
+        raise InvalidUpdateError(f"key part of {size} bytes is longer than 65535: {text[:40]!r}...")
+    return _pack_u16(size) + raw
+
+
+_LP_NAMES: dict[str, bytes] = {}
+
+
+def lp_name(text: str) -> bytes:
+    """:func:`lp` of a name from a small fixed set (views, indexes, topics, index values): cached."""
+    found = _LP_NAMES.get(text)
+    if found is None:
+        found = lp(text)
+        if len(_LP_NAMES) < 4096:  # bounded: index values come from rows
+            _LP_NAMES[text] = found
+    return found
 
 
 def read_lp(data: bytes, at: int) -> tuple[str, int]:

@@ -14,6 +14,18 @@ orderId and seq, so a redelivered change is recognised). The version at time t i
 fold of every change with change_valid_from <= t, in (valid_from, orderId, seq) order,
 one version per distinct change time. A change that arrives before the row's latest
 valid_from re-derives every later version from the version just before it.
+
+Cost notes (the replay parent applies every update through here, serially):
+
+* every key of a (view, key) group shares ``lp(view) + lp(key)``; it is encoded once per
+  group (:class:`_RowKeys`), and the index prefixes once per view (:func:`_index_keys`);
+* changes are identified by ``(valid_from_ms, orderId, seq)`` tuples in memory; the change
+  key is encoded once, when it is written or looked up;
+* a counter row's latest version is at its greatest stored change time (versions are
+  one per change time, corrections land at a change time), so a change later than the
+  latest version cannot be stored yet: the duplicate lookup is skipped for it (and for
+  every change of a row without a latest version). Changes replayed in event-time order
+  therefore cost no reads beyond the latest record.
 """
 
 from __future__ import annotations
@@ -35,7 +47,6 @@ from state.records import (
     decode_latest,
     decode_version,
     encode_change,
-    encode_latest,
     encode_valid_to,
     encode_version,
 )
@@ -60,6 +71,60 @@ class ApplyCounts:
     batches: int = 0
 
 
+class _RowKeys:
+    """The encoded key prefixes of one (view, key) row, built once per group."""
+
+    __slots__ = ("key_lp", "latest", "versions", "changes")
+
+    def __init__(self, view: str, key: str) -> None:
+        self.key_lp = K.lp(key)
+        view_key = K.lp_name(view) + self.key_lp
+        self.latest = K.NS_LATEST + view_key  # == K.latest_key(view, key)
+        self.versions = K.NS_VERSION + view_key  # == K.version_prefix(view, key)
+        self.changes = K.NS_CHANGE + view_key  # == K.change_prefix(view, key)
+
+    def version_key(self, valid_from_ms: int) -> bytes:
+        """== K.version_key(view, key, valid_from_ms)."""
+        return self.versions + K.enc_int(valid_from_ms)
+
+    def change_key(self, valid_from_ms: int, order_id: str, seq: int) -> bytes:
+        """== K.change_key(view, key, valid_from_ms, order_id, seq)."""
+        return self.changes + K.enc_int(valid_from_ms) + K.lp(order_id) + K.enc_int(seq)
+
+
+@dataclass(frozen=True, slots=True)
+class _IndexKeys:
+    """One index of a view with its encoded prefixes (``K.index_prefix`` of both namespaces)."""
+
+    spec: IndexSpec
+    equality: bool
+    current: bytes
+    versioned: bytes
+
+
+_INDEX_KEYS: dict[str, tuple[_IndexKeys, ...]] = {}
+
+
+def _index_keys(view: str) -> tuple[_IndexKeys, ...]:
+    found = _INDEX_KEYS.get(view)
+    if found is None:
+        found = tuple(
+            _IndexKeys(
+                spec,
+                spec.kind == "equality",
+                K.index_prefix(K.NS_INDEX_CURRENT, spec.view, spec.name),
+                K.index_prefix(K.NS_INDEX_VERSIONED, spec.view, spec.name),
+            )
+            for spec in indexes_of(view)
+        )
+        _INDEX_KEYS[view] = found
+    return found
+
+
+#: (valid_from_ms, orderId, seq): a change's identity within its row (its key, unencoded).
+_ChangeId = tuple[int, str, int]
+
+
 class KeyApplier:
     """Turns one (view, key) group of updates into WriteBatch operations, reading the db as needed.
 
@@ -74,13 +139,13 @@ class KeyApplier:
 
     # -- reads -------------------------------------------------------------------------
 
-    def _latest(self, view: str, key: str) -> StoredVersion | None:
-        data = self._db.get(K.latest_key(view, key))
+    def _latest(self, rk: _RowKeys) -> StoredVersion | None:
+        data = self._db.get(rk.latest)
         return None if data is None else decode_latest(data)
 
-    def _version_before(self, view: str, key: str, valid_from_ms: int) -> StoredVersion | None:
+    def _version_before(self, rk: _RowKeys, valid_from_ms: int) -> StoredVersion | None:
         """The version with the greatest valid_from < valid_from_ms (None: there is none)."""
-        prefix = K.version_prefix(view, key)
+        prefix = rk.versions
         it = self._db.iter()
         it.seek_for_prev(prefix + K.enc_int(valid_from_ms - 1))
         if not it.valid():
@@ -90,8 +155,8 @@ class KeyApplier:
             return None
         return decode_version(K.dec_int(found[len(prefix) :]), it.value())
 
-    def _versions_from(self, view: str, key: str, valid_from_ms: int) -> list[StoredVersion]:
-        prefix = K.version_prefix(view, key)
+    def _versions_from(self, rk: _RowKeys, valid_from_ms: int) -> list[StoredVersion]:
+        prefix = rk.versions
         out = []
         for found, value in self._db.items(from_key=prefix + K.enc_int(valid_from_ms)):
             if not found.startswith(prefix):
@@ -99,8 +164,8 @@ class KeyApplier:
             out.append(decode_version(K.dec_int(found[len(prefix) :]), value))
         return out
 
-    def _changes_from(self, view: str, key: str, valid_from_ms: int) -> list[StoredChange]:
-        prefix = K.change_prefix(view, key)
+    def _changes_from(self, rk: _RowKeys, valid_from_ms: int) -> list[StoredChange]:
+        prefix = rk.changes
         out = []
         for found, value in self._db.items(from_key=prefix + K.enc_int(valid_from_ms)):
             if not found.startswith(prefix):
@@ -113,12 +178,13 @@ class KeyApplier:
 
     def apply_group(self, view: str, key: str, updates: Sequence[ViewUpdate]) -> int:
         """Write the effect of ``updates`` (all for ``view``/``key``, in arrival order); return how many applied."""
+        rk = _RowKeys(view, key)
         if view == ORDER_STATUS:
-            return self._apply_rows(view, key, updates)
-        return self._apply_changes(view, key, updates)
+            return self._apply_rows(view, key, rk, updates)
+        return self._apply_changes(view, key, rk, updates)
 
-    def _apply_rows(self, view: str, key: str, updates: Sequence[ViewUpdate]) -> int:
-        latest = self._latest(view, key)
+    def _apply_rows(self, view: str, key: str, rk: _RowKeys, updates: Sequence[ViewUpdate]) -> int:
+        latest = self._latest(rk)
         old: list[StoredVersion] = []
         new: list[StoredVersion] = []
         applied = 0
@@ -143,38 +209,45 @@ class KeyApplier:
                 new.append(version)
         if new:
             # The base's valid_to only changes when the first new version is not a replacement.
-            self._rewrite_suffix(view, key, base=None if old else latest, old=old, new=new)
+            self._rewrite_suffix(view, rk, base=None if old else latest, old=old, new=new)
         return applied
 
-    def _apply_changes(self, view: str, key: str, updates: Sequence[ViewUpdate]) -> int:
+    def _apply_changes(self, view: str, key: str, rk: _RowKeys, updates: Sequence[ViewUpdate]) -> int:
+        # The latest version is read first: no change of this row is stored later than it
+        # (module docstring), so only changes at or before it need a duplicate lookup.
+        latest = self._latest(rk)
+        stored_until = latest.valid_from_ms if latest is not None else None
         fresh: list[StoredChange] = []
-        seen: set[bytes] = set()
+        seen: set[_ChangeId] = set()
+        get = self._db.get
         for update in updates:
             if update.delta is None:
                 raise InvalidUpdateError(f"{view} update for key {key!r} (order {update.order_id} seq {update.seq}) has no delta")
-            change_key = K.change_key(view, key, update.change_valid_from_ms, update.order_id, update.seq)
-            if change_key in seen or self._db.get(change_key) is not None:
+            valid_from_ms = update.change_valid_from_ms
+            ident = (valid_from_ms, update.order_id, update.seq)
+            if ident in seen or (
+                stored_until is not None and valid_from_ms <= stored_until and get(rk.change_key(*ident)) is not None
+            ):
                 self._counts.skipped_duplicate += 1
                 continue
-            seen.add(change_key)
-            fresh.append(StoredChange(update.change_valid_from_ms, update.order_id, update.seq, update.delta, update.source))
+            seen.add(ident)
+            fresh.append(StoredChange(valid_from_ms, update.order_id, update.seq, update.delta, update.source))
         if not fresh:
             return 0
-        latest = self._latest(view, key)
         first_ms = min(change.valid_from_ms for change in fresh)
         if latest is None or first_ms > latest.valid_from_ms:
             # Fast path: every change is newer than the row; fold them onto the latest version.
             base, old, stored = latest, [], []
         else:
             # A change at or before the latest version: re-derive from the version before it.
-            base = self._version_before(view, key, first_ms)
-            old = self._versions_from(view, key, first_ms)
-            stored = self._changes_from(view, key, first_ms)
+            base = self._version_before(rk, first_ms)
+            old = self._versions_from(rk, first_ms)
+            stored = self._changes_from(rk, first_ms)
             self._counts.rederived_versions += len(old)
-        new = _fold_versions(view, key, base, stored + fresh, fresh_keys=seen)
+        new = _fold_versions(view, key, base, stored + fresh, fresh_ids=seen)
         last = updates[-1]
         applied = len(fresh)
-        if last.row and K.change_key(view, key, last.change_valid_from_ms, last.order_id, last.seq) in seen:
+        if last.row and (last.change_valid_from_ms, last.order_id, last.seq) in seen:
             # The published row is the live fold after this change; ours must equal it. It
             # differs when records were compacted away before we read them (a replica built
             # from an old compacted topic): record the difference as a correction change at
@@ -184,18 +257,19 @@ class KeyApplier:
                 seq = last.record_position.offset if last.record_position is not None else last.seq
                 correction = StoredChange(first_ms, CORRECTION_ORDER_ID, seq, diff, None)
                 fresh = [*fresh, correction]
-                seen.add(K.change_key(view, key, first_ms, CORRECTION_ORDER_ID, seq))
+                seen.add((first_ms, CORRECTION_ORDER_ID, seq))
                 self._counts.corrections += 1
-                new = _fold_versions(view, key, base, stored + fresh, fresh_keys=seen)
-        for change in _merge_same_key(view, key, fresh, stored):
-            self._batch.put(K.change_key(view, key, change.valid_from_ms, change.order_id, change.seq), encode_change(change))
-        self._rewrite_suffix(view, key, base=base, old=old, new=new)
+                new = _fold_versions(view, key, base, stored + fresh, fresh_ids=seen)
+        put = self._batch.put
+        for change in _merge_same_key(fresh, stored):
+            put(rk.change_key(change.valid_from_ms, change.order_id, change.seq), encode_change(change))
+        self._rewrite_suffix(view, rk, base=base, old=old, new=new)
         return applied
 
     # -- suffix rewrite ----------------------------------------------------------------
 
     def _rewrite_suffix(
-        self, view: str, key: str, *, base: StoredVersion | None, old: list[StoredVersion], new: list[StoredVersion]
+        self, view: str, rk: _RowKeys, *, base: StoredVersion | None, old: list[StoredVersion], new: list[StoredVersion]
     ) -> None:
         """Replace versions ``old`` (all valid_from >= new[0]) with ``new``; fix indexes and latest.
 
@@ -205,55 +279,109 @@ class KeyApplier:
         3. Current indexes and the latest record: move from the previous latest to new[-1].
         """
         batch = self._batch
+        put, delete = batch.put, batch.delete
+        if not old and len(new) == 1:
+            self._append_version(view, rk, base, new[0])
+            return
+        version_key = rk.version_key
         # Step 1
-        kept = {v.valid_from_ms for v in new}
-        for version in old:
-            if version.valid_from_ms not in kept:
-                batch.delete(K.version_key(view, key, version.valid_from_ms))
+        if old:
+            kept = {v.valid_from_ms for v in new}
+            for version in old:
+                if version.valid_from_ms not in kept:
+                    delete(version_key(version.valid_from_ms))
+        encoded = b""
         for version in new:
-            batch.put(K.version_key(view, key, version.valid_from_ms), encode_version(version))
-        # Step 2
-        old_ends = [old[i + 1].valid_from_ms if i + 1 < len(old) else None for i in range(len(old))]
-        new_ends = [new[i + 1].valid_from_ms if i + 1 < len(new) else None for i in range(len(new))]
-        for spec in indexes_of(view):
-            for version, valid_to_ms in zip(old, old_ends):
-                _delete_versioned_entry(batch, spec, key, version, valid_to_ms)
-            if base is not None:
-                # base was current (valid_to None) when old is empty, else it ended at old[0].
-                _delete_versioned_entry(batch, spec, key, base, old[0].valid_from_ms if old else None)
-                _put_versioned_entry(batch, spec, key, base, new[0].valid_from_ms)
-            for version, valid_to_ms in zip(new, new_ends):
-                _put_versioned_entry(batch, spec, key, version, valid_to_ms)
-        # Step 3
-        previous = old[-1] if old else base
-        for spec in indexes_of(view):
-            if previous is not None:
-                entry = _current_entry(spec, key, previous)
-                if entry is not None:
-                    batch.delete(entry)
-            entry = _current_entry(spec, key, new[-1])
-            if entry is not None:
-                batch.put(entry, b"")
-        batch.put(K.latest_key(view, key), encode_latest(new[-1]))
+            encoded = encode_version(version)
+            put(version_key(version.valid_from_ms), encoded)
+        indexes = _index_keys(view)
+        if indexes:
+            key_lp = rk.key_lp
+            # Step 2
+            old_ends = [old[i + 1].valid_from_ms if i + 1 < len(old) else None for i in range(len(old))]
+            new_ends = [new[i + 1].valid_from_ms if i + 1 < len(new) else None for i in range(len(new))]
+            # Index values are computed once per (index, version): steps 2 and 3 both use them.
+            values = []
+            for ix in indexes:
+                old_values = [_index_value(ix, v) for v in old]
+                new_values = [_index_value(ix, v) for v in new]
+                base_value = None if base is None else _index_value(ix, base)
+                values.append((old_values, new_values, base_value))
+                for version, value, valid_to_ms in zip(old, old_values, old_ends):
+                    if value is not None:
+                        delete(_versioned_entry(ix, key_lp, value, version.valid_from_ms, valid_to_ms)[0])
+                if base is not None and base_value is not None:
+                    # base was current (valid_to None) when old is empty, else it ended at old[0].
+                    entry = _versioned_entry(ix, key_lp, base_value, base.valid_from_ms, old[0].valid_from_ms if old else None)
+                    delete(entry[0])
+                    put(*_versioned_entry(ix, key_lp, base_value, base.valid_from_ms, new[0].valid_from_ms))
+                for version, value, valid_to_ms in zip(new, new_values, new_ends):
+                    if value is not None:
+                        put(*_versioned_entry(ix, key_lp, value, version.valid_from_ms, valid_to_ms))
+            # Step 3
+            previous = old[-1] if old else base
+            for ix, (old_values, new_values, base_value) in zip(indexes, values):
+                if previous is not None:
+                    previous_value = old_values[-1] if old else base_value
+                    if previous_value is not None:
+                        delete(_current_entry(ix, key_lp, previous_value, previous.valid_from_ms))
+                if new_values[-1] is not None:
+                    put(_current_entry(ix, key_lp, new_values[-1], new[-1].valid_from_ms), b"")
+        # == encode_latest(new[-1]), reusing its version record encoded in step 1.
+        put(rk.latest, K.enc_int(new[-1].valid_from_ms) + encoded)
+
+    def _append_version(self, view: str, rk: _RowKeys, base: StoredVersion | None, version: StoredVersion) -> None:
+        """:meth:`_rewrite_suffix` with ``old`` empty and ``new == [version]`` (the common case):
+        the same operations in the same order, without the general case's lists."""
+        put, delete = self._batch.put, self._batch.delete
+        valid_from_ms = version.valid_from_ms
+        from_key = K.enc_int(valid_from_ms)
+        encoded = encode_version(version)
+        # Step 1
+        put(rk.versions + from_key, encoded)
+        indexes = _index_keys(view)
+        if indexes:
+            key_lp = rk.key_lp
+            values = []
+            # Step 2
+            for ix in indexes:
+                value = _index_value(ix, version)
+                base_value = None if base is None else _index_value(ix, base)
+                values.append((value, base_value))
+                if base_value is not None:
+                    assert base is not None
+                    delete(_versioned_entry(ix, key_lp, base_value, base.valid_from_ms, None)[0])
+                    put(*_versioned_entry(ix, key_lp, base_value, base.valid_from_ms, valid_from_ms))
+                if value is not None:
+                    put(*_versioned_entry(ix, key_lp, value, valid_from_ms, None))
+            # Step 3
+            for ix, (value, base_value) in zip(indexes, values):
+                if base_value is not None:
+                    assert base is not None
+                    delete(_current_entry(ix, key_lp, base_value, base.valid_from_ms))
+                if value is not None:
+                    put(_current_entry(ix, key_lp, value, valid_from_ms), b"")
+        put(rk.latest, from_key + encoded)
 
 
 def _fold_versions(
-    view: str, key: str, base: StoredVersion | None, changes: list[StoredChange], *, fresh_keys: set[bytes]
+    view: str, key: str, base: StoredVersion | None, changes: list[StoredChange], *, fresh_ids: set[_ChangeId]
 ) -> list[StoredVersion]:
     """One version per distinct change time: the fold of ``base`` and every change up to it.
 
     A version's source is the last *fresh* change at its time (the record that produced
     it); a version only re-derived because an earlier change arrived has source None.
     """
-    projection = get_projection(view)
+    apply = get_projection(view).apply
     row = dict(base.row) if base is not None else None
     out: list[StoredVersion] = []
-    changes = sorted(changes, key=lambda c: (c.valid_from_ms, c.order_id, c.seq))
+    if len(changes) > 1:
+        changes = sorted(changes, key=lambda c: (c.valid_from_ms, c.order_id, c.seq))
     for valid_from_ms, group in groupby(changes, key=lambda c: c.valid_from_ms):
         source = None
         for change in group:
-            row = projection.apply(row, Change(key, dict(change.delta), change.order_id, change.seq, change.valid_from_ms))
-            if K.change_key(view, key, change.valid_from_ms, change.order_id, change.seq) in fresh_keys:
+            row = apply(row, Change(key, dict(change.delta), change.order_id, change.seq, change.valid_from_ms))
+            if (change.valid_from_ms, change.order_id, change.seq) in fresh_ids:
                 source = change.source
         assert row is not None
         out.append(StoredVersion(valid_from_ms, row, source, None))
@@ -272,50 +400,49 @@ def _counter_diff(published: Any, derived: Any) -> dict[str, int]:
     return diff
 
 
-def _merge_same_key(view: str, key: str, fresh: list[StoredChange], stored: list[StoredChange]) -> list[StoredChange]:
+def _merge_same_key(fresh: list[StoredChange], stored: list[StoredChange]) -> list[StoredChange]:
     """Fresh changes to write; a correction landing on an existing change key adds to it instead of replacing it."""
-    by_key: dict[bytes, StoredChange] = {}
-    existing = {K.change_key(view, key, c.valid_from_ms, c.order_id, c.seq): c for c in stored}
+    if len(fresh) == 1 and not stored:
+        return fresh
+    by_id: dict[_ChangeId, StoredChange] = {}
+    existing = {(c.valid_from_ms, c.order_id, c.seq): c for c in stored}
     for change in fresh:
-        ck = K.change_key(view, key, change.valid_from_ms, change.order_id, change.seq)
-        prior = by_key.get(ck) or existing.get(ck)
+        ident = (change.valid_from_ms, change.order_id, change.seq)
+        prior = by_id.get(ident) or existing.get(ident)
         if prior is not None:
             delta = dict(prior.delta)
             for name, amount in change.delta.items():
                 delta[name] = delta.get(name, 0) + amount
             change = StoredChange(change.valid_from_ms, change.order_id, change.seq, delta, prior.source or change.source)
-        by_key[ck] = change
-    return list(by_key.values())
+        by_id[ident] = change
+    return list(by_id.values())
 
 
-def _versioned_entry(spec: IndexSpec, key: str, version: StoredVersion, valid_to_ms: int | None) -> tuple[bytes, bytes] | None:
-    """(entry key, entry value) of one version in a versioned index; None when the row has no index value."""
-    value = spec.value_of(version.row)
+def _index_value(ix: _IndexKeys, version: StoredVersion) -> bytes | None:
+    """The encoded index value of ``version``: equality ``lp(str(value))``, ranking ``enc_desc(int(value))``; None: not indexed."""
+    value = ix.spec.value_of(version.row)
     if value is None:
         return None
-    if spec.kind == "equality":
-        entry = K.versioned_equality_key(spec.view, spec.name, str(value), key, valid_to_ms)
-        return entry, K.enc_int(version.valid_from_ms)
-    return K.versioned_ranking_key(spec.view, spec.name, int(value), key, version.valid_from_ms), encode_valid_to(valid_to_ms)
+    if ix.equality:
+        return K.lp_name(str(value))
+    return K.enc_desc(int(value))
 
 
-def _put_versioned_entry(batch: Any, spec: IndexSpec, key: str, version: StoredVersion, valid_to_ms: int | None) -> None:
-    entry = _versioned_entry(spec, key, version, valid_to_ms)
-    if entry is not None:
-        batch.put(*entry)
+def _versioned_entry(
+    ix: _IndexKeys, key_lp: bytes, value: bytes, valid_from_ms: int, valid_to_ms: int | None
+) -> tuple[bytes, bytes]:
+    """(entry key, entry value) of one version, of encoded index value ``value`` (:func:`_index_value`), in a versioned index.
+
+    Equality: ``K.versioned_equality_key`` -> ``t(valid_from)``; ranking: ``K.versioned_ranking_key`` -> valid_to.
+    """
+    if ix.equality:
+        end = K.OPEN_END_MS if valid_to_ms is None else valid_to_ms
+        return ix.versioned + value + K.enc_int(end) + key_lp, K.enc_int(valid_from_ms)
+    return ix.versioned + value + key_lp + K.enc_int(valid_from_ms), encode_valid_to(valid_to_ms)
 
 
-def _delete_versioned_entry(batch: Any, spec: IndexSpec, key: str, version: StoredVersion, valid_to_ms: int | None) -> None:
-    """Delete the entry as written when the version ended at ``valid_to_ms`` (a re-put after it wins: batch order)."""
-    entry = _versioned_entry(spec, key, version, valid_to_ms)
-    if entry is not None:
-        batch.delete(entry[0])
-
-
-def _current_entry(spec: IndexSpec, key: str, version: StoredVersion) -> bytes | None:
-    value = spec.value_of(version.row)
-    if value is None:
-        return None
-    if spec.kind == "equality":
-        return K.current_equality_key(spec.view, spec.name, str(value), key, version.valid_from_ms)
-    return K.current_ranking_key(spec.view, spec.name, int(value), key)
+def _current_entry(ix: _IndexKeys, key_lp: bytes, value: bytes, valid_from_ms: int) -> bytes:
+    """``K.current_equality_key`` / ``K.current_ranking_key`` of a version of encoded index value ``value``."""
+    if ix.equality:
+        return ix.current + value + K.enc_int(valid_from_ms) + key_lp
+    return ix.current + value + key_lp

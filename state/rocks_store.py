@@ -234,18 +234,30 @@ class RocksStore:
         if self.read_only:
             raise StoreError(f"store {self.path} is open read-only")
         with self._write_lock:
-            # Step 1
-            for update in updates:
-                check_view(update.view)
-            # Step 2
+            # Step 1 (each distinct view once, in order of first appearance)
+            for view in dict.fromkeys([update.view for update in updates]):
+                check_view(view)
+            # Step 2 (also: the highest source offset per view and source partition, for step 4)
             groups: dict[tuple[str, str], list[ViewUpdate]] = {}
+            source_ends: dict[tuple[str, str, int], int] = {}
             skipped = 0
+            stored_position = self._position
             for update in updates:
                 where = update.record_position
-                if where is not None and where.offset < self._position.get(where.topic, {}).get(where.partition, 0):
+                if where is not None and where.offset < stored_position.get(where.topic, {}).get(where.partition, 0):
                     skipped += 1
                     continue
-                groups.setdefault((update.view, update.key), []).append(update)
+                group_key = (update.view, update.key)
+                group = groups.get(group_key)
+                if group is None:
+                    groups[group_key] = [update]
+                else:
+                    group.append(update)
+                source = update.source
+                if source is not None:
+                    at = (update.view, source.topic, source.partition)
+                    if source.offset >= source_ends.get(at, -1):
+                        source_ends[at] = source.offset
             # Step 3
             batch = WriteBatch(raw_mode=True)
             counts = ApplyCounts()
@@ -259,13 +271,10 @@ class RocksStore:
                         new_position[topic][partition] = next_offset
                         batch.put(K.position_key(topic, partition), K.enc_int(next_offset))
             new_sources = {v: {t: dict(p) for t, p in tps.items()} for v, tps in self._source_position.items()}
-            for group in groups.values():
-                for update in group:
-                    if update.source is None:
-                        continue
-                    parts = new_sources.setdefault(update.view, {}).setdefault(update.source.topic, {})
-                    if update.source.offset + 1 > parts.get(update.source.partition, -1):
-                        parts[update.source.partition] = update.source.offset + 1
+            for (view, topic, partition), offset in source_ends.items():
+                parts = new_sources.setdefault(view, {}).setdefault(topic, {})
+                if offset + 1 > parts.get(partition, -1):
+                    parts[partition] = offset + 1
             for view, tps in new_sources.items():
                 for topic, parts in tps.items():
                     for partition, next_offset in parts.items():
