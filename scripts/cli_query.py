@@ -66,16 +66,29 @@ def _print_table(answer: dict[str, Any]) -> None:
         return value if isinstance(value, str) else json.dumps(value)
 
     rows = [answer["row"]] if "row" in answer else answer.get("rows", answer.get("versions", []))
-    fields: list[str] = []
-    for item in rows:
-        fields += [f for f in item["row"] if f not in fields]
-    table = Table(title=f"{answer['view']}" + (f" as of {answer['as_of']}" if answer.get("as_of") else ""))
-    for column in ("key", "valid_from", "valid_to", *fields):
-        table.add_column(column)
-    for item in rows:
-        table.add_row(item["key"], item["valid_from"], item["valid_to"] or "-", *(cell(item["row"].get(f)) for f in fields))
-    position = ",".join(f"{t}:{p}:{o}" for t, parts in answer.get("position", {}).items() for p, o in parts.items())
-    table.caption = f"position {position or '(empty)'}"
+    title = f"{answer['view']}" + (f" as of {answer['as_of']}" if answer.get("as_of") else "")
+    if "row" in answer and answer["row"] is not None:
+        # One row: field / value, so wide rows (order-status has ~20 fields) stay readable.
+        item = answer["row"]
+        table = Table("field", "value", title=title)
+        for name, value in (("key", item["key"]), ("valid_from", item["valid_from"]), ("valid_to", item["valid_to"] or "-")):
+            table.add_row(name, value)
+        for name, value in item["row"].items():
+            if value is not None:
+                table.add_row(name, cell(value))
+    else:
+        # Many rows: the scalar fields only (items lists and such are in the JSON output).
+        fields: list[str] = []
+        for item in rows:
+            fields += [f for f, v in item["row"].items()
+                       if f not in fields and not isinstance(v, (list, dict)) and v != item["key"]]
+        fields = fields[:6]
+        table = Table("key", "valid_from", "valid_to", *fields, title=title)
+        for item in rows:
+            table.add_row(item["key"], item["valid_from"], item["valid_to"] or "-", *(cell(item["row"].get(f)) for f in fields))
+    parts = [(t, p, o) for t, by_partition in answer.get("position", {}).items() for p, o in by_partition.items()]
+    table.caption = (f"replica position: {sum(o for _, _, o in parts):,} records over {len(parts)} topic-partitions "
+                     "(exact offsets in the JSON output)") if parts else "replica position: (empty)"
     Console().print(table)
 
 
