@@ -193,7 +193,8 @@ def run_pipeline(pipeline: LivePipeline, *, idle_timeout_s: float = 0.0) -> Pipe
     """Run until SIGTERM/SIGINT (Quix stops cleanly and commits), or until idle for ``idle_timeout_s`` if > 0."""
     log.info("starting pipeline %s", pipeline.view)
     try:
-        pipeline.app.run(timeout=idle_timeout_s)
+        # collect=False: with a timeout, Quix would otherwise keep every output in memory (meant for tests).
+        pipeline.app.run(timeout=idle_timeout_s, collect=False)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         pipeline.stats.export()
