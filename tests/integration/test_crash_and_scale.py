@@ -75,7 +75,7 @@ def test_kill_9_three_times_then_views_equal_the_oracle(kafka_bootstrap: str, tm
 
 def test_second_instance_joins_and_first_leaves(kafka_bootstrap: str, tmp_path: Path) -> None:
     """Scenario: instance B joins the group mid-run, then instance A stops. We expect the views to equal the oracle."""
-    settings, expected, total = _produce(kafka_bootstrap, tmp_path, orders=20_000, seed=22)
+    settings, expected, total = _produce(kafka_bootstrap, tmp_path, orders=40_000, seed=22)
     group = f"{settings.orders_topic}-{VIEW}"
     first = PipelineProcess.start(settings, VIEW, group=group, state_dir=tmp_path / "a", log_dir=tmp_path / "logs")
     second = None
