@@ -12,18 +12,25 @@ import pytest
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
-    """Bootstrap address of a real Kafka broker; starts the project's local broker when none is configured."""
+    """Bootstrap address of a real Kafka broker; starts the project's local broker when none is configured.
+
+    The test broker has its own ports (REWIND_TEST_KAFKA_PORT, default 19092, and the
+    next one for its controller) and run directory, so a broker started by
+    `rewind kafka up` or the main job on 9092 neither blocks nor serves the tests.
+    """
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
         yield external
         return
     from scripts import kafka_local
 
-    was_running = kafka_local.status()["running"]
-    address = kafka_local.up()
+    port = int(os.environ.get("REWIND_TEST_KAFKA_PORT", "19092"))
+    paths = kafka_local.LocalKafkaPaths(run_dir=kafka_local.PROJECT_ROOT / ".run" / "kafka-test")
+    was_running = kafka_local.status(paths=paths)["running"]
+    address = kafka_local.up(port=port, controller_port=port + 1, paths=paths)
     yield address
     if not was_running:
-        kafka_local.down()
+        kafka_local.down(paths=paths)
 
 
 @pytest.fixture
