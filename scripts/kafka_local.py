@@ -476,9 +476,35 @@ def _wait_ready(bootstrap: str, *, timeout_s: float, alive: Callable[[], bool] |
             last_error = error.str() if hasattr(error, "str") else str(error)
         else:
             if metadata.brokers:
+                _wait_group_coordinator(bootstrap, deadline=deadline)
                 return
             last_error = "metadata listed no brokers"
         time.sleep(min(_POLL_INTERVAL_S, max(0.0, deadline - time.monotonic())))
+
+
+def _wait_group_coordinator(bootstrap: str, *, deadline: float) -> None:
+    """Return once a consumer group's committed offsets can be read.
+
+    A freshly formatted broker answers metadata before __consumer_offsets is
+    created and loaded; until then every group call fails with NOT_COORDINATOR
+    or COORDINATOR_LOAD_IN_PROGRESS. Asking once here means `up` returns a
+    broker that pipelines (and their lag checks) can use at once.
+    """
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "rewind-readiness", "log_level": 0})
+    try:
+        last_error = "no answer yet"
+        while time.monotonic() < deadline:
+            try:
+                consumer.committed([TopicPartition("__rewind_readiness", 0)], timeout=max(0.5, min(5.0, deadline - time.monotonic())))
+                return
+            except KafkaException as exc:
+                last_error = str(exc.args[0] if exc.args else exc)
+            time.sleep(_POLL_INTERVAL_S)
+        raise KafkaLocalError(f"Kafka at {bootstrap} answers metadata but its group coordinator is not ready ({last_error})")
+    finally:
+        consumer.close()
 
 
 # ---------------------------------------------------------------- helpers

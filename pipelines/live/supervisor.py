@@ -7,14 +7,15 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from pipelines.settings import RewindSettings
 
-__all__ = ["PipelineChild", "group_lag", "group_members_with_partitions", "default_group"]
+__all__ = ["PipelineChild", "committed_offsets", "group_lag", "group_members_with_partitions", "default_group"]
 
 
 def default_group(view: str) -> str:
@@ -22,16 +23,34 @@ def default_group(view: str) -> str:
     return f"rewind-{view}"
 
 
-def group_lag(bootstrap: str, group: str, topic: str) -> int:
-    """Records of ``topic`` that ``group`` has not committed yet (high watermark - committed, summed)."""
+def committed_offsets(bootstrap: str, group: str, topic: str, *, timeout_s: float = 30.0) -> dict[int, int]:
+    """``group``'s committed next_offset per partition of ``topic`` (0 where none).
+
+    Retries while the group coordinator is moving or loading (NOT_COORDINATOR,
+    COORDINATOR_LOAD_IN_PROGRESS): both are transient, e.g. right after a broker start.
+    """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False, "log_level": 0})
+    deadline = time.monotonic() + timeout_s
     try:
         partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        lag = 0
-        for tp in consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10):
-            high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)[1]
-            lag += high - max(tp.offset, 0)
-        return lag
+        while True:
+            try:
+                committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+                return {tp.partition: max(tp.offset, 0) for tp in committed}
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        consumer.close()
+
+
+def group_lag(bootstrap: str, group: str, topic: str) -> int:
+    """Records of ``topic`` that ``group`` has not committed yet (high watermark - committed, summed)."""
+    committed = committed_offsets(bootstrap, group, topic)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False, "log_level": 0})
+    try:
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] - offset for p, offset in committed.items())
     finally:
         consumer.close()
 

@@ -7,9 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-
-from pipelines.live.supervisor import PipelineChild, group_lag
+from pipelines.live.supervisor import PipelineChild, committed_offsets, group_lag
 from pipelines.readback import latest_by_key as latest_rows
 from pipelines.readback import read_to_end as read_topic
 from pipelines.settings import RewindSettings
@@ -71,9 +69,4 @@ def group_caught_up(bootstrap: str, group: str, topic: str) -> bool:
 
 def committed_total(bootstrap: str, group: str, topic: str) -> int:
     """Sum over partitions of the offsets ``group`` has committed on ``topic`` (0 where none)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False, "log_level": 0})
-    try:
-        partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        return sum(max(tp.offset, 0) for tp in consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10))
-    finally:
-        consumer.close()
+    return sum(committed_offsets(bootstrap, group, topic).values())
