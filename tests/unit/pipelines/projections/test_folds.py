@@ -9,6 +9,7 @@ import pytest
 from pipelines.projections import Change, fold_order_event, get_projection
 from pipelines.projections.order_lifecycle import STATUS_AFTER
 from pipelines.projections.revenue_hourly import HOUR_MS
+from tests.lifecycle_spec import LIFECYCLE
 
 T0 = 1_700_000_000_000
 ITEMS = [{"sku": "A", "quantity": 2, "unitPriceMinor": 150}, {"sku": "B", "quantity": 1, "unitPriceMinor": 1000}]
@@ -62,13 +63,7 @@ def test_happy_path_records_every_step_time_and_refund() -> None:
     assert row["refundedMinor"] == 150 and row["totalMinor"] == 1300 and row["customerId"] == "c-1"
 
 
-LEGAL = {
-    (None, "OrderPlaced"), ("PLACED", "PaymentAuthorized"), ("PLACED", "PaymentFailed"),
-    ("PAYMENT_FAILED", "OrderCancelled"), ("PAYMENT_AUTHORIZED", "InventoryReserved"),
-    ("PAYMENT_AUTHORIZED", "OrderCancelled"), ("INVENTORY_RESERVED", "OrderShipped"),
-    ("INVENTORY_RESERVED", "InventoryReleased"), ("INVENTORY_RELEASED", "OrderCancelled"),
-    ("SHIPPED", "OrderDelivered"), ("DELIVERED", "RefundIssued"),
-}
+LEGAL = set(LIFECYCLE)
 PATH_TO = {None: [], "PLACED": ["OrderPlaced"], "PAYMENT_AUTHORIZED": HAPPY[:2], "PAYMENT_FAILED": FAILED_PAYMENT[:2],
            "INVENTORY_RESERVED": HAPPY[:3], "INVENTORY_RELEASED": CANCELLED_AFTER_RELEASE[:4], "SHIPPED": HAPPY[:4],
            "DELIVERED": HAPPY[:5], "REFUNDED": HAPPY, "CANCELLED": FAILED_PAYMENT}

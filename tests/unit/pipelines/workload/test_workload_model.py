@@ -17,21 +17,10 @@ from pipelines.workload import (
 )
 from pipelines.workload.model import TRANSITIONS
 from schemas.registry import EVENT_TYPES
+from tests.lifecycle_spec import LIFECYCLE
 
-# Transcribed from the lifecycle table by hand, not imported: (before, event type) -> after.
-SPEC = {
-    (None, "OrderPlaced"): "PLACED",
-    ("PLACED", "PaymentAuthorized"): "PAYMENT_AUTHORIZED",
-    ("PLACED", "PaymentFailed"): "PAYMENT_FAILED",
-    ("PAYMENT_FAILED", "OrderCancelled"): "CANCELLED",
-    ("PAYMENT_AUTHORIZED", "InventoryReserved"): "INVENTORY_RESERVED",
-    ("PAYMENT_AUTHORIZED", "OrderCancelled"): "CANCELLED",
-    ("INVENTORY_RESERVED", "OrderShipped"): "SHIPPED",
-    ("INVENTORY_RESERVED", "InventoryReleased"): "INVENTORY_RELEASED",
-    ("INVENTORY_RELEASED", "OrderCancelled"): "CANCELLED",
-    ("SHIPPED", "OrderDelivered"): "DELIVERED",
-    ("DELIVERED", "RefundIssued"): "REFUNDED",
-}
+# The lifecycle spec is transcribed once for all tests, never imported from product code.
+SPEC = LIFECYCLE
 STATUSES = [None, *Status]
 
 
