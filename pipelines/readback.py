@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from schemas.errors import RewindError
 
-__all__ = ["read_to_end", "latest_by_key"]
+__all__ = ["read_to_end", "latest_by_key", "data_end_offsets"]
 
 
 def read_to_end(bootstrap: str, topic: str, *, timeout_s: float = 60.0) -> list[Message]:
@@ -54,3 +54,17 @@ def read_to_end(bootstrap: str, topic: str, *, timeout_s: float = 60.0) -> list[
 def latest_by_key(bootstrap: str, topic: str) -> dict[str, dict[str, Any]]:
     """The latest JSON value per key of a (view) topic: what compaction keeps."""
     return {msg.key().decode(): orjson.loads(msg.value()) for msg in read_to_end(bootstrap, topic)}
+
+
+def data_end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Per non-empty partition of a transactional topic, the next_offset after its last data record.
+
+    The high watermark counts the final commit marker, so the last data record ends one before it.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"rewind-readback-{uuid.uuid4().hex}", "log_level": 0})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        highs = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        return {p: high - 1 for p, high in highs.items() if high > 0}
+    finally:
+        consumer.close()

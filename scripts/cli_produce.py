@@ -55,11 +55,10 @@ def register(app: typer.Typer) -> None:
         report = produce_workload(settings, workload, rate=rate, progress=progress)
         oracle_path = oracle or Path(".run/oracles") / f"{report.topic}-seed{seed}.sqlite"
         oracle_path.parent.mkdir(parents=True, exist_ok=True)
-        summary = write_oracle(workload, oracle_path, topic=report.topic)
+        write_oracle(workload, oracle_path, topic=report.topic)
         first = datetime.fromtimestamp(config.start_ms / 1000).astimezone().isoformat(timespec="seconds")
         console.print(
             f"produced {report.delivered:,} records ({report.poison:,} poison) to {report.topic} "
             f"in {report.elapsed_s:.1f}s ({report.events_per_s:,.0f} ev/s); history from {first}, {days:g} days"
         )
         typer.echo(str(oracle_path))
-        del summary

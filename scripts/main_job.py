@@ -22,7 +22,7 @@ from pipelines.projections import VIEW_NAMES
 from pipelines.settings import RewindSettings
 from pipelines.topics import view_topic
 from pipelines.dlq import headers_to_dict
-from pipelines.readback import latest_by_key, read_to_end
+from pipelines.readback import data_end_offsets, latest_by_key, read_to_end
 from pipelines.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
 from pipelines.workload.expected_views import (
     expected_customers,
@@ -85,29 +85,14 @@ class MainJob:
     # Step 3
     def read_back(self, oracle: Oracle) -> None:
         """Consume the topic back and compare counts per event type with the oracle."""
-        from confluent_kafka import Consumer, TopicPartition
-
         self.console.rule("[bold]2. Read the log back")
         codec = EventCodec()
-        consumer = Consumer({"bootstrap.servers": self.settings.bootstrap(), "group.id": f"{self.run_id}-reader",
-                             "enable.auto.commit": False, "log_level": 0})
-        topic = self.settings.orders_topic
-        partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         counts: Counter[str] = Counter()
-        remaining = sum(ends.values())
-        deadline = time.monotonic() + 120
-        while remaining > 0 and time.monotonic() < deadline:
-            for msg in consumer.consume(5000, timeout=1.0):
-                if msg.error():
-                    continue
-                remaining -= 1
-                try:
-                    counts[codec.decode(msg.value())["envelope"]["eventType"]] += 1
-                except CodecError as exc:
-                    counts[f"<{type(exc).__name__}>"] += 1
-        consumer.close()
+        for msg in read_to_end(self.settings.bootstrap(), self.settings.orders_topic, timeout_s=120):
+            try:
+                counts[codec.decode(msg.value())["envelope"]["eventType"]] += 1
+            except CodecError as exc:
+                counts[f"<{type(exc).__name__}>"] += 1
         expected = Counter(oracle.event_type_counts())
         decodable_poison = Counter(p.event_type for p in oracle.poison() if p.kind in ("impossible_transition", "duplicate"))
         table = Table("event type", "read back", "oracle (good)", "oracle (poison)")
@@ -201,7 +186,7 @@ class MainJob:
         replica = Replica(store, bootstrap=self.settings.bootstrap(), topics=topics)
         replica.start()
         try:
-            ends = {t: _data_ends(self.settings.bootstrap(), t) for t in topics}
+            ends = {t: data_end_offsets(self.settings.bootstrap(), t) for t in topics}
             _poll(lambda: [t for t, parts in ends.items() for p, o in parts.items() if store.position().get(t, {}).get(p, 0) < o],
                   timeout_s=120)
         finally:
@@ -240,19 +225,6 @@ class MainJob:
             self.check(stats["events_in"] == stats["applied"] + stats["duplicates"] + stats["dead_lettered"],
                        f"{view}: in = applied + duplicates + dead-lettered")
         self.console.print(table)
-
-
-def _data_ends(bootstrap: str, topic: str) -> dict[int, int]:
-    """Per partition, the offset after the last data record of a transactional topic (high watermark minus its commit marker)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "rewind-main-job-ends", "log_level": 0})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        highs = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-        return {p: high - 1 for p, high in highs.items() if high > 0}
-    finally:
-        consumer.close()
 
 
 def _poll(mismatches: Any, *, timeout_s: float) -> list[str]:

@@ -69,6 +69,7 @@ class LivePipeline:
     app: Application
     stats: PipelineStats
     view: str
+    lag_probe: "_LagProbe"
 
 
 def build_pipeline(
@@ -146,7 +147,7 @@ def build_pipeline(
         changes = changes.group_by(lambda value: value["pk"], name=f"{view}-by-key")
         changes = changes.apply(RekeyedStep(projection, stats, source_partitions=settings.orders_partitions), stateful=True, expand=True, metadata=True)
         publish(changes)
-    return LivePipeline(app=app, stats=stats, view=view)
+    return LivePipeline(app=app, stats=stats, view=view, lag_probe=lag_probe)
 
 
 class _LagProbe:
@@ -185,7 +186,7 @@ class _LagProbe:
         return {p: max(0, self._high[p] - pos) for p, pos in self.positions.items() if p in self._high}
 
     def stop(self) -> None:
-        """Stop the refresh thread (it is a daemon, so this is only for tidiness)."""
+        """Stop the refresh thread; it closes its consumer on the way out."""
         self._stop.set()
 
 
@@ -197,5 +198,6 @@ def run_pipeline(pipeline: LivePipeline, *, idle_timeout_s: float = 0.0) -> Pipe
         pipeline.app.run(timeout=idle_timeout_s, collect=False)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        pipeline.lag_probe.stop()
         pipeline.stats.export()
     return pipeline.stats

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.readback import data_end_offsets
 from pipelines.topics import view_topic
 from pipelines.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
 from pipelines.workload.expected_views import expected_customers, expected_order_status, subset
@@ -46,7 +47,7 @@ def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dic
             proc.stop()
     # The replica consumes the view topics to their end.
     topics = view_topics(prefix=settings.view_topic_prefix, views=VIEWS)
-    ends = {t: {msg_p: off for msg_p, off in _ends(kafka_bootstrap, t).items()} for t in topics}
+    ends = {t: data_end_offsets(kafka_bootstrap, t) for t in topics}
     store = open_store(tmp / "replica")
     replica = Replica(store, bootstrap=kafka_bootstrap, topics=topics, metadata_refresh_s=0.5)
     replica.start()
@@ -60,18 +61,6 @@ def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 def _equal(rows: dict, expected: dict) -> bool:
     return set(rows) == set(expected) and all(subset(rows[k]["row"], v) == v for k, v in expected.items())
-
-
-def _ends(bootstrap: str, topic: str) -> dict[int, int]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"ends-{uuid.uuid4().hex}", "log_level": 0})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        # Transaction markers occupy the last offset; the replica's position stops at the last data record + 1.
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] - 1 for p in partitions}
-    finally:
-        consumer.close()
 
 
 def _random_times(world: dict, rng: random.Random, n: int) -> list[int]:
