@@ -29,7 +29,7 @@ from pipelines.workload.expected_views import (
     expected_order_status,
     expected_revenue_windows,
     expected_skus,
-    subset,
+    mismatched_keys,
 )
 from schemas import CodecError, EventCodec, RewindError
 
@@ -148,7 +148,7 @@ class MainJob:
             def mismatched() -> list[str]:
                 rows.clear()
                 rows.update(latest_by_key(bootstrap, view_topic(view, prefix=prefix)))
-                return [k for k, v in exp.items() if subset(rows.get(k, {}).get("row", {}), v) != v] + sorted(set(rows) - set(exp))
+                return mismatched_keys(rows, exp)
 
             bad = _poll(mismatched, timeout_s=120)
             fields = list(next(iter(exp.values())))[1:6]

@@ -79,3 +79,12 @@ def expected_dead_letters(oracle: Oracle) -> Counter[tuple[str, str]]:
 
 def subset(row: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in fields}
+
+
+def mismatched_keys(view_records: dict[str, dict[str, Any]], expected: dict[str, dict[str, Any]]) -> list[str]:
+    """Keys whose view row differs from the oracle on an expected field, are missing, or should not exist.
+
+    ``view_records`` maps key -> the view-topic value (``{"row": ...}``), as pipelines.readback.latest_by_key gives.
+    """
+    differ = [k for k, fields in expected.items() if subset(view_records.get(k, {}).get("row", {}), fields) != fields]
+    return differ + sorted(set(view_records) - set(expected))

@@ -19,6 +19,7 @@ from pipelines.workload.expected_views import (
     expected_order_status,
     expected_revenue_windows,
     expected_skus,
+    mismatched_keys,
     subset,
 )
 from tests.integration.support import (
@@ -36,9 +37,9 @@ VIEWS = ("order-status", "customer-summary", "product-sales", "revenue-hourly")
 
 
 def _mismatches(actual: dict, expected: dict) -> list:
-    bad = [(k, subset(actual.get(k, {}).get("row", {}), exp), exp) for k, exp in expected.items()
-           if subset(actual.get(k, {}).get("row", {}), exp) != exp]
-    return bad
+    """(key, view fields, oracle fields) for every row that differs, for readable failures."""
+    return [(k, subset(actual.get(k, {}).get("row", {}), expected.get(k, {})), expected.get(k))
+            for k in mismatched_keys(actual, expected)]
 
 
 @pytest.fixture(scope="module")
