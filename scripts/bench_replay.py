@@ -82,7 +82,7 @@ def raw_consume_decode(bootstrap: str, topic: str, *, fast: bool) -> dict[str, f
     """Step 2: read every record and decode it, one process, nothing else."""
     from schemas.codec import EventCodec
     from schemas.errors import CodecError
-    from state.replay.decode import FastDecoder
+    from schemas.fast_decode import FastDecoder
     from state.replay.plan import KafkaOffsetSource, plan_replay
     from state.replay.reader import BoundedReader, PartitionRange
 

@@ -4,7 +4,7 @@ Modules, by responsibility:
 
 * :mod:`~state.replay.plan` – which offsets to read (offsets_for_times, lateness bound);
 * :mod:`~state.replay.reader` – bounded per-partition reading, in batches;
-* :mod:`~state.replay.decode` – a fast, codec-exact event decoder;
+* the fast, codec-exact event decoder is :mod:`schemas.fast_decode` (the live pipeline uses it too);
 * :mod:`~state.replay.fold` – the live pipeline's folds with the as-of prefix rule;
 * :mod:`~state.replay.workers` – partition-parallel worker processes;
 * :mod:`~state.replay.sink` – view updates (every version) into the store, with the position;

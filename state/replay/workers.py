@@ -37,7 +37,7 @@ from confluent_kafka import Producer
 from pipelines.dlq import DeadLetter
 from pipelines.projections import Row, get_projection
 from schemas.errors import ReplayError, ReplayInterruptedError
-from state.replay.decode import FastDecoder
+from schemas.fast_decode import FastDecoder
 from state.replay.fold import OrderFolder
 from state.replay.foldstate import FoldStateDB
 from state.replay.plan import ReplayPlan

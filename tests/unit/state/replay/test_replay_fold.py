@@ -14,7 +14,7 @@ from pipelines.live import steps as live_steps
 from pipelines.live.stats import PipelineStats
 from pipelines.projections import get_projection
 from schemas.codec import EventCodec
-from state.replay.decode import FastDecoder
+from schemas.fast_decode import FastDecoder
 from state.replay.fold import FoldedChange, OrderFolder, RawRecord, ViewFolder
 
 CODEC = EventCodec()
@@ -171,6 +171,12 @@ class _State:
         return self.data.get(key, default)
 
     def set(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+    def get_bytes(self, key: Any, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def set_bytes(self, key: Any, value: bytes) -> None:
         self.data[key] = value
 
     def exists(self, key: str) -> bool:

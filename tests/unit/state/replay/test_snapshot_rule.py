@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from pipelines.projections import get_projection
 from pipelines.workload import WorkloadConfig, generate
-from state.replay.decode import FastDecoder
+from schemas.fast_decode import FastDecoder
 from state.replay.fold import OrderFolder, RawRecord
 from state.replay.output import ReplayManifest
 from state.snapshots import Snapshot, choose_snapshot, snapshot_verdict

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pipelines.workload import WorkloadConfig, generate
 from schemas.codec import EventCodec
 from schemas.errors import CodecError
-from state.replay.decode import FastDecoder
+from schemas.fast_decode import FastDecoder
 
 CODEC = EventCodec()
 FAST = FastDecoder(CODEC)

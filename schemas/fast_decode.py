@@ -1,4 +1,4 @@
-"""A fast reader of the codec's Avro single-object bytes, for replay's hot loop.
+"""A fast reader of the codec's Avro single-object bytes, for the hot loops of replay and the live pipeline.
 
 ``EventCodec.decode`` costs ~5.5 µs per event, most of it fastavro's generic walk of
 the schema dict (and a BytesIO per call); a replay spends more time decoding than
