@@ -26,6 +26,7 @@ from quixstreams.models import TopicConfig
 from quixstreams.state.rocksdb import RocksDBOptions
 from quixstreams.models.serializers import Serializer
 
+from pipelines.live.row_cache import RowCache
 from pipelines.live.stats import PipelineStats
 from pipelines.live.steps import OrderStep, RekeyedStep
 from pipelines.projections import get_projection
@@ -62,6 +63,36 @@ class _ViewValue(Serializer):
         return self._dumps({k: v for k, v in value.items() if k != "t"})
 
 
+class _RewindApplication(Application):
+    """Quix's Application, plus one hook: ``on_partitions_moved`` runs on every assign, revoke and loss.
+
+    The steps keep rows they wrote in memory (see :class:`RowCache`); such a copy is only
+    true while this process owns the partition, so it is dropped whenever ownership
+    changes. Quix has no public rebalance callback, hence the override of its three
+    handlers (pinned quixstreams version; the scale-out test covers a rebalance).
+    """
+
+    def __init__(self, *args: Any, on_partitions_moved: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_partitions_moved = on_partitions_moved
+
+    def _on_assign(self, consumer: Any, topic_partitions: list[TopicPartition]) -> None:
+        self._on_partitions_moved()
+        super()._on_assign(consumer, topic_partitions)
+
+    def _on_revoke(self, consumer: Any, topic_partitions: list[TopicPartition]) -> None:
+        try:
+            super()._on_revoke(consumer, topic_partitions)
+        finally:
+            self._on_partitions_moved()
+
+    def _on_lost(self, consumer: Any, topic_partitions: list[TopicPartition]) -> None:
+        try:
+            super()._on_lost(consumer, topic_partitions)
+        finally:
+            self._on_partitions_moved()
+
+
 @dataclass
 class LivePipeline:
     """A built application plus its counters."""
@@ -96,7 +127,9 @@ def build_pipeline(
         if stats.due(interval_s=progress_interval_s):
             stats.log_progress(lag=lag_probe.lag())
 
-    app = Application(
+    rows = RowCache()
+    app = _RewindApplication(
+        on_partitions_moved=rows.clear,
         broker_address=bootstrap,
         consumer_group=group_id or f"rewind-{view}",
         auto_offset_reset="earliest",
@@ -137,7 +170,7 @@ def build_pipeline(
 
     rekeyed = view != "order-status"
     sdf = app.dataframe(orders)
-    sdf = sdf.apply(OrderStep(projection, stats, rekeyed=rekeyed), stateful=True, expand=True, metadata=True)
+    sdf = sdf.apply(OrderStep(projection, stats, rekeyed=rekeyed, rows=rows), stateful=True, expand=True, metadata=True)
     if not rekeyed:
         publish(sdf)
     else:

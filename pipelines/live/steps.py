@@ -16,17 +16,22 @@ import json
 import time
 from typing import Any
 
+import orjson
 from quixstreams import State, message_context
 
 from pipelines.dlq import DeadLetter
+from pipelines.live.row_cache import MISSING, RowCache
 from pipelines.live.stats import PipelineStats
 from pipelines.projections import Change, Projection, fold_order_event
-from schemas.codec import EventCodec
 from schemas.errors import CodecError
+from schemas.fast_decode import FastDecoder
 
 __all__ = ["OrderStep", "RekeyedStep", "view_record"]
 
 ORDER_STATE_KEY = "order"
+#: The same store key as Quix's JSON serialisation of ORDER_STATE_KEY (so older state dirs and
+#: changelogs stay readable), passed as bytes to skip that serialisation on every event.
+ORDER_STATE_KEY_BYTES = orjson.dumps(ORDER_STATE_KEY)
 SEEN_PREFIX = "seen:"
 ROW_PREFIX = "row:"
 STREAM_TIME_KEY = "streamTime"
@@ -59,11 +64,13 @@ def _dead_letter_item(letter: DeadLetter) -> dict[str, Any]:
 class OrderStep:
     """Step 1 (stateful, keyed by orderId)."""
 
-    def __init__(self, projection: Projection, stats: PipelineStats, *, rekeyed: bool) -> None:
+    def __init__(self, projection: Projection, stats: PipelineStats, *, rekeyed: bool, rows: RowCache | None = None) -> None:
         self._projection = projection
         self._stats = stats
         self._rekeyed = rekeyed
-        self._codec = EventCodec()
+        self._decode = FastDecoder().decode
+        #: Order rows this process wrote; the application clears it when partitions move.
+        self.rows = rows if rows is not None else RowCache()
 
     def _reject(self, value: bytes, key: bytes | None, timestamp: int, reason_class: str, reason: str) -> list[dict[str, Any]]:
         ctx = message_context()
@@ -81,13 +88,17 @@ class OrderStep:
             stats.first_event_at = now
         stats.events_in += 1
         try:
-            event = self._codec.decode(value)
+            event = self._decode(value)
         except CodecError as exc:
             return self._reject(value, key, timestamp, type(exc).__name__, str(exc))
         order_id = event["envelope"]["orderId"]
         if key is None or key.decode(errors="replace") != order_id:
             return self._reject(value, key, timestamp, "KeyMismatch", f"record key {key!r} is not the event's orderId {order_id!r}")
-        result = fold_order_event(state.get(ORDER_STATE_KEY), event)
+        row = self.rows.get(key)
+        if row is MISSING:
+            stored = state.get_bytes(ORDER_STATE_KEY_BYTES)
+            row = None if stored is None else orjson.loads(stored)
+        result = fold_order_event(row, event)
         if result.outcome == "duplicate":
             self._stats.duplicates += 1
             return []
@@ -95,7 +106,8 @@ class OrderStep:
             return self._reject(value, key, timestamp, result.reason_class or "Rejected", result.reason or "")
         transition = result.transition
         assert transition is not None
-        state.set(ORDER_STATE_KEY, transition.after)
+        state.set_bytes(ORDER_STATE_KEY_BYTES, orjson.dumps(transition.after))
+        self.rows.put(key, transition.after)
         self._stats.applied += 1
         ctx = message_context()
         source = [ctx.topic, ctx.partition, ctx.offset]
