@@ -5,7 +5,11 @@
 3. `order-status` at-least-once events/s;
 4. a plain Quix Streams application written the obvious way (State.get/set of a dict per
    order, default settings) doing the same fold;
-and peak memory after each step, then the three ratios to the ceiling.
+5. the Quix floor: the same exactly-once application settings as ours with no decoding and
+   no fold at all, just one state read, one state write and one produce per event (what
+   any stateful exactly-once Quix pipeline pays before doing its own work);
+and peak memory after each step, then the ratios to the ceiling. ``--instances 2`` also
+runs two `order-status` processes in one consumer group (scale-out on the same cores).
 
     .venv/bin/python scripts/bench_live.py --events 1000000
 """
@@ -13,6 +17,7 @@ and peak memory after each step, then the three ratios to the ceiling.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import tempfile
 import time
 import uuid
@@ -22,6 +27,7 @@ import typer
 from quixstreams import Application
 
 from pipelines.live import build_pipeline, run_pipeline
+from pipelines.live.application import ROCKSDB_OPTIONS
 from pipelines.settings import RewindSettings
 from schemas import CodecError, EventCodec
 from scripts.bench_common import make_topic, peak_rss_mb, raw_consume_decode
@@ -79,8 +85,58 @@ def run_plain_quix(settings: RewindSettings, state_dir: Path) -> float:
     return counted["n"] / (times[1] - times[0]) if len(times) == 2 and times[1] > times[0] else 0.0
 
 
-def main(events: int = typer.Option(1_000_000, min=1000, help="Approximate number of events.")) -> None:
-    """Run the four measurements on one topic and print rates, ratios and memory."""
+def run_quix_floor(settings: RewindSettings, state_dir: Path) -> float:
+    """Quix with our exactly-once settings doing no work of its own: get/set bytes state, produce the value."""
+    app = Application(broker_address=settings.bootstrap(), consumer_group=f"bench-floor-{uuid.uuid4().hex[:8]}",
+                      auto_offset_reset="earliest", state_dir=str(state_dir), loglevel="WARNING",
+                      processing_guarantee="exactly-once", rocksdb_options=ROCKSDB_OPTIONS,
+                      consumer_extra_config={"fetch.max.bytes": 8 * 1024 * 1024}, producer_extra_config={"linger.ms": 20})
+    source = app.topic(settings.orders_topic, value_deserializer="bytes", key_deserializer="bytes")
+    out = app.topic(f"{settings.orders_topic}.floor-out", value_serializer="bytes", key_serializer="bytes")
+    times: list[float] = []
+    counted = {"n": 0}
+
+    def touch(value: bytes, state) -> bytes:  # type: ignore[no-untyped-def]
+        now = time.monotonic()
+        if not times:
+            times.append(now)
+        times[1:] = [now]
+        counted["n"] += 1
+        state.get_bytes(b"o")
+        state.set_bytes(b"o", value)
+        return value
+
+    app.dataframe(source).apply(touch, stateful=True).to_topic(out)
+    app.run(timeout=IDLE_S, collect=False)
+    return counted["n"] / (times[1] - times[0]) if len(times) == 2 and times[1] > times[0] else 0.0
+
+
+def _instance(settings: RewindSettings, group: str, state_dir: Path, results: "multiprocessing.Queue[tuple[int, float, float]]") -> None:
+    pipeline = build_pipeline(settings, "order-status", group_id=group, state_dir=state_dir, guarantee="exactly-once", progress_interval_s=60)
+    stats = run_pipeline(pipeline, idle_timeout_s=IDLE_S + 3)  # longer: the first member idles while the group rebalances
+    results.put((stats.events_in, stats.first_event_at or 0.0, stats.last_event_at or 0.0))
+
+
+def run_scaled_out(settings: RewindSettings, instances: int, state_dir: Path) -> float:
+    """``instances`` order-status processes in one group; events/s from the first event any saw to the last."""
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    group = f"bench-scale-{uuid.uuid4().hex[:8]}"
+    procs = [ctx.Process(target=_instance, args=(settings, group, state_dir / str(i), results)) for i in range(instances)]
+    for proc in procs:
+        proc.start()
+    got = [results.get() for _ in procs]  # CLOCK_MONOTONIC is system-wide, so the times compare across processes
+    for proc in procs:
+        proc.join()
+    first, last = min(g[1] for g in got if g[0]), max(g[2] for g in got)
+    return sum(g[0] for g in got) / (last - first)
+
+
+def main(
+    events: int = typer.Option(1_000_000, min=1000, help="Approximate number of events."),
+    instances: int = typer.Option(1, min=1, max=4, help="Also run this many order-status processes in one group (when > 1)."),
+) -> None:
+    """Run the measurements on one topic and print rates, ratios and memory."""
     logging.basicConfig(level=logging.WARNING)
     topic, workload = make_topic(events=events)
     del workload  # memory of the later steps should be the pipeline's, not the generator's
@@ -95,7 +151,13 @@ def main(events: int = typer.Option(1_000_000, min=1000, help="Approximate numbe
         typer.echo(f"3. order-status at-least-once:      {alo:,.0f} events/s   peak RSS {peak_rss_mb():,.0f} MiB")
         plain = run_plain_quix(settings, Path(tmp) / "plain")
         typer.echo(f"4. plain Quix Streams (defaults):   {plain:,.0f} events/s   peak RSS {peak_rss_mb():,.0f} MiB")
-    typer.echo(f"ratios to the ceiling: exactly-once {eos / ceiling:.2f}, at-least-once {alo / ceiling:.2f}, plain Quix {plain / ceiling:.2f}")
+        floor = run_quix_floor(settings, Path(tmp) / "floor")
+        typer.echo(f"5. Quix floor (EOS, no work):       {floor:,.0f} events/s   peak RSS {peak_rss_mb():,.0f} MiB")
+        if instances > 1:
+            scaled = run_scaled_out(settings, instances, Path(tmp) / "scaled")
+            typer.echo(f"6. order-status EOS x{instances} processes:    {scaled:,.0f} events/s (all processes together)")
+    typer.echo(f"ratios to the ceiling: exactly-once {eos / ceiling:.2f}, at-least-once {alo / ceiling:.2f}, plain Quix {plain / ceiling:.2f}, "
+               f"Quix floor {floor / ceiling:.2f}")
     typer.echo(f"order-status exactly-once vs plain Quix: {eos / plain:.2f}x")
 
 
