@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 import pytest
 
@@ -11,27 +9,8 @@ from pipelines.live import steps as live_steps
 from pipelines.live.row_cache import MISSING, RowCache
 from pipelines.live.stats import PipelineStats
 from pipelines.projections import get_projection
+from tests.quix_fakes import FakeContext, FakeState
 from tests.unit.state.replay.test_replay_fold import T0, event, records
-
-
-class _BytesState:
-    """The two State calls the order step makes, over a dict (what Quix's transaction would hold)."""
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-
-    def get_bytes(self, key: bytes, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-    def set_bytes(self, key: bytes, value: bytes) -> None:
-        self.data[key] = value
-
-
-class _Context:
-    topic, partition = "orders", 0
-
-    def __init__(self, offset: int) -> None:
-        self.offset = offset
 
 
 def test_cache_is_bounded_and_evicts_the_least_recently_written_row() -> None:
@@ -52,11 +31,11 @@ def test_order_step_reads_the_store_when_the_cache_was_cleared(monkeypatch: pyte
     We expect the step to continue from the stored row: status PAYMENT_AUTHORIZED, lastSeq 2, nothing rejected."""
     stats = PipelineStats("order-status")
     step = live_steps.OrderStep(get_projection("order-status"), stats, rekeyed=False)
-    state = _BytesState()
+    state = FakeState()
     recs = records(event("OrderPlaced", 1, T0 + 100), event("PaymentAuthorized", 2, T0 + 200), event("PaymentAuthorized", 2, T0 + 200))
     outputs = []
     for r in recs:
-        monkeypatch.setattr(live_steps, "message_context", lambda r=r: _Context(r.offset()))
+        monkeypatch.setattr(live_steps, "message_context", lambda r=r: FakeContext("orders", 0, r.offset()))
         step.rows.clear()
         outputs.append(step(r.value(), r.key(), r.timestamp()[1], [], state))
     stored = orjson.loads(state.data[live_steps.ORDER_STATE_KEY_BYTES])

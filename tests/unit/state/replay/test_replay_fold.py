@@ -16,6 +16,7 @@ from pipelines.projections import get_projection
 from schemas.codec import EventCodec
 from schemas.fast_decode import FastDecoder
 from state.replay.fold import FoldedChange, OrderFolder, RawRecord, ViewFolder
+from tests.quix_fakes import FakeContext, FakeState
 
 CODEC = EventCodec()
 T0 = 1_700_000_000_000
@@ -161,33 +162,6 @@ def test_rekeyed_view_as_of_is_the_fold_of_visible_prefixes() -> None:
     assert row["validFrom"] == T0 + 1000  # the last visible change: order b placed at 1000 (payments change no customer)
 
 
-class _State:
-    """Quix's per-key State, as a dict (what the live step needs)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-    def set(self, key: str, value: Any) -> None:
-        self.data[key] = value
-
-    def get_bytes(self, key: Any, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-    def set_bytes(self, key: Any, value: bytes) -> None:
-        self.data[key] = value
-
-    def exists(self, key: str) -> bool:
-        return key in self.data
-
-
-class _Context:
-    def __init__(self, topic: str, partition: int, offset: int) -> None:
-        self.topic, self.partition, self.offset = topic, partition, offset
-
-
 @pytest.mark.parametrize("view", ["order-status", "customer-summary", "product-sales"])
 def test_replay_and_live_step_agree(view: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Scenario: the same records through the live OrderStep and the replay fold. We expect the same
@@ -199,11 +173,11 @@ def test_replay_and_live_step_agree(view: str, monkeypatch: pytest.MonkeyPatch) 
     ]
     recs = records(*evs)
     live = live_steps.OrderStep(get_projection(view), PipelineStats(view), rekeyed=view != "order-status")
-    states: dict[bytes, _State] = {}
+    states: dict[bytes, FakeState] = {}
     live_letters, live_changes = [], []
     for r in recs:
-        monkeypatch.setattr(live_steps, "message_context", lambda r=r: _Context("orders", r.partition(), r.offset()))
-        for item in live(r.value(), r.key(), r.timestamp()[1], [], states.setdefault(r.key(), _State())):
+        monkeypatch.setattr(live_steps, "message_context", lambda r=r: FakeContext("orders", r.partition(), r.offset()))
+        for item in live(r.value(), r.key(), r.timestamp()[1], [], states.setdefault(r.key(), FakeState())):
             if item["t"] == "dlq":
                 headers = dict(item["headers"])
                 live_letters.append((headers["rewind.reason.class"].decode(), int(headers["rewind.source.offset"])))
