@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipelines.projections.base import Change, FoldOutcome, OrderTransition, Projection, Row
 from pipelines.projections.customer_summary import CustomerSummaryProjection
-from pipelines.projections.order_lifecycle import OrderFoldResult, fold_order_event
+from pipelines.projections.order_lifecycle import OrderFoldResult, fold_order_event, order_step
 from pipelines.projections.order_status import OrderStatusProjection
 from pipelines.projections.product_sales import ProductSalesProjection
 from pipelines.projections.revenue_hourly import RevenueHourlyProjection
@@ -18,6 +18,7 @@ __all__ = [
     "Row",
     "OrderFoldResult",
     "fold_order_event",
+    "order_step",
     "VIEW_NAMES",
     "get_projection",
     "UnknownViewError",

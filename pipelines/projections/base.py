@@ -16,11 +16,11 @@ duplicate event: step 1 runs per order, where seq order is known.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-__all__ = ["Row", "OrderTransition", "Change", "Projection", "FoldOutcome"]
+__all__ = ["Row", "OrderTransition", "Change", "Projection", "FoldOutcome", "changes_of"]
 
 #: A view row: a JSON-serialisable dict (it is stored in RocksDB and published to a view topic).
 Row = dict[str, Any]
@@ -78,6 +78,11 @@ class Change:
         return cls(data["key"], data["delta"], data["orderId"], data["seq"], data["validFrom"])
 
 
+def changes_of(deltas: Sequence[tuple[str, Row]], after: Row) -> tuple[Change, ...]:
+    """The :class:`Change` of each (key, delta), tagged with the order row's (orderId, lastSeq, validFrom)."""
+    return tuple(Change(key, delta, after["orderId"], after["lastSeq"], after["validFrom"]) for key, delta in deltas)
+
+
 class Projection(Protocol):
     """A view: a name, how transitions map to keyed changes, and a pure fold per key."""
 
@@ -86,7 +91,15 @@ class Projection(Protocol):
     key_field: str
 
     def changes(self, transition: OrderTransition) -> Iterable[Change]:
-        """The keyed changes one accepted order transition makes to this view (often none)."""
+        """The keyed changes one accepted order transition makes to this view (often none).
+
+        Exactly :meth:`deltas`, each tagged with the order row's (orderId, lastSeq, validFrom).
+        """
+        ...
+
+    def deltas(self, event: Mapping[str, Any], after: Row) -> Sequence[tuple[str, Row]]:
+        """(view key, delta) of each change the transition to ``after`` by ``event`` makes:
+        :meth:`changes` without the objects (replay's hot loop calls this)."""
         ...
 
     def apply(self, row: Row | None, change: Change) -> Row:

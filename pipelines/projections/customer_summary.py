@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from pipelines.projections.base import Change, OrderTransition, Row
+from pipelines.projections.base import Change, OrderTransition, Row, changes_of
 from pipelines.projections.counters import add_counters
 
 __all__ = ["CustomerSummaryProjection"]
 
 # Lifetime value is recognised at delivery and reduced by refunds (exact minor units).
+# Each maps (event, order row after it) to the delta.
 _DELTAS = {
-    "OrderPlaced": lambda t: {"ordersPlaced": 1, "openOrders": 1},
-    "OrderDelivered": lambda t: {"ordersDelivered": 1, "openOrders": -1, "lifetimeValueMinor": t.after["totalMinor"]},
-    "OrderCancelled": lambda t: {"ordersCancelled": 1, "openOrders": -1},
-    "RefundIssued": lambda t: {"lifetimeValueMinor": -t.event["amountMinor"]},
+    "OrderPlaced": lambda event, after: {"ordersPlaced": 1, "openOrders": 1},
+    "OrderDelivered": lambda event, after: {"ordersDelivered": 1, "openOrders": -1, "lifetimeValueMinor": after["totalMinor"]},
+    "OrderCancelled": lambda event, after: {"ordersCancelled": 1, "openOrders": -1},
+    "RefundIssued": lambda event, after: {"lifetimeValueMinor": -event["amountMinor"]},
 }
 
 
@@ -26,11 +28,14 @@ class CustomerSummaryProjection:
 
     def changes(self, transition: OrderTransition) -> Iterable[Change]:
         """At most one change per transition, keyed by the order's customer."""
-        delta_of = _DELTAS.get(transition.event_type)
+        return changes_of(self.deltas(transition.event, transition.after), transition.after)
+
+    def deltas(self, event: Mapping[str, Any], after: Row) -> Sequence[tuple[str, Row]]:
+        """At most one delta, keyed by the order's customer."""
+        delta_of = _DELTAS.get(event["envelope"]["eventType"])
         if delta_of is None:
             return ()
-        after = transition.after
-        return (Change(after["customerId"], delta_of(transition), after["orderId"], after["lastSeq"], after["validFrom"]),)
+        return ((after["customerId"], delta_of(event, after)),)
 
     def apply(self, row: Row | None, change: Change) -> Row:
         """Add the change's counters to the customer's row."""

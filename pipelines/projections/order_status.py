@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from pipelines.projections.base import Change, OrderTransition, Row
+from pipelines.projections.base import Change, OrderTransition, Row, changes_of
 
 __all__ = ["OrderStatusProjection"]
 
@@ -17,8 +18,11 @@ class OrderStatusProjection:
 
     def changes(self, transition: OrderTransition) -> Iterable[Change]:
         """Every accepted event replaces the order's row."""
-        after = transition.after
-        return (Change(after["orderId"], after, after["orderId"], after["lastSeq"], after["validFrom"]),)
+        return changes_of(self.deltas(transition.event, transition.after), transition.after)
+
+    def deltas(self, event: Mapping[str, Any], after: Row) -> Sequence[tuple[str, Row]]:
+        """The order's new row, keyed by its orderId."""
+        return ((after["orderId"], after),)
 
     def apply(self, row: Row | None, change: Change) -> Row:
         """The new row is the order fold's row (already validated and seq-checked)."""

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from pipelines.projections.base import Change, OrderTransition, Row
+from pipelines.projections.base import Change, OrderTransition, Row, changes_of
 from pipelines.projections.counters import add_counters
 
 __all__ = ["ProductSalesProjection"]
 
 
-def _line_deltas(transition: OrderTransition) -> list[tuple[str, Row]]:
-    after = transition.after
-    kind = transition.event_type
+def _line_deltas(event: Mapping[str, Any], after: Row) -> list[tuple[str, Row]]:
+    kind = event["envelope"]["eventType"]
     if kind == "OrderPlaced":
         return [(i["sku"], {"unitsOrdered": i["quantity"]}) for i in after["items"]]
     if kind == "InventoryReserved":
@@ -27,7 +27,7 @@ def _line_deltas(transition: OrderTransition) -> list[tuple[str, Row]]:
         price = {i["sku"]: i["unitPriceMinor"] for i in after["items"]}
         return [
             (line["sku"], {"unitsRefunded": line["quantity"], "revenueMinor": -line["quantity"] * price[line["sku"]]})
-            for line in transition.event["items"]
+            for line in event["items"]
         ]
     return []
 
@@ -40,13 +40,16 @@ class ProductSalesProjection:
 
     def changes(self, transition: OrderTransition) -> Iterable[Change]:
         """One change per affected line; lines of one order with the same sku are merged."""
+        return changes_of(self.deltas(transition.event, transition.after), transition.after)
+
+    def deltas(self, event: Mapping[str, Any], after: Row) -> Sequence[tuple[str, Row]]:
+        """One delta per affected sku (lines of one order with the same sku merged)."""
         merged: dict[str, Row] = {}
-        for sku, delta in _line_deltas(transition):
+        for sku, delta in _line_deltas(event, after):
             into = merged.setdefault(sku, {})
             for field, amount in delta.items():
                 into[field] = into.get(field, 0) + amount
-        after = transition.after
-        return tuple(Change(sku, delta, after["orderId"], after["lastSeq"], after["validFrom"]) for sku, delta in merged.items())
+        return tuple(merged.items())
 
     def apply(self, row: Row | None, change: Change) -> Row:
         """Add the change's counters to the SKU's row."""

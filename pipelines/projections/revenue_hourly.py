@@ -9,9 +9,10 @@ closed more than ``grace_ms`` ago as late (dead-lettered, never silently dropped
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from pipelines.projections.base import Change, OrderTransition, Row
+from pipelines.projections.base import Change, OrderTransition, Row, changes_of
 from pipelines.projections.counters import add_counters
 
 __all__ = ["RevenueHourlyProjection", "HOUR_MS"]
@@ -35,17 +36,21 @@ class RevenueHourlyProjection:
 
     def changes(self, transition: OrderTransition) -> Iterable[Change]:
         """Deliveries add the order total, refunds subtract their amount, in the event's own window."""
-        kind = transition.event_type
+        return changes_of(self.deltas(transition.event, transition.after), transition.after)
+
+    def deltas(self, event: Mapping[str, Any], after: Row) -> Sequence[tuple[str, Row]]:
+        """At most one delta, keyed by currency and the window of the event's own time."""
+        env = event["envelope"]
+        kind = env["eventType"]
         if kind == "OrderDelivered":
-            delta = {"revenueMinor": transition.after["totalMinor"], "deliveries": 1, "refunds": 0}
+            delta = {"revenueMinor": after["totalMinor"], "deliveries": 1, "refunds": 0}
         elif kind == "RefundIssued":
-            delta = {"revenueMinor": -transition.event["amountMinor"], "deliveries": 0, "refunds": 1}
+            delta = {"revenueMinor": -event["amountMinor"], "deliveries": 0, "refunds": 1}
         else:
             return ()
         # The window is the event's own time; the change becomes visible (valid_from) when
-        # the order's running max event time does, like every other view.
-        key = f"{transition.after['currency']}:{self.window_start(transition.occurred_at_ms)}"
-        return (Change(key, delta, transition.order_id, transition.seq, transition.after["validFrom"]),)
+        # the order's running max event time does (changes_of), like every other view.
+        return ((f"{after['currency']}:{self.window_start(env['occurredAt'])}", delta),)
 
     def partition_key(self, change: Change) -> str:
         """Windows are grouped (and stream time tracked) per currency."""
