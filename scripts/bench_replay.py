@@ -43,7 +43,7 @@ HOUR_MS = 3_600_000
 class CountingStore:
     """A WritableProjectionStore that only counts: measures the replay engine without store cost."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, write_only: bool = False) -> None:
         self.updates = 0
         self._position: dict[str, dict[int, int]] = {}
 
@@ -52,6 +52,11 @@ class CountingStore:
         self.updates += len(updates)
         self._position = {t: dict(p) for t, p in position.items()}
         return len(updates)
+
+    def write_encoded(self, view: str, ops: Sequence[Any], *, updates: int, source_ends: Any, position: Any) -> None:
+        """Count pre-encoded updates (order-status: the workers encode the store writes), keep the position."""
+        self.updates += updates
+        self._position = {t: dict(p) for t, p in position.items()}
 
     def position(self) -> dict[str, dict[int, int]]:
         """The last position applied."""

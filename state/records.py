@@ -34,6 +34,7 @@ __all__ = [
     "dumps",
     "loads",
     "encode_version",
+    "encode_version_fields",
     "decode_version",
     "encode_latest",
     "decode_latest",
@@ -79,6 +80,11 @@ def _source_from_json(raw: list[Any] | None) -> SourcePosition | None:
 def encode_version(version: StoredVersion) -> bytes:
     """Value of a ``V`` key."""
     return _dumps({"r": version.row, "s": _source_to_json(version.source), "q": version.seq})
+
+
+def encode_version_fields(row: Mapping[str, Any], topic: str, partition: int, offset: int, seq: int | None) -> bytes:
+    """:func:`encode_version` of a version with this row, seq and source, without building one."""
+    return _dumps({"r": row, "s": [topic, partition, offset], "q": seq})
 
 
 def decode_version(valid_from_ms: int, data: bytes) -> StoredVersion:

@@ -51,7 +51,7 @@ from state.records import (
     encode_version,
 )
 
-__all__ = ["ApplyCounts", "KeyApplier", "ORDER_STATUS", "CORRECTION_ORDER_ID"]
+__all__ = ["ApplyCounts", "KeyApplier", "append_row_versions", "ORDER_STATUS", "CORRECTION_ORDER_ID"]
 
 ORDER_STATUS = "order-status"
 #: orderId of a correction change (sorts before every real orderId at the same time).
@@ -416,6 +416,62 @@ def _merge_same_key(fresh: list[StoredChange], stored: list[StoredChange]) -> li
             change = StoredChange(change.valid_from_ms, change.order_id, change.seq, delta, prior.source or change.source)
         by_id[ident] = change
     return list(by_id.values())
+
+
+def append_row_versions(
+    batch: Any, view: str, key: str, latest: tuple[int, Any] | None, versions: Sequence[tuple[int, Any, bytes]]
+) -> None:
+    """What :meth:`KeyApplier.apply_group` writes for an order-status row, in the one case a replay
+    worker meets, without ViewUpdate or StoredVersion objects (it runs once per event).
+
+    ``latest``: the stored latest version's (valid_from_ms, row), None for a new row.
+    ``versions``: (valid_from_ms, row, encoded version record) of the new versions, one per
+    distinct valid_from, strictly increasing, none before ``latest``'s; the first may be at
+    ``latest``'s valid_from and then replaces it. (The worker's fold guarantees it: seq
+    strictly increases and validFrom never decreases per order, so nothing is a duplicate
+    or clamped; a later seq at the same valid_from is already collapsed by the caller.)
+    The database then holds exactly what apply_group would write (no key is deleted after
+    it is put).
+    """
+    rk = _RowKeys(view, key)
+    put, delete = batch.put, batch.delete
+    version_key = rk.version_key
+    first_ms = versions[0][0]
+    replaces = latest is not None and latest[0] == first_ms
+    indexes = _index_keys(view)
+    key_lp = rk.key_lp
+    for ix in indexes:
+        if latest is None:
+            continue
+        value = _index_value_of_row(ix, latest[1])
+        if value is None:
+            continue
+        # The latest version stops being current, and stops being open-ended.
+        delete(_current_entry(ix, key_lp, value, latest[0]))
+        delete(_versioned_entry(ix, key_lp, value, latest[0], None)[0])
+        if not replaces:
+            put(*_versioned_entry(ix, key_lp, value, latest[0], first_ms))
+    last = len(versions) - 1
+    for i, (valid_from_ms, row, encoded) in enumerate(versions):
+        put(version_key(valid_from_ms), encoded)
+        for ix in indexes:
+            value = _index_value_of_row(ix, row)
+            if value is not None:
+                put(*_versioned_entry(ix, key_lp, value, valid_from_ms, versions[i + 1][0] if i < last else None))
+                if i == last:
+                    put(_current_entry(ix, key_lp, value, valid_from_ms), b"")
+    valid_from_ms, _, encoded = versions[-1]
+    put(rk.latest, K.enc_int(valid_from_ms) + encoded)  # == encode_latest of the last version
+
+
+def _index_value_of_row(ix: _IndexKeys, row: Any) -> bytes | None:
+    """:func:`_index_value` of a version with this row."""
+    value = ix.spec.value_of(row)
+    if value is None:
+        return None
+    if ix.equality:
+        return K.lp_name(str(value))
+    return K.enc_desc(int(value))
 
 
 def _index_value(ix: _IndexKeys, version: StoredVersion) -> bytes | None:

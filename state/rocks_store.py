@@ -9,16 +9,16 @@ see it as of the moment they opened it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal, overload
 
-from rocksdict import BlockBasedOptions, Cache, Checkpoint, Options, ReadOptions, WriteBatch
+from rocksdict import BlockBasedOptions, Cache, Checkpoint, MemtableFactory, Options, ReadOptions, WriteBatch, WriteOptions
 
 from pipelines.projections import VIEW_NAMES
 from schemas.errors import StoreError, StoreFormatError, StoreNotFoundError, UnknownIndexError
 from state import keys as K
-from state.rocks_open import open_rdict
+from state.rocks_open import open_rdict, save_options
 from state.contracts import Position, VersionedRow, ViewUpdate
 from state.indexes import check_view, find_index
 from state.records import StoredVersion, decode_latest, decode_valid_to, decode_version
@@ -29,9 +29,14 @@ __all__ = ["RocksStore", "ReadOnlyStoreView", "open_store"]
 _BLOCK_CACHE_BYTES = 256 * 1024 * 1024
 
 
-def _options() -> Options:
+def _options(*, write_only: bool = False) -> Options:
     options = Options(raw_mode=True)
     options.create_if_missing(True)
+    if write_only:
+        # A vector memtable appends (~10x cheaper per put than the skiplist, measured; the
+        # writer holds the GIL throughout) and sorts once when flushed, but a read must scan it.
+        options.set_memtable_factory(MemtableFactory.vector())
+        options.set_allow_concurrent_memtable_write(False)
     options.set_max_background_jobs(4)
     table = BlockBasedOptions()
     table.set_block_cache(Cache(_BLOCK_CACHE_BYTES))
@@ -49,17 +54,27 @@ def _row(view: str, key: str, version: StoredVersion, valid_to_ms: int | None) -
 
 
 class RocksStore:
-    """A :class:`~state.contracts.WritableProjectionStore` (and ApplyWatch) in one RocksDB directory."""
+    """A :class:`~state.contracts.WritableProjectionStore` (and ApplyWatch) in one RocksDB directory.
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+    ``wal=False`` skips RocksDB's write-ahead log: for a store built from scratch and thrown
+    away if the build fails (a replay's build directory), since :meth:`close` flushes the
+    memtables to table files anyway. A crash before close then loses recent writes.
+    ``write_only=True`` makes writes cheaper and reads slow (they scan unflushed writes):
+    for a loader that only calls :meth:`write_encoded` until it closes the store.
+    """
+
+    def __init__(self, path: Path, *, read_only: bool = False, wal: bool = True, write_only: bool = False) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        self._write_options = WriteOptions()
+        self._write_options.disable_wal = not wal
+        self._write_only = write_only and not read_only
         self.counts = ApplyCounts()
         self._write_lock = threading.Lock()
         self._applied = threading.Condition()
         if read_only and not (self.path / "CURRENT").exists():
             raise StoreNotFoundError(f"no replica store in {self.path} (run `rewind serve` to build one)")
-        self._db = open_rdict(self.path, _options(), read_only=read_only, error=StoreError, what="store")
+        self._db = open_rdict(self.path, _options(write_only=self._write_only), read_only=read_only, error=StoreError, what="store")
         self._check_format()
         self._position = self._load_position()
         self._source_position = self._load_source_position()
@@ -263,34 +278,68 @@ class RocksStore:
             counts = ApplyCounts()
             applier = KeyApplier(self._db, batch, counts)
             applied = sum(applier.apply_group(view, key, group) for (view, key), group in groups.items())
-            # Step 4
-            new_position = {topic: dict(parts) for topic, parts in self._position.items()}
-            for topic, parts in position.items():
-                for partition, next_offset in parts.items():
-                    if next_offset > new_position.setdefault(topic, {}).get(partition, -1):
-                        new_position[topic][partition] = next_offset
-                        batch.put(K.position_key(topic, partition), K.enc_int(next_offset))
-            new_sources = {v: {t: dict(p) for t, p in tps.items()} for v, tps in self._source_position.items()}
-            for (view, topic, partition), offset in source_ends.items():
-                parts = new_sources.setdefault(view, {}).setdefault(topic, {})
-                if offset + 1 > parts.get(partition, -1):
-                    parts[partition] = offset + 1
-            for view, tps in new_sources.items():
-                for topic, parts in tps.items():
-                    for partition, next_offset in parts.items():
-                        if self._source_position.get(view, {}).get(topic, {}).get(partition) != next_offset:
-                            batch.put(K.source_position_key(view, topic, partition), K.enc_int(next_offset))
-            # Step 5
-            try:
-                self._db.write(batch)
-            except Exception as exc:
-                raise StoreError(f"cannot write to store {self.path}: {exc}") from exc
-            self._position = new_position
-            self._source_position = new_sources
+            # Steps 4-5
+            self._commit(batch, position, source_ends)
             self._count(counts, applied=applied, skipped_position=skipped)
         with self._applied:
             self._applied.notify_all()
         return applied
+
+    def write_encoded(
+        self, view: str, ops: Sequence[tuple[bytes, bytes | None]], *, updates: int, source_ends: Mapping[str, Mapping[int, int]],
+        position: Position,
+    ) -> None:
+        """Write operations KeyApplier encoded elsewhere, and advance the position, in ONE WriteBatch.
+
+        For a writer that encodes without reading this store (:mod:`state.replay.rowwrites`):
+        ``ops`` are puts ``(key, value)`` and deletes ``(key, None)``, in order; they apply
+        ``updates`` updates of ``view`` whose highest source offsets are ``source_ends``
+        (topic -> partition -> offset). Nothing is skipped: the caller only encodes records
+        at or past this store's position.
+        """
+        if self.read_only:
+            raise StoreError(f"store {self.path} is open read-only")
+        check_view(view)
+        with self._write_lock:
+            batch = WriteBatch(raw_mode=True)
+            put, delete = batch.put, batch.delete
+            for key, value in ops:
+                if value is None:
+                    delete(key)
+                else:
+                    put(key, value)
+            ends = {(view, topic, partition): offset for topic, parts in source_ends.items() for partition, offset in parts.items()}
+            self._commit(batch, position, ends)
+            self._count(ApplyCounts(), applied=updates, skipped_position=0)
+        with self._applied:
+            self._applied.notify_all()
+
+    def _commit(self, batch: WriteBatch, position: Position, source_ends: Mapping[tuple[str, str, int], int]) -> None:
+        """Steps 4-5 of :meth:`apply` (under the write lock)."""
+        # Step 4
+        new_position = {topic: dict(parts) for topic, parts in self._position.items()}
+        for topic, parts in position.items():
+            for partition, next_offset in parts.items():
+                if next_offset > new_position.setdefault(topic, {}).get(partition, -1):
+                    new_position[topic][partition] = next_offset
+                    batch.put(K.position_key(topic, partition), K.enc_int(next_offset))
+        new_sources = {v: {t: dict(p) for t, p in tps.items()} for v, tps in self._source_position.items()}
+        for (view, topic, partition), offset in source_ends.items():
+            parts = new_sources.setdefault(view, {}).setdefault(topic, {})
+            if offset + 1 > parts.get(partition, -1):
+                parts[partition] = offset + 1
+        for view, tps in new_sources.items():
+            for topic, parts in tps.items():
+                for partition, next_offset in parts.items():
+                    if self._source_position.get(view, {}).get(topic, {}).get(partition) != next_offset:
+                        batch.put(K.source_position_key(view, topic, partition), K.enc_int(next_offset))
+        # Step 5
+        try:
+            self._db.write(batch, self._write_options)
+        except Exception as exc:
+            raise StoreError(f"cannot write to store {self.path}: {exc}") from exc
+        self._position = new_position
+        self._source_position = new_sources
 
     def _count(self, counts: ApplyCounts, *, applied: int, skipped_position: int) -> None:
         total = self.counts
@@ -323,6 +372,8 @@ class RocksStore:
             if not self.read_only:
                 self._db.flush()
             self._db.close()
+            if self._write_only:
+                save_options(self.path, _options(), error=StoreError, what="store")  # readers get no vector memtable
 
 
 class ReadOnlyStoreView:
@@ -376,11 +427,11 @@ class ReadOnlyStoreView:
 
 
 @overload
-def open_store(path: Path, *, read_only: Literal[False] = False) -> RocksStore: ...
+def open_store(path: Path, *, read_only: Literal[False] = False, wal: bool = True, write_only: bool = False) -> RocksStore: ...
 @overload
 def open_store(path: Path, *, read_only: Literal[True]) -> ReadOnlyStoreView: ...
-def open_store(path: Path, *, read_only: bool = False) -> RocksStore | ReadOnlyStoreView:
-    """Open (creating if needed) the RocksDB store in ``path``.
+def open_store(path: Path, *, read_only: bool = False, wal: bool = True, write_only: bool = False) -> RocksStore | ReadOnlyStoreView:
+    """Open (creating if needed) the RocksDB store in ``path`` (``wal``, ``write_only``: see :class:`RocksStore`).
 
     ``read_only=True`` opens it in RocksDB's read-only mode (no lock: works while a
     ``rewind serve`` process writes it; sees it as of now) behind a
@@ -388,4 +439,4 @@ def open_store(path: Path, *, read_only: bool = False) -> RocksStore | ReadOnlyS
     """
     if read_only:
         return ReadOnlyStoreView(RocksStore(path, read_only=True))
-    return RocksStore(path)
+    return RocksStore(path, wal=wal, write_only=write_only)

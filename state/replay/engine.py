@@ -17,9 +17,10 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from pipelines.gc_pause import gc_paused
 from pipelines.projections import get_projection
@@ -30,23 +31,28 @@ from state.replay.foldstate import FoldStateDB
 from state.replay.output import FOLD_DIR, VIEW_DIR, ReplayManifest, fold_fingerprint, linked_copy, write_manifest
 from state.replay.plan import KafkaOffsetSource, OffsetSource, ReplayMode, ReplayPlan, plan_replay
 from state.replay.progress import NullProgress, ReplayProgress
-from state.replay.sink import StoreSink
+from state.replay.sink import EncodedStore, StoreSink
 from state.replay.stopping import stop_on_signals
 from state.replay.swap import build_paths, publish
-from state.replay.workers import Batch, Done, FinalRows, Ready, WorkerPool, WorkerSpec, split_partitions
+from state.replay.workers import Batch, Done, EncodedBatch, FinalRows, Ready, WorkerPool, WorkerSpec, split_partitions
 from state.snapshots import Snapshot, choose_snapshot, list_snapshots, restore_snapshot
 
 __all__ = ["StoreOpener", "ReplayRequest", "ReplayResult", "run_replay", "default_store_opener", "checkpoint_view_store"]
 
-#: Opens (creating) a writable view store in a directory.
-StoreOpener = Callable[[Path], WritableProjectionStore]
+class StoreOpener(Protocol):
+    """Opens (creating) a writable view store in a directory. ``write_only``: the replay will
+    only write to it (order-status: pre-encoded writes) until it closes it."""
+
+    def __call__(self, path: Path, *, write_only: bool = False) -> WritableProjectionStore: ...
 
 
-def default_store_opener(path: Path) -> WritableProjectionStore:
-    """The RocksDB view store (state.rocks_store)."""
+def default_store_opener(path: Path, *, write_only: bool = False) -> WritableProjectionStore:
+    """The RocksDB view store (state.rocks_store) of a replay build, without a write-ahead log."""
     from state.rocks_store import open_store
 
-    return open_store(path)
+    # No write-ahead log: the build directory is removed if the replay fails, and the store
+    # is closed (memtables flushed) before the manifest is written and the directory published.
+    return open_store(path, wal=False, write_only=write_only)
 
 
 def checkpoint_view_store(source: Path, dest: Path) -> None:
@@ -214,8 +220,8 @@ def _build(
         plan = plan.with_start(seed.next_offsets)
     else:
         tmp.mkdir(parents=True)
-    # Step 4
-    store = open_store(tmp / VIEW_DIR)
+    # Step 4 (order-status: the workers encode every write, the store is only written to)
+    store = open_store(tmp / VIEW_DIR, write_only=not is_rekeyed(request.view))
     fold_db: FoldStateDB | None = None
     pool: WorkerPool | None = None
     try:
@@ -230,13 +236,14 @@ def _build(
         sink = StoreSink(store, view=request.view, topic=request.topic, start_offsets=plan.start_offsets,
                          stop_offsets=plan.stop_offsets, view_folder=view_folder, max_lateness_ms=request.max_lateness_ms,
                          batch_updates=request.store_batch_updates)
-        # Step 5
+        # Step 5 (order-status rows are keyed like the partitions: the workers encode their writes)
+        encode_rows = view_folder is None and isinstance(store, EncodedStore)
         specs = [
             WorkerSpec(
                 worker_id=i, bootstrap=request.bootstrap, topic=request.topic, view=request.view, ranges=ranges,
                 as_of_ms=request.as_of_ms if request.mode == "as-of" else None, grace_ms=request.grace_ms,
                 seed_fold_dir=str(tmp / FOLD_DIR) if seed is not None else None, dlq_topic=request.dlq_topic,
-                batch_size=request.batch_size,
+                batch_size=request.batch_size, encode_rows=encode_rows,
             )
             for i, ranges in enumerate(split_partitions(plan, max(1, request.workers)))
         ]
@@ -256,6 +263,10 @@ def _build(
         for message in pool.messages(should_stop=stop.is_set):
             if isinstance(message, Batch):
                 sink.add(message.changes, message.next_offsets, message.max_timestamp_ms)
+                records += message.records
+                progress.update(message.next_offsets, records=message.records)
+            elif isinstance(message, EncodedBatch):
+                sink.add_encoded(message.writes, message.next_offsets, message.max_timestamp_ms)
                 records += message.records
                 progress.update(message.next_offsets, records=message.records)
             elif isinstance(message, Ready):

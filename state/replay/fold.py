@@ -1,7 +1,8 @@
 """The batch fold: the live pipeline's two steps, driven over records read in offset order.
 
-Live and replay run the same code (:func:`fold_order_event`, ``projection.changes``,
-``projection.apply``) with the same decisions as ``pipelines/live/steps.py``: a record
+Live and replay run the same code (:func:`order_step`, which :func:`fold_order_event`
+wraps; ``projection.deltas``, which ``projection.changes`` wraps; ``projection.apply``)
+with the same decisions as ``pipelines/live/steps.py``: a record
 that does not decode, or whose key is not its orderId, is a dead letter; a seq already
 applied is a duplicate (counted, skipped); an impossible transition or a gap is a dead
 letter and leaves the order unchanged. Only the as-of rule below is replay's own.
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from pipelines.dlq import DeadLetter
-from pipelines.projections import Change, Projection, Row, fold_order_event
+from pipelines.projections import Change, OrderFoldResult, Projection, Row, order_step
 from schemas.codec import Event
 from schemas.errors import CodecError
 
@@ -166,6 +167,10 @@ class OrderFolder:
     ``rows`` (orderId -> order row) is the fold state: empty for a replay from offset
     zero, a snapshot's rows otherwise. ``cut`` holds the orders whose as-of prefix has
     ended. ``on_dead_letter`` receives every dead letter (the DLQ producer, when asked for).
+
+    ``rows_before``, when set, receives for each order the row it had before its first
+    change of a :meth:`fold` call (None: a new order); the caller clears it between calls
+    (:mod:`state.replay.rowwrites` needs it to encode order-status writes in the worker).
     """
 
     def __init__(
@@ -190,6 +195,7 @@ class OrderFolder:
         self._decode = decode
         self._on_dead_letter = on_dead_letter
         self._pipeline = replay_pipeline_name(projection.name)
+        self.rows_before: dict[str, Row | None] | None = None
 
     def _reject(self, record: Record, reason_class: str, reason: str) -> None:
         counters = self.counters
@@ -213,10 +219,10 @@ class OrderFolder:
         cut = self.cut
         as_of_ms = self.as_of_ms
         counters = self.counters
-        changes_of = self.projection.changes
-        apply = self.projection.apply
+        deltas_of = self.projection.deltas
         rekeyed = self.rekeyed
         touched = self.touched
+        rows_before = self.rows_before
         append = out.append
         applied = duplicates = beyond = n_in = emitted = 0
         max_valid_from = counters.max_valid_from_ms if counters.max_valid_from_ms is not None else -(2**63)
@@ -235,31 +241,34 @@ class OrderFolder:
             if order_id in cut:
                 beyond += 1
                 continue
-            result = fold_order_event(rows.get(order_id), event)
-            outcome = result.outcome
-            if outcome == "duplicate":
-                duplicates += 1
+            before = rows.get(order_id)
+            after = order_step(before, event)
+            if after.__class__ is OrderFoldResult:
+                if after.outcome == "duplicate":  # type: ignore[union-attr]
+                    duplicates += 1
+                else:
+                    self._reject(record, after.reason_class or "Rejected", after.reason or "")  # type: ignore[union-attr]
                 continue
-            if outcome == "rejected":
-                self._reject(record, result.reason_class or "Rejected", result.reason or "")
-                continue
-            transition = result.transition
-            after = transition.after  # type: ignore[union-attr]
-            valid_from = after["validFrom"]
+            valid_from = after["validFrom"]  # type: ignore[index]
             if as_of_ms is not None and valid_from > as_of_ms:
                 # The prefix ends here: this event is not visible at T, so no later one of this order is.
                 cut.add(order_id)
                 beyond += 1
                 continue
-            rows[order_id] = after
+            rows[order_id] = after  # type: ignore[assignment]
+            if rows_before is not None and order_id not in rows_before:
+                rows_before[order_id] = before
             partition, offset = record.partition(), record.offset()
             touched[order_id] = partition
             applied += 1
             if valid_from > max_valid_from:
                 max_valid_from = valid_from
-            for change in changes_of(transition):  # type: ignore[arg-type]
-                payload = change.delta if rekeyed else apply(None, change)
-                append((change.key, payload, change.order_id, change.seq, change.valid_from_ms, partition, offset))
+            seq = after["lastSeq"]  # type: ignore[index]
+            # A change's (orderId, seq, valid_from) are the order row's (projections.changes_of).
+            # Order-status's apply(None, change) is a copy of the row; order_step builds a new
+            # row per event and never mutates one, so the row itself is the payload.
+            for view_key, delta in deltas_of(event, after):  # type: ignore[arg-type]
+                append((view_key, delta, order_id, seq, valid_from, partition, offset))
                 emitted += 1
         counters.events_in += n_in
         counters.applied += applied

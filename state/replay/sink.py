@@ -28,18 +28,35 @@ the store still gets every change and stays exact, only slower.
 A position must never pass a change still held back (the store would skip it as already
 applied): the position written with a batch is, per partition, the smallest of the
 offsets read and the offsets of changes still in the heap.
+
+Order-status into a store that takes pre-encoded writes (:class:`EncodedStore`): the
+workers encode the writes (:mod:`state.replay.rowwrites`) and :meth:`StoreSink.add_encoded`
+only queues them; they are written with the position in the same way.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
-from state.contracts import SourcePosition, ViewUpdate, WritableProjectionStore
+from state.contracts import Position, SourcePosition, ViewUpdate, WritableProjectionStore
 from state.replay.fold import ViewFolder
+from state.replay.rowwrites import EncodedWrites
 
-__all__ = ["StoreSink"]
+__all__ = ["StoreSink", "EncodedStore"]
+
+
+@runtime_checkable
+class EncodedStore(Protocol):
+    """A store that also takes writes encoded elsewhere (:meth:`state.rocks_store.RocksStore.write_encoded`)."""
+
+    def write_encoded(
+        self, view: str, ops: Sequence[tuple[bytes, bytes | None]], *, updates: int, source_ends: Mapping[str, Mapping[int, int]],
+        position: Position,
+    ) -> None:
+        """Write ``ops`` (which apply ``updates`` updates) and advance the position, atomically."""
+        ...
 
 _NO_WATERMARK = -(2**63)
 _ALL = 2**63
@@ -80,17 +97,38 @@ class StoreSink:
         self._held: list[tuple[int, int, tuple[Any, ...]]] = []  # (valid_from_ms, arrival number, change)
         self._arrivals = 0
         self._pending: list[ViewUpdate] = []
+        # Pre-encoded writes (add_encoded): operations, how many updates they apply, source ends.
+        self._pending_ops: list[tuple[bytes, bytes | None]] = []
+        self._pending_op_updates = 0
+        self._source_ends: dict[int, int] = {}
         self.updates_written = 0
 
-    def add(self, changes: Iterable[tuple[Any, ...]], next_offsets: Mapping[int, int], max_timestamp_ms: Mapping[int, int]) -> None:
-        """Take one worker batch: its changes (:class:`~state.replay.fold.FoldedChange` tuples), the
-        next_offsets its partitions reached, and the greatest record timestamp read in each."""
+    def _advance(self, next_offsets: Mapping[int, int], max_timestamp_ms: Mapping[int, int]) -> None:
         for partition, next_offset in next_offsets.items():
             if next_offset > self.next_offsets.get(partition, 0):
                 self.next_offsets[partition] = next_offset
         for partition, ts in max_timestamp_ms.items():
             if ts > self._max_ts.get(partition, _NO_WATERMARK):
                 self._max_ts[partition] = ts
+
+    def add_encoded(self, writes: EncodedWrites, next_offsets: Mapping[int, int], max_timestamp_ms: Mapping[int, int]) -> None:
+        """:meth:`add` for a worker batch whose store writes the worker encoded (order-status only)."""
+        assert self._folder is None, "re-keyed views are folded here, not in the workers"
+        self._advance(next_offsets, max_timestamp_ms)
+        self._pending_ops.extend(writes.ops)
+        self._pending_op_updates += writes.updates
+        ends = self._source_ends
+        for partition, offset in writes.source_ends.items():
+            if offset > ends.get(partition, -1):
+                ends[partition] = offset
+        # An update is several operations: the same bound on updates per store batch as add().
+        if self._pending_op_updates >= self._batch_updates:
+            self.flush()
+
+    def add(self, changes: Iterable[tuple[Any, ...]], next_offsets: Mapping[int, int], max_timestamp_ms: Mapping[int, int]) -> None:
+        """Take one worker batch: its changes (:class:`~state.replay.fold.FoldedChange` tuples), the
+        next_offsets its partitions reached, and the greatest record timestamp read in each."""
+        self._advance(next_offsets, max_timestamp_ms)
         if self._folder is None:
             self._rows_to_updates(changes)
         else:
@@ -152,6 +190,15 @@ class StoreSink:
         in one store batch; also when empty, since records that changed nothing still advance it."""
         if final and self._folder is not None:
             self._release(_ALL)
+        if self._pending_ops or self._source_ends:
+            assert not self._pending and isinstance(self._store, EncodedStore)
+            ops, self._pending_ops = self._pending_ops, []
+            updates, self._pending_op_updates = self._pending_op_updates, 0
+            ends, self._source_ends = self._source_ends, {}
+            self._store.write_encoded(self._view, ops, updates=updates, source_ends={self._topic: ends},
+                                      position={self._topic: self._safe_position()})
+            self.updates_written += updates
+            return
         pending, self._pending = self._pending, []
         self._store.apply(pending, position={self._topic: self._safe_position()})
         self.updates_written += len(pending)

@@ -5,7 +5,8 @@ alone and sends the parent its changes; the parent merges them (re-keyed views) 
 the only writer of the store. Messages, worker -> parent, in this order per worker:
 
 1. :class:`Ready` once its orders' rows are loaded (from a snapshot's fold state);
-2. :class:`Batch` per consumed batch: changes, and the next_offsets they reach;
+2. :class:`Batch` per consumed batch: changes, and the next_offsets they reach (or, with
+   ``encode_rows``, :class:`EncodedBatch`: the store writes of those changes, encoded here);
 3. :class:`FinalRows` (several): the rows of the orders it changed, per partition;
 4. :class:`Done` with its counters; or :class:`Failed` with a traceback, at any point.
 
@@ -42,11 +43,13 @@ from state.replay.fold import OrderFolder
 from state.replay.foldstate import FoldStateDB
 from state.replay.plan import ReplayPlan
 from state.replay.reader import BoundedReader, PartitionRange
+from state.replay.rowwrites import EncodedWrites, encode_order_rows
 
 __all__ = [
     "WorkerSpec",
     "Ready",
     "Batch",
+    "EncodedBatch",
     "FinalRows",
     "Done",
     "Failed",
@@ -74,6 +77,8 @@ class WorkerSpec:
     dlq_topic: str | None = None
     batch_size: int = 20_000
     consumer_overrides: Mapping[str, Any] = field(default_factory=dict)
+    #: Order-status only: send each batch's store writes encoded (:mod:`state.replay.rowwrites`).
+    encode_rows: bool = False
 
 
 class Ready(NamedTuple):
@@ -90,6 +95,16 @@ class Batch(NamedTuple):
 
     worker_id: int
     changes: list[tuple[Any, ...]]
+    next_offsets: dict[int, int]
+    max_timestamp_ms: dict[int, int]
+    records: int
+
+
+class EncodedBatch(NamedTuple):
+    """:class:`Batch` with the store writes of its changes instead of the changes."""
+
+    worker_id: int
+    writes: EncodedWrites
     next_offsets: dict[int, int]
     max_timestamp_ms: dict[int, int]
     records: int
@@ -119,7 +134,7 @@ class Failed(NamedTuple):
     error: str
 
 
-WorkerMessage = Ready | Batch | FinalRows | Done | Failed
+WorkerMessage = Ready | Batch | EncodedBatch | FinalRows | Done | Failed
 
 
 def split_partitions(plan: ReplayPlan, workers: int) -> list[tuple[PartitionRange, ...]]:
@@ -189,6 +204,12 @@ def worker_messages(spec: WorkerSpec, *, should_stop: Callable[[], bool]) -> Ite
     # Step 2: fold batch by batch.
     for records in reader.batches(should_stop=should_stop):
         out: list[Any] = []
+        if spec.encode_rows:
+            folder.rows_before = {}
+            folder.fold(records, out)
+            writes = encode_order_rows(spec.topic, out, folder.rows_before)
+            yield EncodedBatch(spec.worker_id, writes, dict(reader.next_offsets), dict(reader.max_timestamp_ms), len(records))
+            continue
         folder.fold(records, out)
         yield Batch(spec.worker_id, out, dict(reader.next_offsets), dict(reader.max_timestamp_ms), len(records))
     if should_stop():
