@@ -34,10 +34,14 @@ from state.replay.progress import NullProgress, ReplayProgress
 from state.replay.sink import EncodedStore, StoreSink
 from state.replay.stopping import stop_on_signals
 from state.replay.swap import build_paths, publish
-from state.replay.workers import Batch, Done, EncodedBatch, FinalRows, Ready, WorkerPool, WorkerSpec, split_partitions
+from state.replay.workers import Batch, Done, EncodedBatch, WorkerPool, WorkerSpec, split_partitions
 from state.snapshots import Snapshot, choose_snapshot, list_snapshots, restore_snapshot
 
 __all__ = ["StoreOpener", "ReplayRequest", "ReplayResult", "run_replay", "default_store_opener", "checkpoint_view_store"]
+
+#: Worker i spills order rows to ``<build dir>/spill-<i>`` (removed before the output is published).
+SPILL_PREFIX = "spill-"
+
 
 class StoreOpener(Protocol):
     """Opens (creating) a writable view store in a directory. ``write_only``: the replay will
@@ -77,7 +81,8 @@ class ReplayRequest:
     when complete. ``workers``: processes that fold (0: fold in this process).
     ``snapshots_root``: where to look for a seed snapshot (None: always from offset zero).
     ``dlq_topic``: write dead letters there (None: only count them; the live pipeline
-    has already dead-lettered the same records once).
+    has already dead-lettered the same records once). ``max_rows_in_memory``: order rows
+    each worker keeps in memory; it spills older ones to disk (:mod:`state.replay.orderrows`).
     """
 
     view: str
@@ -93,6 +98,7 @@ class ReplayRequest:
     grace_ms: int = 600_000
     batch_size: int = 20_000
     store_batch_updates: int = 20_000
+    max_rows_in_memory: int = 50_000
 
     def __post_init__(self) -> None:
         get_projection(self.view)  # UnknownViewError before anything connects
@@ -156,11 +162,13 @@ def run_replay(
     2. Choose the newest usable snapshot (:mod:`state.snapshots` rule), if snapshots are on.
     3. Prepare ``<into>.tmp``: restore the snapshot into it (its next offsets become the start), or create it.
     4. Open the view store there; for a re-keyed view, load its rows from the fold state.
-    5. Start the workers (partitions split by records to read); each loads its orders' rows.
+    5. Start the workers (partitions split by records to read); each reads its orders' rows
+       from the seed's fold state as it meets them, and spills rows to ``<into>.tmp/spill-<i>``.
     6. Fold: each worker batch's updates go to the store with the position they reach
        (one ``store.apply`` = one atomic batch); the progress bar follows the offsets. The
        last batch carries the final position (every partition at its stop).
-    7. Save the fold state: the workers' changed order rows, the re-keyed view's rows.
+    7. Save the fold state: the workers' changed order rows (copied from their spills, which
+       are then removed), the re-keyed view's rows.
     8. Close the store and fold state, write the manifest (last).
     9. Publish: fsync, rename ``<into>.tmp`` -> ``<into>``.
 
@@ -243,6 +251,7 @@ def _build(
                 worker_id=i, bootstrap=request.bootstrap, topic=request.topic, view=request.view, ranges=ranges,
                 as_of_ms=request.as_of_ms if request.mode == "as-of" else None, grace_ms=request.grace_ms,
                 seed_fold_dir=str(tmp / FOLD_DIR) if seed is not None else None, dlq_topic=request.dlq_topic,
+                spill_dir=str(tmp / f"{SPILL_PREFIX}{i}"), max_rows_in_memory=request.max_rows_in_memory,
                 batch_size=request.batch_size, encode_rows=encode_rows,
             )
             for i, ranges in enumerate(split_partitions(plan, max(1, request.workers)))
@@ -256,9 +265,7 @@ def _build(
         counters = FoldCounters()
         cut_orders = 0
         max_ts: dict[int, int] = dict(seed.max_timestamp_ms) if seed is not None else {}
-        ready: set[int] = set()
         done: set[int] = set()
-        rows_to_save: list[FinalRows] = []
         records = 0
         for message in pool.messages(should_stop=stop.is_set):
             if isinstance(message, Batch):
@@ -269,16 +276,6 @@ def _build(
                 sink.add_encoded(message.writes, message.next_offsets, message.max_timestamp_ms)
                 records += message.records
                 progress.update(message.next_offsets, records=message.records)
-            elif isinstance(message, Ready):
-                ready.add(message.worker_id)
-            elif isinstance(message, FinalRows):
-                rows_to_save.append(message)
-                # Workers read the seed fold state until they are Ready; write it only after all are.
-                if len(ready) == len(specs):
-                    fold_db = fold_db or FoldStateDB(tmp / FOLD_DIR)
-                    for rows in rows_to_save:
-                        fold_db.put_order_rows(rows.partition, rows.rows)
-                    rows_to_save.clear()
             elif isinstance(message, Done):
                 done.add(message.worker_id)
                 counters.add(message.counters)
@@ -294,9 +291,15 @@ def _build(
         fold_s = time.monotonic() - fold_started
         # Step 7
         progress.stage("saving fold state")
-        fold_db = fold_db or FoldStateDB(tmp / FOLD_DIR)
-        for rows in rows_to_save:
-            fold_db.put_order_rows(rows.partition, rows.rows)
+        fold_db = FoldStateDB(tmp / FOLD_DIR)
+        for spec in specs:
+            assert spec.spill_dir is not None
+            spill = FoldStateDB(Path(spec.spill_dir), read_only=True)
+            try:
+                fold_db.copy_order_rows(spill)
+            finally:
+                spill.close()
+            shutil.rmtree(spec.spill_dir)
         if view_folder is not None:
             fold_db.put_view_rows(view_folder.rows)
         # Step 8

@@ -34,6 +34,7 @@ from pipelines.dlq import DeadLetter
 from pipelines.projections import Change, OrderFoldResult, Projection, Row, order_step
 from schemas.codec import Event
 from schemas.errors import CodecError
+from state.replay.orderrows import OrderRows
 
 __all__ = [
     "Record",
@@ -164,9 +165,9 @@ class FoldCounters:
 class OrderFolder:
     """Step 1 for the partitions one worker owns: decode, fold each order, emit changes.
 
-    ``rows`` (orderId -> order row) is the fold state: empty for a replay from offset
-    zero, a snapshot's rows otherwise. ``cut`` holds the orders whose as-of prefix has
-    ended. ``on_dead_letter`` receives every dead letter (the DLQ producer, when asked for).
+    ``rows`` is the fold state (:class:`~state.replay.orderrows.OrderRows`: orderId -> order
+    row; reads a snapshot's rows when seeded from one; default: in memory, empty).
+    ``cut`` holds the orders whose as-of prefix has ended. ``on_dead_letter`` receives every dead letter (the DLQ producer, when asked for).
 
     ``rows_before``, when set, receives for each order the row it had before its first
     change of a :meth:`fold` call (None: a new order); the caller clears it between calls
@@ -180,17 +181,15 @@ class OrderFolder:
         topic: str,
         decode: Callable[[bytes], Event],
         as_of_ms: int | None = None,
-        rows: dict[str, Row] | None = None,
+        rows: OrderRows | None = None,
         on_dead_letter: Callable[[DeadLetter], None] | None = None,
     ) -> None:
         self.projection = projection
         self.rekeyed = is_rekeyed(projection.name)
         self.topic = topic
         self.as_of_ms = as_of_ms
-        self.rows: dict[str, Row] = rows if rows is not None else {}
+        self.rows = rows if rows is not None else OrderRows()
         self.cut: set[str] = set()
-        #: orderId -> partition of every order whose row this fold changed (what must be saved).
-        self.touched: dict[str, int] = {}
         self.counters = FoldCounters()
         self._decode = decode
         self._on_dead_letter = on_dead_letter
@@ -215,13 +214,11 @@ class OrderFolder:
         The hot loop of a replay: names are bound to locals on purpose.
         """
         decode = self._decode
-        rows = self.rows
         cut = self.cut
         as_of_ms = self.as_of_ms
         counters = self.counters
         deltas_of = self.projection.deltas
-        rekeyed = self.rekeyed
-        touched = self.touched
+        get_row, put_row = self.rows.get, self.rows.put
         rows_before = self.rows_before
         append = out.append
         applied = duplicates = beyond = n_in = emitted = 0
@@ -241,7 +238,8 @@ class OrderFolder:
             if order_id in cut:
                 beyond += 1
                 continue
-            before = rows.get(order_id)
+            partition = record.partition()
+            before = get_row(order_id, partition)
             after = order_step(before, event)
             if after.__class__ is OrderFoldResult:
                 if after.outcome == "duplicate":  # type: ignore[union-attr]
@@ -255,11 +253,10 @@ class OrderFolder:
                 cut.add(order_id)
                 beyond += 1
                 continue
-            rows[order_id] = after  # type: ignore[assignment]
+            put_row(order_id, partition, after)  # type: ignore[arg-type]
             if rows_before is not None and order_id not in rows_before:
                 rows_before[order_id] = before
-            partition, offset = record.partition(), record.offset()
-            touched[order_id] = partition
+            offset = record.offset()
             applied += 1
             if valid_from > max_valid_from:
                 max_valid_from = valid_from

@@ -5,7 +5,8 @@ order's own row (the order fold's state: lastSeq, status, items, ...), because a
 re-keyed view's next change comes out of the order fold. This small RocksDB keeps:
 
 * ``o u32(partition) orderId`` -> order row (JSON): one per order, grouped by partition
-  so each worker loads exactly the orders of its partitions;
+  so a worker finds the orders of its partitions (and a spill, :mod:`state.replay.orderrows`,
+  has the same layout);
 * ``v key`` -> view row (JSON): the current row of each key of a re-keyed view (the
   parent's fold state; order-status needs none: its rows are the order rows).
 
@@ -19,7 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import orjson
-from rocksdict import Checkpoint, Options, WriteBatch
+from rocksdict import BlockBasedOptions, Checkpoint, Options, WriteBatch
 
 from pipelines.projections import Row
 from schemas.errors import ReplayError
@@ -36,6 +37,10 @@ _BATCH = 10_000
 def _options() -> Options:
     options = Options(raw_mode=True)
     options.create_if_missing(True)
+    # A replay worker looks up every new order (mostly absent) in its spill and the seed.
+    table = BlockBasedOptions()
+    table.set_bloom_filter(10, False)
+    options.set_block_based_table_factory(table)
     return options
 
 
@@ -68,6 +73,15 @@ class FoldStateDB:
         prefix = _ORDER + _U32.pack(partition)
         dumps = orjson.dumps
         self._write((prefix + order_id.encode(), dumps(row)) for order_id, row in rows.items())
+
+    def order_row(self, partition: int, order_id: str) -> Row | None:
+        """One order's row (None: not stored)."""
+        data = self._db.get(_ORDER + _U32.pack(partition) + order_id.encode())
+        return None if data is None else orjson.loads(data)
+
+    def copy_order_rows(self, source: "FoldStateDB") -> None:
+        """Store (replace) every order row of ``source``, as it is stored there."""
+        self._write(source._scan(_ORDER))
 
     def order_rows(self, partition: int) -> dict[str, Row]:
         """Every order row of ``partition`` (orderId -> row)."""

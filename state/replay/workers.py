@@ -4,11 +4,14 @@ Orders are partition-local (key = orderId), so each worker folds its partitions'
 alone and sends the parent its changes; the parent merges them (re-keyed views) and is
 the only writer of the store. Messages, worker -> parent, in this order per worker:
 
-1. :class:`Ready` once its orders' rows are loaded (from a snapshot's fold state);
-2. :class:`Batch` per consumed batch: changes, and the next_offsets they reach (or, with
+1. :class:`Batch` per consumed batch: changes, and the next_offsets they reach (or, with
    ``encode_rows``, :class:`EncodedBatch`: the store writes of those changes, encoded here);
-3. :class:`FinalRows` (several): the rows of the orders it changed, per partition;
-4. :class:`Done` with its counters; or :class:`Failed` with a traceback, at any point.
+2. :class:`Done` with its counters, once every order row it changed is in its spill
+   directory (:mod:`state.replay.orderrows`); or :class:`Failed` with a traceback, at any point.
+
+The rows of its orders stay in the worker (the recent ones in memory, the rest in its
+spill), never cross the pipe: the parent copies the spills into the fold state after
+every worker is done (and so has stopped reading the seed fold state, which it replaces).
 
 A worker stops after its current batch when the shared stop event is set (the parent
 sets it on SIGINT/SIGTERM); it ignores SIGINT itself, so Ctrl-C is handled once, by the
@@ -36,21 +39,20 @@ from typing import Any, NamedTuple
 from confluent_kafka import Producer
 
 from pipelines.dlq import DeadLetter
-from pipelines.projections import Row, get_projection
+from pipelines.projections import get_projection
 from schemas.errors import ReplayError, ReplayInterruptedError
 from schemas.fast_decode import FastDecoder
 from state.replay.fold import OrderFolder
 from state.replay.foldstate import FoldStateDB
+from state.replay.orderrows import OrderRows
 from state.replay.plan import ReplayPlan
 from state.replay.reader import BoundedReader, PartitionRange
 from state.replay.rowwrites import EncodedWrites, encode_order_rows
 
 __all__ = [
     "WorkerSpec",
-    "Ready",
     "Batch",
     "EncodedBatch",
-    "FinalRows",
     "Done",
     "Failed",
     "WorkerMessage",
@@ -59,7 +61,6 @@ __all__ = [
     "WorkerPool",
 ]
 
-_ROWS_PER_MESSAGE = 50_000
 
 
 @dataclass(frozen=True)
@@ -74,18 +75,14 @@ class WorkerSpec:
     as_of_ms: int | None
     grace_ms: int = 600_000
     seed_fold_dir: str | None = None
+    #: Where this worker spills order rows (see :mod:`state.replay.orderrows`); None: keeps them in memory.
+    spill_dir: str | None = None
+    max_rows_in_memory: int = 50_000
     dlq_topic: str | None = None
     batch_size: int = 20_000
     consumer_overrides: Mapping[str, Any] = field(default_factory=dict)
     #: Order-status only: send each batch's store writes encoded (:mod:`state.replay.rowwrites`).
     encode_rows: bool = False
-
-
-class Ready(NamedTuple):
-    """The worker loaded ``orders_loaded`` order rows and starts reading."""
-
-    worker_id: int
-    orders_loaded: int
 
 
 class Batch(NamedTuple):
@@ -110,14 +107,6 @@ class EncodedBatch(NamedTuple):
     records: int
 
 
-class FinalRows(NamedTuple):
-    """Rows of orders of ``partition`` that this replay changed (to save in the fold state)."""
-
-    worker_id: int
-    partition: int
-    rows: dict[str, Row]
-
-
 class Done(NamedTuple):
     """The worker finished: its counters, how many orders were cut, max timestamps read per partition."""
 
@@ -134,7 +123,7 @@ class Failed(NamedTuple):
     error: str
 
 
-WorkerMessage = Ready | Batch | EncodedBatch | FinalRows | Done | Failed
+WorkerMessage = Batch | EncodedBatch | Done | Failed
 
 
 def split_partitions(plan: ReplayPlan, workers: int) -> list[tuple[PartitionRange, ...]]:
@@ -184,16 +173,19 @@ class _DeadLetterProducer:
 
 def worker_messages(spec: WorkerSpec, *, should_stop: Callable[[], bool]) -> Iterator[WorkerMessage]:
     """The worker's whole job as a generator of messages (see the module docstring for the order)."""
-    # Step 1: the fold state of this worker's partitions (a snapshot's), then Ready.
-    rows: dict[str, Row] = {}
-    if spec.seed_fold_dir is not None:
-        seed = FoldStateDB(Path(spec.seed_fold_dir), read_only=True)
-        try:
-            for r in spec.ranges:
-                rows.update(seed.order_rows(r.partition))
-        finally:
+    seed = FoldStateDB(Path(spec.seed_fold_dir), read_only=True) if spec.seed_fold_dir is not None else None
+    rows = OrderRows(None if spec.spill_dir is None else Path(spec.spill_dir), seed=seed,
+                     max_in_memory=spec.max_rows_in_memory)
+    try:
+        yield from _fold(spec, rows, should_stop=should_stop)
+    finally:
+        rows.discard()  # after close(), a no-op; when stopped or failed, the build is discarded anyway
+        if seed is not None:
             seed.close()
-    yield Ready(spec.worker_id, len(rows))
+
+
+def _fold(spec: WorkerSpec, rows: OrderRows, *, should_stop: Callable[[], bool]) -> Iterator[WorkerMessage]:
+    """:func:`worker_messages` with the fold state open."""
     dlq = _DeadLetterProducer(spec.bootstrap, spec.dlq_topic) if spec.dlq_topic else None
     folder = OrderFolder(
         get_projection(spec.view, grace_ms=spec.grace_ms), topic=spec.topic, decode=FastDecoder().decode,
@@ -201,7 +193,7 @@ def worker_messages(spec: WorkerSpec, *, should_stop: Callable[[], bool]) -> Ite
     )
     reader = BoundedReader(spec.bootstrap, spec.topic, list(spec.ranges), batch_size=spec.batch_size,
                            consumer_overrides=spec.consumer_overrides)
-    # Step 2: fold batch by batch.
+    # Step 1: fold batch by batch.
     for records in reader.batches(should_stop=should_stop):
         out: list[Any] = []
         if spec.encode_rows:
@@ -214,17 +206,10 @@ def worker_messages(spec: WorkerSpec, *, should_stop: Callable[[], bool]) -> Ite
         yield Batch(spec.worker_id, out, dict(reader.next_offsets), dict(reader.max_timestamp_ms), len(records))
     if should_stop():
         return
-    # Step 3: the rows this replay changed, per partition, in bounded messages.
-    by_partition: dict[int, dict[str, Row]] = {}
-    for order_id, partition in folder.touched.items():
-        by_partition.setdefault(partition, {})[order_id] = folder.rows[order_id]
-    for partition, changed in sorted(by_partition.items()):
-        items = list(changed.items())
-        for start in range(0, len(items), _ROWS_PER_MESSAGE):
-            yield FinalRows(spec.worker_id, partition, dict(items[start : start + _ROWS_PER_MESSAGE]))
+    # Step 2: every row this replay changed into the spill, then Done.
+    rows.close()
     if dlq is not None:
         dlq.close()
-    # Step 4
     yield Done(spec.worker_id, folder.counters.as_dict(), len(folder.cut), dict(reader.max_timestamp_ms))
 
 

@@ -68,7 +68,7 @@ def fold(recs: list[RawRecord], *, as_of_ms: int | None, view: str = "order-stat
 
 
 def status(folder: OrderFolder, order_id: str = "o-1") -> str | None:
-    row = folder.rows.get(order_id)
+    row = folder.rows.get(order_id, 0)
     return None if row is None else row["status"]
 
 

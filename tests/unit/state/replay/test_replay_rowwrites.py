@@ -11,6 +11,7 @@ import pytest
 from pipelines.projections import get_projection
 from schemas.fast_decode import FastDecoder
 from state.replay.fold import OrderFolder, RawRecord
+from state.replay.orderrows import OrderRows
 from state.replay.rowwrites import encode_order_rows
 from state.replay.sink import EncodedStore, StoreSink
 from state.rocks_store import RocksStore, open_store
@@ -50,7 +51,7 @@ def _dump(path: Path) -> dict[bytes, bytes]:
         store.close()
 
 
-def _replay(path: Path, log: list[RawRecord], batch: int, *, encoded: bool, rows: dict[str, Any] | None = None) -> OrderFolder:
+def _replay(path: Path, log: list[RawRecord], batch: int, *, encoded: bool, rows: OrderRows | None = None) -> OrderFolder:
     store = open_store(path, wal=not encoded, write_only=encoded)
     folder = OrderFolder(get_projection("order-status"), topic=TOPIC, decode=FastDecoder().decode, as_of_ms=None, rows=rows)
     sink = StoreSink(store, view="order-status", topic=TOPIC, start_offsets={0: log[0].offset()},
@@ -84,7 +85,7 @@ def test_encoded_writes_continue_a_seeded_store(tmp_path: Path) -> None:
     log = _log()
     _replay(tmp_path / "whole", log, 100, encoded=False)
     seed = _replay(tmp_path / "seeded", log[:8], 3, encoded=False)
-    _replay(tmp_path / "seeded", log[8:], 4, encoded=True, rows=dict(seed.rows))
+    _replay(tmp_path / "seeded", log[8:], 4, encoded=True, rows=seed.rows)
     assert _dump(tmp_path / "seeded") == _dump(tmp_path / "whole")
 
 

@@ -18,6 +18,7 @@ from pipelines.projections import get_projection
 from pipelines.workload import WorkloadConfig, generate
 from schemas.fast_decode import FastDecoder
 from state.replay.fold import OrderFolder, RawRecord
+from state.replay.orderrows import OrderRows
 from state.replay.output import ReplayManifest
 from state.snapshots import Snapshot, choose_snapshot, snapshot_verdict
 
@@ -44,7 +45,7 @@ def offset_for_time(p: int, ts: int) -> int:
     return next((r.offset() for r in LOG[p] if r.timestamp()[1] >= ts), len(LOG[p]))
 
 
-def fold(view: str, ranges: dict[int, tuple[int, int]], *, as_of_ms: int | None, rows: dict[str, Any] | None = None) -> tuple[OrderFolder, list[tuple[Any, ...]]]:
+def fold(view: str, ranges: dict[int, tuple[int, int]], *, as_of_ms: int | None, rows: OrderRows | None = None) -> tuple[OrderFolder, list[tuple[Any, ...]]]:
     folder = OrderFolder(get_projection(view), topic="orders", decode=DECODE, as_of_ms=as_of_ms, rows=rows)
     out: list[tuple[Any, ...]] = []
     for p, (start, stop) in ranges.items():
@@ -118,7 +119,7 @@ def test_seeded_as_of_replay_equals_replay_from_zero(t0_frac: float, gap_ms: int
     seeded, seeded_out = fold(view, {p: (snap_next[p], max(stop[p], snap_next[p])) for p in LOG}, as_of_ms=t,
                               rows=copy.deepcopy(snap.rows))
     zero, zero_out = fold(view, {p: (0, stop[p]) for p in LOG}, as_of_ms=t)
-    assert seeded.rows == zero.rows
+    assert seeded.rows.in_memory() == zero.rows.in_memory()
     assert seeded.cut == zero.cut
     assert sorted(snap_out + seeded_out, key=lambda c: (c[5], c[6], c[0])) == sorted(zero_out, key=lambda c: (c[5], c[6], c[0]))
 
@@ -130,7 +131,7 @@ def test_a_full_snapshot_past_the_as_of_stop_is_still_exact() -> None:
     t = full.counters.max_valid_from_ms
     assert t is not None
     zero, _ = fold("order-status", {p: (0, offset_for_time(p, t + L + 1)) for p in LOG}, as_of_ms=t)
-    assert zero.rows == full.rows and not zero.cut
+    assert zero.rows.in_memory() == full.rows.in_memory() and not zero.cut
 
 
 def test_an_incomplete_snapshot_would_be_wrong_which_is_why_it_is_refused() -> None:
@@ -144,7 +145,7 @@ def test_an_incomplete_snapshot_would_be_wrong_which_is_why_it_is_refused() -> N
     assert early.cut, "the workload must have an order in flight at T1"
     wrong, _ = fold("order-status", {p: (stop1[p], stop2[p]) for p in LOG}, as_of_ms=t2, rows=copy.deepcopy(early.rows))
     right, _ = fold("order-status", {p: (0, o) for p, o in stop2.items()}, as_of_ms=t2)
-    assert wrong.rows != right.rows
+    assert wrong.rows.in_memory() != right.rows.in_memory()
     verdict = snapshot_verdict(
         manifest(mode="as-of", as_of_ms=t1, next_offsets=stop1, max_valid_from_ms=early.counters.max_valid_from_ms,
                  complete=False, cut_orders=len(early.cut)),
