@@ -22,7 +22,8 @@ from quixstreams import State, message_context
 from pipelines.dlq import DeadLetter
 from pipelines.live.row_cache import MISSING, RowCache
 from pipelines.live.stats import PipelineStats
-from pipelines.projections import Change, Projection, fold_order_event
+from pipelines.projections import Change, OrderFoldResult, Projection, order_step
+from pipelines.projections.base import changes_of
 from schemas.errors import CodecError
 from schemas.fast_decode import FastDecoder
 
@@ -98,20 +99,18 @@ class OrderStep:
         if row is MISSING:
             stored = state.get_bytes(ORDER_STATE_KEY_BYTES)
             row = None if stored is None else orjson.loads(stored)
-        result = fold_order_event(row, event)
-        if result.outcome == "duplicate":
-            self._stats.duplicates += 1
-            return []
-        if result.outcome == "rejected":
-            return self._reject(value, key, timestamp, result.reason_class or "Rejected", result.reason or "")
-        transition = result.transition
-        assert transition is not None
-        state.set_bytes(ORDER_STATE_KEY_BYTES, orjson.dumps(transition.after))
-        self.rows.put(key, transition.after)
+        after = order_step(row, event)
+        if type(after) is OrderFoldResult:  # not applied: the result says why
+            if after.outcome == "duplicate":
+                self._stats.duplicates += 1
+                return []
+            return self._reject(value, key, timestamp, after.reason_class or "Rejected", after.reason or "")
+        state.set_bytes(ORDER_STATE_KEY_BYTES, orjson.dumps(after))
+        self.rows.put(key, after)
         self._stats.applied += 1
         ctx = message_context()
         source = [ctx.topic, ctx.partition, ctx.offset]
-        changes = self._projection.changes(transition)
+        changes = changes_of(self._projection.deltas(event, after), after)
         if self._rekeyed:
             return [{"t": "chg", "pk": _partition_key(self._projection, c), "src": source, **c.to_dict()} for c in changes]
         out = []
