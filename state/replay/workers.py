@@ -79,7 +79,7 @@ class WorkerSpec:
     spill_dir: str | None = None
     max_rows_in_memory: int = 50_000
     dlq_topic: str | None = None
-    batch_size: int = 20_000
+    batch_size: int = 5_000
     consumer_overrides: Mapping[str, Any] = field(default_factory=dict)
     #: Order-status only: send each batch's store writes encoded (:mod:`state.replay.rowwrites`).
     encode_rows: bool = False
@@ -244,7 +244,7 @@ class WorkerPool:
     folding while the parent writes the store (the queue bound is the backpressure).
     """
 
-    def __init__(self, specs: list[WorkerSpec], *, inline: bool = False, queue_size: int = 16) -> None:
+    def __init__(self, specs: list[WorkerSpec], *, inline: bool = False, queue_size: int = 4) -> None:
         self._specs = specs
         self._inline = inline
         self._queue: queue.Queue[tuple[int, bytes | None]] = queue.Queue(maxsize=queue_size)
