@@ -127,7 +127,7 @@ def build_pipeline(
         if stats.due(interval_s=progress_interval_s):
             stats.log_progress(lag=lag_probe.lag())
 
-    rows = RowCache()
+    rows = RowCache(max_rows=settings.live_row_cache_rows)
     app = _RewindApplication(
         on_partitions_moved=rows.clear,
         broker_address=bootstrap,

@@ -21,7 +21,7 @@ class RowCache:
     recovered from the changelog as usual. Rows are never mutated (the fold copies).
     """
 
-    def __init__(self, max_rows: int = 200_000) -> None:
+    def __init__(self, max_rows: int = 100_000) -> None:
         self._rows: dict[bytes, Any] = {}
         self._max_rows = max_rows
 

@@ -84,6 +84,7 @@ class PipelineChild:
             "REWIND_VIEW_TOPIC_PREFIX": settings.view_topic_prefix,
             "REWIND_GUARANTEE": settings.guarantee,
             "REWIND_COMMIT_INTERVAL_S": str(settings.commit_interval_s),
+            "REWIND_LIVE_ROW_CACHE_ROWS": str(settings.live_row_cache_rows),
         }
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("wb") as log:
