@@ -13,7 +13,7 @@ MISSING: Any = object()
 class RowCache:
     """Rows by message key, exactly as this process last wrote them to its state store.
 
-    A Quix state read costs about a fifth of a live event (key serialisation, the
+    A Quix state read costs about an eighth of a live event (key serialisation, the
     transaction's TTL-aware lookup, JSON decoding); most events of an order arrive
     while its row is still here. The cache is only valid while this process owns the
     partitions it read them from, so the application clears it on every assignment
