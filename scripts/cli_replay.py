@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -12,6 +13,18 @@ from rich.console import Console
 from scripts.cli_common import build_settings, setting_option
 
 console = Console(stderr=True)
+
+
+def _run_or_exit(request: Any, console: Console, *, progress: bool) -> Any:
+    """Run one replay with a progress bar (or none); SIGINT/SIGTERM ends the command with exit code 130."""
+    from schemas.errors import ReplayInterruptedError
+    from state.replay import NullProgress, RichProgress, run_replay
+
+    try:
+        return run_replay(request, progress=RichProgress(console) if progress else NullProgress())
+    except ReplayInterruptedError as exc:
+        console.print(f"interrupted: {exc}")
+        raise typer.Exit(130) from exc
 
 
 def register(app: typer.Typer) -> None:
@@ -40,8 +53,8 @@ def register(app: typer.Typer) -> None:
         1. build into DIR.tmp (from the newest usable snapshot, or offset 0) while the served view keeps serving;
         2. close and fsync it; 3. rename DIR.tmp -> DIR; 4. with --swap, flip <views-dir>/NAME/current to DIR.
         """
-        from schemas.errors import ConfigError, ReplayInterruptedError
-        from state.replay import ReplayRequest, RichProgress, NullProgress, new_generation_dir, parse_time_ms, run_replay
+        from schemas.errors import ConfigError
+        from state.replay import ReplayRequest, new_generation_dir, parse_time_ms
         from state.replay import swap_view
 
         if from_offset != 0:
@@ -60,11 +73,7 @@ def register(app: typer.Typer) -> None:
             snapshots_root=(snapshots_dir or settings.state_dir / "snapshots") if snapshots else None,
             dlq_topic=replay_dlq_topic,
         )
-        try:
-            result = run_replay(request, progress=RichProgress(console) if progress else NullProgress())
-        except ReplayInterruptedError as exc:
-            console.print(f"interrupted: {exc}")
-            raise typer.Exit(130) from exc
+        result = _run_or_exit(request, console, progress=progress)
         manifest = result.manifest
         console.print(
             f"[bold]{name}[/bold] -> {result.output}: {result.records_read:,} records in {result.fold_s:.1f}s "
@@ -100,8 +109,8 @@ def register(app: typer.Typer) -> None:
         kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
     ) -> None:
         """Write a snapshot of view NAME: a RocksDB checkpoint tagged with per-partition next offsets and the event-time watermark."""
-        from schemas.errors import ReplayInterruptedError, SnapshotError
-        from state.replay import NullProgress, ReplayRequest, RichProgress, parse_time_ms, run_replay, served_dir
+        from schemas.errors import SnapshotError
+        from state.replay import ReplayRequest, parse_time_ms, served_dir
         from state.replay.engine import checkpoint_view_store
         from state.snapshots import new_snapshot_dir, take_snapshot
 
@@ -116,11 +125,7 @@ def register(app: typer.Typer) -> None:
                 max_lateness_ms=settings.max_lateness_ms, workers=(os.cpu_count() or 1) if workers is None else workers,
                 snapshots_root=snapshots_root,
             )
-            try:
-                result = run_replay(request, progress=RichProgress(console) if progress else NullProgress())
-            except ReplayInterruptedError as exc:
-                console.print(f"interrupted: {exc}")
-                raise typer.Exit(130) from exc
+            result = _run_or_exit(request, console, progress=progress)
             path, manifest = result.output, result.manifest
         else:
             origin = source or served_dir(views_dir or settings.state_dir / "views", name)
