@@ -19,6 +19,8 @@ class RowCache:
     partitions it read them from, so the application clears it on every assignment
     change (assign, revoke, lost); a crash loses it with the process, and state is
     recovered from the changelog as usual. Rows are never mutated (the fold copies).
+    (Quix also aborts a transaction and seeks back, without a rebalance, when a *sink*
+    signals backpressure; our pipelines have no sinks, only topics, so that path never runs.)
     """
 
     def __init__(self, max_rows: int = 100_000) -> None:
