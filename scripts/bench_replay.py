@@ -53,8 +53,10 @@ class CountingStore:
         self._position = {t: dict(p) for t, p in position.items()}
         return len(updates)
 
-    def write_encoded(self, view: str, ops: Sequence[Any], *, updates: int, source_ends: Any, position: Any) -> None:
-        """Count pre-encoded updates (order-status: the workers encode the store writes), keep the position."""
+    def write_encoded(
+        self, view: str, ops: Sequence[Any], *, updates: int, source_ends: Any, position: Any, rederive: Sequence[Any] = ()
+    ) -> None:
+        """Count pre-encoded updates (the store writes encoded by the workers or the sink), keep the position."""
         self.updates += updates
         self._position = {t: dict(p) for t, p in position.items()}
 

@@ -287,21 +287,31 @@ class RocksStore:
 
     def write_encoded(
         self, view: str, ops: Sequence[tuple[bytes, bytes | None]], *, updates: int, source_ends: Mapping[str, Mapping[int, int]],
-        position: Position,
+        position: Position, rederive: Sequence[ViewUpdate] = (),
     ) -> None:
         """Write operations KeyApplier encoded elsewhere, and advance the position, in ONE WriteBatch.
 
-        For a writer that encodes without reading this store (:mod:`state.replay.rowwrites`):
-        ``ops`` are puts ``(key, value)`` and deletes ``(key, None)``, in order; they apply
-        ``updates`` updates of ``view`` whose highest source offsets are ``source_ends``
-        (topic -> partition -> offset). Nothing is skipped: the caller only encodes records
-        at or past this store's position.
+        For a writer that encodes without reading this store (:mod:`state.replay.rowwrites`,
+        :mod:`state.replay.counterwrites`): ``ops`` are puts ``(key, value)`` and deletes
+        ``(key, None)``, in order; they apply ``updates`` updates of ``view`` whose highest
+        source offsets are ``source_ends`` (topic -> partition -> offset), ``rederive``
+        included: updates of keys no op touches, applied as :meth:`apply` would (KeyApplier,
+        reading the database) into the same batch. Nothing is skipped: the caller only
+        encodes records at or past this store's position.
         """
         if self.read_only:
             raise StoreError(f"store {self.path} is open read-only")
         check_view(view)
         with self._write_lock:
             batch = WriteBatch(raw_mode=True)
+            counts = ApplyCounts()
+            applied = updates - len(rederive)
+            if rederive:
+                groups: dict[str, list[ViewUpdate]] = {}
+                for update in rederive:
+                    groups.setdefault(update.key, []).append(update)
+                applier = KeyApplier(self._db, batch, counts)
+                applied += sum(applier.apply_group(view, key, group) for key, group in groups.items())
             put, delete = batch.put, batch.delete
             for key, value in ops:
                 if value is None:
@@ -310,7 +320,7 @@ class RocksStore:
                     put(key, value)
             ends = {(view, topic, partition): offset for topic, parts in source_ends.items() for partition, offset in parts.items()}
             self._commit(batch, position, ends)
-            self._count(ApplyCounts(), applied=updates, skipped_position=0)
+            self._count(counts, applied=applied, skipped_position=0)
         with self._applied:
             self._applied.notify_all()
 

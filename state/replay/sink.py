@@ -41,6 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from state.contracts import Position, SourcePosition, ViewUpdate, WritableProjectionStore
+from state.replay.counterwrites import CounterWrites
 from state.replay.fold import ViewFolder
 from state.replay.rowwrites import EncodedWrites
 
@@ -53,9 +54,9 @@ class EncodedStore(Protocol):
 
     def write_encoded(
         self, view: str, ops: Sequence[tuple[bytes, bytes | None]], *, updates: int, source_ends: Mapping[str, Mapping[int, int]],
-        position: Position,
+        position: Position, rederive: Sequence[ViewUpdate] = (),
     ) -> None:
-        """Write ``ops`` (which apply ``updates`` updates) and advance the position, atomically."""
+        """Write ``ops`` and apply ``rederive`` (``updates`` updates in all) and advance the position, atomically."""
         ...
 
 _NO_WATERMARK = -(2**63)
@@ -101,6 +102,10 @@ class StoreSink:
         self._pending_ops: list[tuple[bytes, bytes | None]] = []
         self._pending_op_updates = 0
         self._source_ends: dict[int, int] = {}
+        # Re-keyed views into an EncodedStore: writes encoded from the folded rows (counterwrites).
+        self._counter_writes = (
+            CounterWrites(view, topic) if view_folder is not None and isinstance(store, EncodedStore) else None
+        )
         self.updates_written = 0
 
     def _advance(self, next_offsets: Mapping[int, int], max_timestamp_ms: Mapping[int, int]) -> None:
@@ -143,7 +148,8 @@ class StoreSink:
                 # One partition far behind the others would hold everything else back: bound
                 # the memory, and let the store re-derive what then arrives out of order.
                 self._release(_ALL, limit=len(held) - self._max_held // 2)
-        if len(self._pending) >= self._batch_updates:
+        queued = len(self._pending) if self._counter_writes is None else self._counter_writes.updates
+        if queued >= self._batch_updates:
             self.flush()
 
     def _rows_to_updates(self, changes: Iterable[tuple[Any, ...]]) -> None:
@@ -169,6 +175,15 @@ class StoreSink:
         view, topic = self._view, self._topic
         append = self._pending.append
         left = len(held) if limit is None else limit
+        if self._counter_writes is not None:
+            rows, add = self._folder.rows, self._counter_writes.add
+            while held and held[0][0] < watermark_ms and left > 0:
+                left -= 1
+                key, delta, order_id, seq, valid_from_ms, partition, offset = pop(held)[2]
+                before = rows.get(key)
+                add(key, before, fold(key, delta, order_id, seq, valid_from_ms), delta, order_id, seq, valid_from_ms,
+                    partition, offset)
+            return
         while held and held[0][0] < watermark_ms and left > 0:
             left -= 1
             key, delta, order_id, seq, valid_from_ms, partition, offset = pop(held)[2]
@@ -190,6 +205,13 @@ class StoreSink:
         in one store batch; also when empty, since records that changed nothing still advance it."""
         if final and self._folder is not None:
             self._release(_ALL)
+        if self._counter_writes is not None:
+            assert isinstance(self._store, EncodedStore)
+            ops, rederive, ends, updates = self._counter_writes.take()
+            self._store.write_encoded(self._view, ops, updates=updates, source_ends={self._topic: ends},
+                                      position={self._topic: self._safe_position()}, rederive=rederive)
+            self.updates_written += updates
+            return
         if self._pending_ops or self._source_ends:
             assert not self._pending and isinstance(self._store, EncodedStore)
             ops, self._pending_ops = self._pending_ops, []
