@@ -29,5 +29,7 @@ def build_settings(**overrides: Any) -> RewindSettings:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "?"
+        # A value read from the environment is reported under its env var name: name the field.
+        field = next((name for name, var in ENV_VARS.items() if var == field), field)
         env = ENV_VARS.get(field, field)
         raise ConfigError(f"invalid {field} ({env}): {first['msg']}") from exc
