@@ -12,8 +12,8 @@ A customer's changes come from every partition, and the workers' batches interle
 arbitrarily, so arriving changes step back in time (by up to a batch's worth of event
 time). The store accepts that but must then re-derive every later version of the key
 (:mod:`state.rocks_apply`), which for a busy customer costs O(its versions) per batch.
-So the sink holds changes in a heap and releases them in ``valid_from_ms`` order, up to
-a watermark no future change can precede:
+So the sink holds changes (:class:`~state.replay.held.HeldChanges`) and releases them in
+``valid_from_ms`` order (ties in arrival order), up to a watermark no future change can precede:
 
     a record read later in partition p arrived no earlier than any record read before it,
     hence no earlier than max_ts(p), the greatest record timestamp read so far; it occurred
@@ -27,7 +27,7 @@ the store still gets every change and stays exact, only slower.
 
 A position must never pass a change still held back (the store would skip it as already
 applied): the position written with a batch is, per partition, the smallest of the
-offsets read and the offsets of changes still in the heap.
+offsets read and the offsets of changes still held.
 
 Order-status into a store that takes pre-encoded writes (:class:`EncodedStore`): the
 workers encode the writes (:mod:`state.replay.rowwrites`) and :meth:`StoreSink.add_encoded`
@@ -36,13 +36,13 @@ only queues them; they are written with the position in the same way.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from state.contracts import Position, SourcePosition, ViewUpdate, WritableProjectionStore
 from state.replay.counterwrites import CounterWrites
 from state.replay.fold import ViewFolder
+from state.replay.held import HeldChanges
 from state.replay.rowwrites import EncodedWrites
 
 __all__ = ["StoreSink", "EncodedStore"]
@@ -95,8 +95,7 @@ class StoreSink:
         self.next_offsets: dict[int, int] = dict(start_offsets)
         self._stop = dict(stop_offsets if stop_offsets is not None else start_offsets)
         self._max_ts: dict[int, int] = {}
-        self._held: list[tuple[int, int, tuple[Any, ...]]] = []  # (valid_from_ms, arrival number, change)
-        self._arrivals = 0
+        self._held = HeldChanges()
         self._pending: list[ViewUpdate] = []
         # Pre-encoded writes (add_encoded): operations, how many updates they apply, source ends.
         self._pending_ops: list[tuple[bytes, bytes | None]] = []
@@ -137,17 +136,13 @@ class StoreSink:
         if self._folder is None:
             self._rows_to_updates(changes)
         else:
-            held, push = self._held, heapq.heappush
-            n = self._arrivals
-            for change in changes:
-                n += 1
-                push(held, (change[4], n, change))
-            self._arrivals = n
-            self._release(self._watermark_ms())
+            held = self._held
+            held.add(changes)
+            self._release(held.release(self._watermark_ms()))
             if len(held) > self._max_held:
                 # One partition far behind the others would hold everything else back: bound
                 # the memory, and let the store re-derive what then arrives out of order.
-                self._release(_ALL, limit=len(held) - self._max_held // 2)
+                self._release(held.release_first(len(held) - self._max_held // 2))
         queued = len(self._pending) if self._counter_writes is None else self._counter_writes.updates
         if queued >= self._batch_updates:
             self.flush()
@@ -168,25 +163,20 @@ class StoreSink:
         ]
         return min(marks) if marks else _ALL
 
-    def _release(self, watermark_ms: int, *, limit: int | None = None) -> None:
-        """Fold and queue, in valid_from order, every held change below ``watermark_ms`` (at most ``limit``)."""
+    def _release(self, released: list[tuple[Any, ...]]) -> None:
+        """Fold and queue ``released`` (changes let go by :class:`HeldChanges`, in valid_from order)."""
         assert self._folder is not None
-        held, pop, fold = self._held, heapq.heappop, self._folder.apply
+        fold = self._folder.apply
         view, topic = self._view, self._topic
         append = self._pending.append
-        left = len(held) if limit is None else limit
         if self._counter_writes is not None:
             rows, add = self._folder.rows, self._counter_writes.add
-            while held and held[0][0] < watermark_ms and left > 0:
-                left -= 1
-                key, delta, order_id, seq, valid_from_ms, partition, offset = pop(held)[2]
+            for key, delta, order_id, seq, valid_from_ms, partition, offset in released:
                 before = rows.get(key)
                 add(key, before, fold(key, delta, order_id, seq, valid_from_ms), delta, order_id, seq, valid_from_ms,
                     partition, offset)
             return
-        while held and held[0][0] < watermark_ms and left > 0:
-            left -= 1
-            key, delta, order_id, seq, valid_from_ms, partition, offset = pop(held)[2]
+        for key, delta, order_id, seq, valid_from_ms, partition, offset in released:
             row = fold(key, delta, order_id, seq, valid_from_ms)
             source = SourcePosition(topic, partition, offset)
             append(ViewUpdate(view, key, row, row["validFrom"], valid_from_ms, delta, order_id, seq, source, source))
@@ -194,7 +184,7 @@ class StoreSink:
     def _safe_position(self) -> dict[int, int]:
         """Per partition, the next_offset reached, lowered below any change still held back."""
         position = dict(self.next_offsets)
-        for _, _, change in self._held:
+        for change in self._held:
             partition, offset = change[5], change[6]
             if offset < position.get(partition, _ALL):
                 position[partition] = offset
@@ -204,7 +194,7 @@ class StoreSink:
         """Apply what is queued (with ``final``: everything held too), with the position reached,
         in one store batch; also when empty, since records that changed nothing still advance it."""
         if final and self._folder is not None:
-            self._release(_ALL)
+            self._release(self._held.release(_ALL))
         if self._counter_writes is not None:
             assert isinstance(self._store, EncodedStore)
             ops, rederive, ends, updates = self._counter_writes.take()
