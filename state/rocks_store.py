@@ -285,15 +285,21 @@ class RocksStore:
             self._applied.notify_all()
         return applied
 
+    def write_batch(self) -> WriteBatch:
+        """An empty batch to encode writes into and hand to :meth:`write_encoded` as its ``ops``
+        (the operations then need no copying: a put per operation is the replay parent's hot path)."""
+        return WriteBatch(raw_mode=True)
+
     def write_encoded(
-        self, view: str, ops: Sequence[tuple[bytes, bytes | None]], *, updates: int, source_ends: Mapping[str, Mapping[int, int]],
+        self, view: str, ops: Sequence[tuple[bytes, bytes | None]] | WriteBatch, *, updates: int,
+        source_ends: Mapping[str, Mapping[int, int]],
         position: Position, rederive: Sequence[ViewUpdate] = (),
     ) -> None:
         """Write operations KeyApplier encoded elsewhere, and advance the position, in ONE WriteBatch.
 
         For a writer that encodes without reading this store (:mod:`state.replay.rowwrites`,
         :mod:`state.replay.counterwrites`): ``ops`` are puts ``(key, value)`` and deletes
-        ``(key, None)``, in order; they apply ``updates`` updates of ``view`` whose highest
+        ``(key, None)``, in order, or a :meth:`write_batch` holding them; they apply ``updates`` updates of ``view`` whose highest
         source offsets are ``source_ends`` (topic -> partition -> offset), ``rederive``
         included: updates of keys no op touches, applied as :meth:`apply` would (KeyApplier,
         reading the database) into the same batch. Nothing is skipped: the caller only
@@ -303,7 +309,7 @@ class RocksStore:
             raise StoreError(f"store {self.path} is open read-only")
         check_view(view)
         with self._write_lock:
-            batch = WriteBatch(raw_mode=True)
+            batch = ops if isinstance(ops, WriteBatch) else WriteBatch(raw_mode=True)
             counts = ApplyCounts()
             applied = updates - len(rederive)
             if rederive:
@@ -312,12 +318,13 @@ class RocksStore:
                     groups.setdefault(update.key, []).append(update)
                 applier = KeyApplier(self._db, batch, counts)
                 applied += sum(applier.apply_group(view, key, group) for key, group in groups.items())
-            put, delete = batch.put, batch.delete
-            for key, value in ops:
-                if value is None:
-                    delete(key)
-                else:
-                    put(key, value)
+            if not isinstance(ops, WriteBatch):
+                put, delete = batch.put, batch.delete
+                for key, value in ops:
+                    if value is None:
+                        delete(key)
+                    else:
+                        put(key, value)
             ends = {(view, topic, partition): offset for topic, parts in source_ends.items() for partition, offset in parts.items()}
             self._commit(batch, position, ends)
             self._count(counts, applied=applied, skipped_position=0)

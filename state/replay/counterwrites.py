@@ -28,7 +28,6 @@ from pipelines.projections import Row
 from state import keys as K
 from state.contracts import SourcePosition, ViewUpdate
 from state.records import dumps, encode_version_fields
-from state.replay.rowwrites import RecordingBatch
 from state.rocks_apply import append_row_versions
 
 __all__ = ["CounterWrites"]
@@ -72,10 +71,11 @@ class CounterWrites:
             ends[partition] = offset
         self.updates += 1
 
-    def take(self) -> tuple[list[tuple[bytes, bytes | None]], list[ViewUpdate], dict[int, int], int]:
-        """(encoded operations, updates the store must re-derive, source ends, updates) of the batch; resets it."""
+    def take(self, batch: Any) -> tuple[list[ViewUpdate], dict[int, int], int]:
+        """Encode the batch's writes into ``batch`` (puts and deletes, e.g. a
+        :class:`~state.replay.rowwrites.RecordingBatch`); return (updates the store must
+        re-derive, source ends, updates in all), and reset."""
         view, topic = self._view, self._topic
-        batch = RecordingBatch()
         put = batch.put
         rederive: list[ViewUpdate] = []
         for key, group in self._groups.items():
@@ -103,7 +103,7 @@ class CounterWrites:
                 batch, view, key, None if before is None else (before["validFrom"], before),
                 [(v[0], v[1], encode_version_fields(v[1], topic, v[3], v[4], None)) for v in versions],
             )
-        out = (batch.ops, rederive, self._source_ends, self.updates)
+        out = (rederive, self._source_ends, self.updates)
         self._groups = {}
         self._source_ends = {}
         self.updates = 0

@@ -43,7 +43,7 @@ from state.contracts import Position, SourcePosition, ViewUpdate, WritableProjec
 from state.replay.counterwrites import CounterWrites
 from state.replay.fold import ViewFolder
 from state.replay.held import HeldChanges
-from state.replay.rowwrites import EncodedWrites
+from state.replay.rowwrites import EncodedWrites, RecordingBatch
 
 __all__ = ["StoreSink", "EncodedStore"]
 
@@ -53,10 +53,10 @@ class EncodedStore(Protocol):
     """A store that also takes writes encoded elsewhere (:meth:`state.rocks_store.RocksStore.write_encoded`)."""
 
     def write_encoded(
-        self, view: str, ops: Sequence[tuple[bytes, bytes | None]], *, updates: int, source_ends: Mapping[str, Mapping[int, int]],
-        position: Position, rederive: Sequence[ViewUpdate] = (),
+        self, view: str, ops: Sequence[tuple[bytes, bytes | None]] | Any, *, updates: int,
+        source_ends: Mapping[str, Mapping[int, int]], position: Position, rederive: Sequence[ViewUpdate] = (),
     ) -> None:
-        """Write ``ops`` and apply ``rederive`` (``updates`` updates in all) and advance the position, atomically."""
+        """Write ``ops`` (operations, or the store's own write batch holding them) and apply ``rederive`` (``updates`` updates in all) and advance the position, atomically."""
         ...
 
 _NO_WATERMARK = -(2**63)
@@ -197,7 +197,11 @@ class StoreSink:
             self._release(self._held.release(_ALL))
         if self._counter_writes is not None:
             assert isinstance(self._store, EncodedStore)
-            ops, rederive, ends, updates = self._counter_writes.take()
+            # A store's own write batch saves copying every operation (RocksStore.write_batch).
+            new_batch = getattr(self._store, "write_batch", None)
+            batch = new_batch() if new_batch is not None else RecordingBatch()
+            rederive, ends, updates = self._counter_writes.take(batch)
+            ops = batch.ops if isinstance(batch, RecordingBatch) else batch
             self._store.write_encoded(self._view, ops, updates=updates, source_ends={self._topic: ends},
                                       position={self._topic: self._safe_position()}, rederive=rederive)
             self.updates_written += updates
