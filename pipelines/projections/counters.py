@@ -7,12 +7,16 @@ from pipelines.projections.base import Change, Row
 __all__ = ["add_counters"]
 
 
-def add_counters(row: Row | None, change: Change, *, identity: Row) -> Row:
-    """Return a copy of ``row`` (or ``identity`` for a new key) with every delta field added.
+def add_counters(row: Row | None, change: Change, *, identity: Row | None) -> Row:
+    """Return a copy of ``row`` (or ``identity`` for a new key: required then) with every delta field added.
 
     ``validFrom`` becomes max(validFrom, change.valid_from_ms), so it never decreases per key.
     """
-    new = dict(identity) if row is None else dict(row)
+    if row is None:
+        assert identity is not None, "a new key needs its identity row"
+        new = dict(identity)
+    else:
+        new = dict(row)
     for field, amount in change.delta.items():
         new[field] = new.get(field, 0) + amount
     if new.get("validFrom") is None or new["validFrom"] < change.valid_from_ms:
