@@ -60,7 +60,8 @@ class RocksStore:
     away if the build fails (a replay's build directory), since :meth:`close` flushes the
     memtables to table files anyway. A crash before close then loses recent writes.
     ``write_only=True`` makes writes cheaper and reads slow (they scan unflushed writes):
-    for a loader that only calls :meth:`write_encoded` until it closes the store.
+    for a loader that only calls :meth:`write_encoded` until it closes the store (its
+    ``rederive`` reads come after a flush).
     """
 
     def __init__(self, path: Path, *, read_only: bool = False, wal: bool = True, write_only: bool = False) -> None:
@@ -313,6 +314,10 @@ class RocksStore:
             counts = ApplyCounts()
             applied = updates - len(rederive)
             if rederive:
+                if self._write_only:
+                    # A read scans (sorts) the whole vector memtable: flush it first, so that the
+                    # re-derivation's reads (rare: changes that step back in time) stay cheap.
+                    self._db.flush()
                 groups: dict[str, list[ViewUpdate]] = {}
                 for update in rederive:
                     groups.setdefault(update.key, []).append(update)

@@ -45,7 +45,7 @@ SPILL_PREFIX = "spill-"
 
 class StoreOpener(Protocol):
     """Opens (creating) a writable view store in a directory. ``write_only``: the replay will
-    only write to it (order-status: pre-encoded writes) until it closes it."""
+    only write to it (pre-encoded writes; a re-derivation reads after a flush) until it closes it."""
 
     def __call__(self, path: Path, *, write_only: bool = False) -> WritableProjectionStore: ...
 
@@ -231,8 +231,9 @@ def _build(
         plan = plan.with_start(seed.next_offsets)
     else:
         tmp.mkdir(parents=True)
-    # Step 4 (order-status: the workers encode every write, the store is only written to)
-    store = open_store(tmp / VIEW_DIR, write_only=not is_rekeyed(request.view))
+    # Step 4 (the workers, or the sink for a re-keyed view, encode the writes: the store is
+    # only written to, but for the rare re-derivation, which flushes first)
+    store = open_store(tmp / VIEW_DIR, write_only=True)
     fold_db: FoldStateDB | None = None
     pool: WorkerPool | None = None
     try:

@@ -73,7 +73,7 @@ def _replay(path: Path, view: str, phases: list[list[tuple[Any, ...]]], batch: i
     rows: dict[str, Any] = {}
     starts = {0: 0, 1: 0}
     for changes in phases:
-        rocks = RocksStore(path, wal=False)
+        rocks = RocksStore(path, wal=False, write_only=encoded)  # as the replay opens it
         store: Any = rocks if encoded else PlainStore(rocks)
         assert isinstance(store, EncodedStore) == encoded
         folder = ViewFolder(get_projection(view), rows={k: dict(v) for k, v in rows.items()})
