@@ -16,6 +16,7 @@ from state.contracts import ViewUpdate
 from state.replay.fold import ViewFolder
 from state.replay.sink import EncodedStore, StoreSink
 from state.rocks_store import RocksStore
+from tests.rocks_dump import dump_store
 
 TOPIC = "orders"
 T0 = 1_704_067_200_000
@@ -57,14 +58,6 @@ def _changes(view: str, n: int, seed: int) -> list[tuple[Any, ...]]:
     return out
 
 
-def _dump(path: Path) -> dict[bytes, bytes]:
-    store = RocksStore(path)
-    try:
-        return dict(store._db.items())
-    finally:
-        store.close()
-
-
 def _replay(path: Path, view: str, phases: list[list[tuple[Any, ...]]], batch: int, *, encoded: bool,
             lateness_ms: int, max_held: int) -> int:
     """Each phase: a replay into the same store, seeded with the folder rows the previous one left.
@@ -104,7 +97,7 @@ def test_encoded_counter_writes_equal_the_stores_own(tmp_path: Path, view: str, 
     phases = [changes[:70], changes[70:]]
     _replay(tmp_path / "plain", view, phases, batch, encoded=False, lateness_ms=lateness_ms, max_held=max_held)
     _replay(tmp_path / "encoded", view, phases, batch, encoded=True, lateness_ms=lateness_ms, max_held=max_held)
-    assert _dump(tmp_path / "encoded") == _dump(tmp_path / "plain")
+    assert dump_store(tmp_path / "encoded") == dump_store(tmp_path / "plain")
 
 
 def test_stepping_back_changes_are_rederived_by_the_store(tmp_path: Path) -> None:

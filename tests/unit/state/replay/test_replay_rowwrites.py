@@ -14,7 +14,8 @@ from state.replay.fold import OrderFolder, RawRecord
 from state.replay.orderrows import OrderRows
 from state.replay.rowwrites import encode_order_rows
 from state.replay.sink import EncodedStore, StoreSink
-from state.rocks_store import RocksStore, open_store
+from state.rocks_store import open_store
+from tests.rocks_dump import dump_store
 from tests.unit.state.replay.test_replay_fold import T0, event, records
 
 TOPIC = "orders"
@@ -43,14 +44,6 @@ def _log() -> list[RawRecord]:
     return out
 
 
-def _dump(path: Path) -> dict[bytes, bytes]:
-    store = RocksStore(path)
-    try:
-        return dict(store._db.items())
-    finally:
-        store.close()
-
-
 def _replay(path: Path, log: list[RawRecord], batch: int, *, encoded: bool, rows: OrderRows | None = None) -> OrderFolder:
     store = open_store(path, wal=not encoded, write_only=encoded)
     folder = OrderFolder(get_projection("order-status"), topic=TOPIC, decode=FastDecoder().decode, as_of_ms=None, rows=rows)
@@ -77,7 +70,7 @@ def test_encoded_writes_equal_the_stores_own(tmp_path: Path, batch: int) -> None
     log = _log()
     _replay(tmp_path / "plain", log, 7, encoded=False)
     _replay(tmp_path / "encoded", log, batch, encoded=True)
-    assert _dump(tmp_path / "encoded") == _dump(tmp_path / "plain")
+    assert dump_store(tmp_path / "encoded") == dump_store(tmp_path / "plain")
 
 
 def test_encoded_writes_continue_a_seeded_store(tmp_path: Path) -> None:
@@ -86,7 +79,7 @@ def test_encoded_writes_continue_a_seeded_store(tmp_path: Path) -> None:
     _replay(tmp_path / "whole", log, 100, encoded=False)
     seed = _replay(tmp_path / "seeded", log[:8], 3, encoded=False)
     _replay(tmp_path / "seeded", log[8:], 4, encoded=True, rows=seed.rows)
-    assert _dump(tmp_path / "seeded") == _dump(tmp_path / "whole")
+    assert dump_store(tmp_path / "seeded") == dump_store(tmp_path / "whole")
 
 
 def test_a_write_only_store_reopens_as_an_ordinary_one(tmp_path: Path) -> None:
@@ -100,4 +93,4 @@ def test_a_write_only_store_reopens_as_an_ordinary_one(tmp_path: Path) -> None:
         assert reader.position() == {TOPIC: {0: 5}}
     finally:
         reader.close()
-    assert _dump(tmp_path / "s")[b"k"] == b"v"
+    assert dump_store(tmp_path / "s")[b"k"] == b"v"

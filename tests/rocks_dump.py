@@ -1,0 +1,18 @@
+"""Every key and value of a closed RocksStore directory, for byte-identity tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from state.rocks_store import RocksStore
+
+__all__ = ["dump_store"]
+
+
+def dump_store(path: Path) -> dict[bytes, bytes]:
+    """Open the store at ``path``, read all of it, close it."""
+    store = RocksStore(path)
+    try:
+        return dict(store._db.items())
+    finally:
+        store.close()
