@@ -10,6 +10,20 @@ from pipelines.projections.counters import add_counters
 
 __all__ = ["CustomerSummaryProjection"]
 
+
+def _identity(customer_id: str) -> Row:
+    """The row of a customer with no changes yet."""
+    return {
+        "customerId": customer_id,
+        "ordersPlaced": 0,
+        "ordersDelivered": 0,
+        "ordersCancelled": 0,
+        "lifetimeValueMinor": 0,
+        "openOrders": 0,
+        "validFrom": None,
+    }
+
+
 # Lifetime value is recognised at delivery and reduced by refunds (exact minor units).
 # Each maps (event, order row after it) to the delta.
 _DELTAS = {
@@ -39,14 +53,4 @@ class CustomerSummaryProjection:
 
     def apply(self, row: Row | None, change: Change) -> Row:
         """Add the change's counters to the customer's row."""
-        # The identity row only for a new key (the replay parent folds ~1M changes).
-        identity = None if row is not None else {
-            "customerId": change.key,
-            "ordersPlaced": 0,
-            "ordersDelivered": 0,
-            "ordersCancelled": 0,
-            "lifetimeValueMinor": 0,
-            "openOrders": 0,
-            "validFrom": None,
-        }
-        return add_counters(row, change, identity=identity)
+        return add_counters(row, change, identity=_identity)

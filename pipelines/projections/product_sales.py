@@ -11,6 +11,20 @@ from pipelines.projections.counters import add_counters
 __all__ = ["ProductSalesProjection"]
 
 
+def _identity(sku: str) -> Row:
+    """The row of a SKU with no changes yet."""
+    return {
+        "sku": sku,
+        "unitsOrdered": 0,
+        "unitsReserved": 0,
+        "unitsReleased": 0,
+        "unitsShipped": 0,
+        "unitsRefunded": 0,
+        "revenueMinor": 0,
+        "validFrom": None,
+    }
+
+
 def _line_deltas(event: Mapping[str, Any], after: Row) -> list[tuple[str, Row]]:
     kind = event["envelope"]["eventType"]
     if kind == "OrderPlaced":
@@ -53,15 +67,4 @@ class ProductSalesProjection:
 
     def apply(self, row: Row | None, change: Change) -> Row:
         """Add the change's counters to the SKU's row."""
-        # The identity row only for a new key (the replay parent folds ~1M changes).
-        identity = None if row is not None else {
-            "sku": change.key,
-            "unitsOrdered": 0,
-            "unitsReserved": 0,
-            "unitsReleased": 0,
-            "unitsShipped": 0,
-            "unitsRefunded": 0,
-            "revenueMinor": 0,
-            "validFrom": None,
-        }
-        return add_counters(row, change, identity=identity)
+        return add_counters(row, change, identity=_identity)

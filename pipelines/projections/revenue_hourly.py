@@ -66,8 +66,12 @@ class RevenueHourlyProjection:
 
     def apply(self, row: Row | None, change: Change) -> Row:
         """Add the change to its window's row."""
-        currency, start = change.key.split(":", 1)
-        identity = {
+        return add_counters(row, change, identity=self._identity)
+
+    def _identity(self, key: str) -> Row:
+        """The row of a window (key ``currency:windowStart``) with no changes yet."""
+        currency, start = key.split(":", 1)
+        return {
             "currency": currency,
             "windowStart": int(start),
             "windowEnd": int(start) + self.window_ms,
@@ -76,4 +80,3 @@ class RevenueHourlyProjection:
             "refunds": 0,
             "validFrom": None,
         }
-        return add_counters(row, change, identity=identity)
