@@ -217,7 +217,12 @@ def change_prefix(view: str, key: str) -> bytes:
 
 def change_key(view: str, key: str, change_valid_from_ms: int, order_id: str, seq: int) -> bytes:
     """Key of one counter change; the same (orderId, seq) always maps to the same key, so a redelivery is found."""
-    return change_prefix(view, key) + enc_int(change_valid_from_ms) + lp(order_id) + enc_int(seq)
+    return change_prefix(view, key) + change_suffix(change_valid_from_ms, order_id, seq)
+
+
+def change_suffix(change_valid_from_ms: int, order_id: str, seq: int) -> bytes:
+    """The part of :func:`change_key` after :func:`change_prefix` (a writer of many changes of one row reuses the prefix)."""
+    return enc_int(change_valid_from_ms) + lp(order_id) + enc_int(seq)
 
 
 def parse_change_key(key: bytes, prefix_len: int) -> tuple[int, str, int]:

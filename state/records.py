@@ -35,6 +35,7 @@ __all__ = [
     "loads",
     "encode_version",
     "encode_version_fields",
+    "encode_change_fields",
     "decode_version",
     "encode_latest",
     "decode_latest",
@@ -106,6 +107,11 @@ def decode_latest(data: bytes) -> StoredVersion:
 def encode_change(change: StoredChange) -> bytes:
     """Value of a ``C`` key (valid_from, orderId and seq are in the key)."""
     return _dumps({"d": change.delta, "s": _source_to_json(change.source)})
+
+
+def encode_change_fields(delta: Mapping[str, Any], topic: str, partition: int, offset: int) -> bytes:
+    """:func:`encode_change` of a change with this delta and source, without building one."""
+    return _dumps({"d": delta, "s": [topic, partition, offset]})
 
 
 def decode_change(valid_from_ms: int, order_id: str, seq: int, data: bytes) -> StoredChange:

@@ -465,7 +465,7 @@ def append_row_versions(
 
 
 def _index_value_of_row(ix: _IndexKeys, row: Any) -> bytes | None:
-    """:func:`_index_value` of a version with this row."""
+    """:func:`_index_value` of a version with this row (for callers that have no version object)."""
     value = ix.spec.value_of(row)
     if value is None:
         return None
@@ -476,12 +476,7 @@ def _index_value_of_row(ix: _IndexKeys, row: Any) -> bytes | None:
 
 def _index_value(ix: _IndexKeys, version: StoredVersion) -> bytes | None:
     """The encoded index value of ``version``: equality ``lp(str(value))``, ranking ``enc_desc(int(value))``; None: not indexed."""
-    value = ix.spec.value_of(version.row)
-    if value is None:
-        return None
-    if ix.equality:
-        return K.lp_name(str(value))
-    return K.enc_desc(int(value))
+    return _index_value_of_row(ix, version.row)
 
 
 def _versioned_entry(

@@ -27,7 +27,7 @@ from typing import Any
 from pipelines.projections import Row
 from state import keys as K
 from state.contracts import SourcePosition, ViewUpdate
-from state.records import dumps, encode_version_fields
+from state.records import encode_change_fields, encode_version_fields
 from state.rocks_apply import append_row_versions
 
 __all__ = ["CounterWrites"]
@@ -85,12 +85,12 @@ class CounterWrites:
                     rederive.append(ViewUpdate(view, key, row, row["validFrom"], valid_from_ms, delta, order_id, seq,
                                                source, source))
                 continue
-            change_prefix = K.NS_CHANGE + K.lp_name(view) + K.lp(key)  # == K.change_prefix(view, key)
+            change_prefix = K.change_prefix(view, key)
             # Per distinct time: [valid_from_ms, row, (order_id, seq) of the source, partition, offset].
             versions: list[list[Any]] = []
             for valid_from_ms, order_id, seq, delta, partition, offset, row in group.changes:
-                put(change_prefix + K.enc_int(valid_from_ms) + K.lp(order_id) + K.enc_int(seq),
-                    dumps({"d": delta, "s": [topic, partition, offset]}))  # == encode_change
+                put(change_prefix + K.change_suffix(valid_from_ms, order_id, seq),
+                    encode_change_fields(delta, topic, partition, offset))
                 if versions and versions[-1][0] == valid_from_ms:
                     last = versions[-1]
                     last[1] = row
