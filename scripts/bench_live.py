@@ -43,6 +43,30 @@ def run_ours(settings: RewindSettings, guarantee: str, state_dir: Path) -> float
     return stats.events_per_s()
 
 
+class _EventClock:
+    """Counts events and keeps the times of the first and the last, for an events/s figure."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def tick(self, value: object) -> object:
+        """Record one event; returns ``value`` (usable as a Quix apply step)."""
+        now = time.monotonic()
+        if self.first is None:
+            self.first = now
+        self.last = now
+        self.count += 1
+        return value
+
+    def rate(self) -> float:
+        """Events per second between the first and the last event (0 if there is no span)."""
+        if self.first is None or self.last is None or self.last <= self.first:
+            return 0.0
+        return self.count / (self.last - self.first)
+
+
 def run_plain_quix(settings: RewindSettings, state_dir: Path) -> float:
     """The obvious Quix Streams app: decode, State.get/set a dict per order, to_topic; Quix defaults."""
     codec = EventCodec()
@@ -50,13 +74,9 @@ def run_plain_quix(settings: RewindSettings, state_dir: Path) -> float:
                       auto_offset_reset="earliest", state_dir=str(state_dir), loglevel="WARNING")
     source = app.topic(settings.orders_topic, value_deserializer="bytes")
     out = app.topic(f"{settings.orders_topic}.plain-out")
-    times: list[float] = []
+    clock = _EventClock()
 
     def fold(value: bytes, state) -> dict | None:  # type: ignore[no-untyped-def]
-        now = time.monotonic()
-        if not times:
-            times.append(now)
-        times[1:] = [now]
         try:
             event = codec.decode(value)
         except CodecError:
@@ -73,16 +93,10 @@ def run_plain_quix(settings: RewindSettings, state_dir: Path) -> float:
         state.set("order", row)
         return row
 
-    counted = {"n": 0}
-
-    def count(value):  # type: ignore[no-untyped-def]
-        counted["n"] += 1
-        return value
-
-    sdf = app.dataframe(source).apply(count).apply(fold, stateful=True).filter(lambda row: row is not None)
+    sdf = app.dataframe(source).apply(clock.tick).apply(fold, stateful=True).filter(lambda row: row is not None)
     sdf.to_topic(out)
     app.run(timeout=IDLE_S, collect=False)  # collecting outputs would grow memory per event
-    return counted["n"] / (times[1] - times[0]) if len(times) == 2 and times[1] > times[0] else 0.0
+    return clock.rate()
 
 
 def run_quix_floor(settings: RewindSettings, state_dir: Path) -> float:
@@ -93,22 +107,17 @@ def run_quix_floor(settings: RewindSettings, state_dir: Path) -> float:
                       consumer_extra_config={"fetch.max.bytes": 8 * 1024 * 1024}, producer_extra_config={"linger.ms": 20})
     source = app.topic(settings.orders_topic, value_deserializer="bytes", key_deserializer="bytes")
     out = app.topic(f"{settings.orders_topic}.floor-out", value_serializer="bytes", key_serializer="bytes")
-    times: list[float] = []
-    counted = {"n": 0}
+    clock = _EventClock()
 
     def touch(value: bytes, state) -> bytes:  # type: ignore[no-untyped-def]
-        now = time.monotonic()
-        if not times:
-            times.append(now)
-        times[1:] = [now]
-        counted["n"] += 1
+        clock.tick(value)
         state.get_bytes(b"o")
         state.set_bytes(b"o", value)
         return value
 
     app.dataframe(source).apply(touch, stateful=True).to_topic(out)
     app.run(timeout=IDLE_S, collect=False)
-    return counted["n"] / (times[1] - times[0]) if len(times) == 2 and times[1] > times[0] else 0.0
+    return clock.rate()
 
 
 def _instance(settings: RewindSettings, group: str, state_dir: Path, results: "multiprocessing.Queue[tuple[int, float, float]]") -> None:
