@@ -27,27 +27,9 @@ if str(ROOT) not in sys.path:
 from pipelines.projections import Change, get_projection  # noqa: E402
 from state.contracts import SourcePosition, ViewUpdate  # noqa: E402
 from state.rocks_store import open_store  # noqa: E402
+from scripts.bench_synthetic import T0, order_status_updates  # noqa: E402
 
-T0 = 1_795_273_200_000
-STATUSES = ("PLACED", "PAYMENT_AUTHORIZED", "INVENTORY_RESERVED", "SHIPPED", "DELIVERED", "REFUNDED")
 TOPIC = "orders"
-
-
-def order_status_updates(n: int) -> list[ViewUpdate]:
-    versions = 5
-    orders = n // versions
-    out = []
-    offset = 0
-    for j in range(versions):
-        for i in range(orders):
-            key = f"o-{i:07d}"
-            valid_from_ms = T0 + i * 10 + j * 1000
-            row = {"orderId": key, "customerId": f"c-{i % 5000}", "status": STATUSES[j % len(STATUSES)], "lastSeq": j + 1,
-                   "totalMinor": 1000 + i % 977, "currency": "EUR", "validFrom": valid_from_ms}
-            source = SourcePosition(TOPIC, 0, offset)
-            out.append(ViewUpdate("order-status", key, row, valid_from_ms, valid_from_ms, None, key, j + 1, source, source))
-            offset += 1
-    return out
 
 
 def counter_updates(view: str, n: int, *, keys: int, fields: tuple[str, ...], seed: int = 7) -> list[ViewUpdate]:
@@ -70,7 +52,7 @@ def counter_updates(view: str, n: int, *, keys: int, fields: tuple[str, ...], se
 
 def make(view: str, n: int) -> list[ViewUpdate]:
     if view == "order-status":
-        return order_status_updates(n)
+        return list(order_status_updates(n // 5, 5, position_topic=TOPIC))
     if view == "customer-summary":
         return counter_updates(view, n, keys=20_000, fields=("ordersPlaced", "lifetimeValueMinor", "openOrders"))
     if view == "product-sales":

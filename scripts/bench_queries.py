@@ -31,11 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from state.contracts import SourcePosition, ViewUpdate  # noqa: E402
+from state.contracts import ViewUpdate  # noqa: E402
 from state.rocks_store import open_store  # noqa: E402
+from scripts.bench_synthetic import T0, order_status_updates  # noqa: E402
 
-T0 = 1_795_273_200_000
-STATUSES = ("PLACED", "PAYMENT_AUTHORIZED", "INVENTORY_RESERVED", "SHIPPED", "DELIVERED", "REFUNDED")
 TOPIC = "view.order-status"
 
 
@@ -45,20 +44,12 @@ def build(path: Path, *, orders: int, versions: int, batch: int = 5000) -> float
     started = time.perf_counter()
     offset = 0
     pending: list[ViewUpdate] = []
-    # Version j of every order is written before version j + 1 of any: the way a live
-    # stream interleaves orders, so batches touch many keys.
-    for j in range(versions):
-        for i in range(orders):
-            key = f"o-{i:07d}"
-            valid_from_ms = T0 + i * 10 + j * 1000
-            row = {"orderId": key, "customerId": f"c-{i % 5000}", "status": STATUSES[j % len(STATUSES)], "lastSeq": j + 1,
-                   "totalMinor": 1000 + i % 977, "currency": "EUR", "validFrom": valid_from_ms}
-            pending.append(ViewUpdate("order-status", key, row, valid_from_ms, valid_from_ms, None, key, j + 1,
-                                      SourcePosition("orders", 0, offset), SourcePosition(TOPIC, 0, offset)))
-            offset += 1
-            if len(pending) >= batch:
-                store.apply(pending, position={TOPIC: {0: offset}})
-                pending = []
+    for update in order_status_updates(orders, versions, position_topic=TOPIC):
+        pending.append(update)
+        offset += 1
+        if len(pending) >= batch:
+            store.apply(pending, position={TOPIC: {0: offset}})
+            pending = []
     if pending:
         store.apply(pending, position={TOPIC: {0: offset}})
     store.close()
