@@ -94,6 +94,10 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+#: HTTP requests sent before timing starts.
+HTTP_WARMUP = 500
+
+
 def serve_only(path: Path, port: int) -> None:
     """The child process of step 3: the query API over the store, read-only, no replica loop."""
     import uvicorn
@@ -129,7 +133,7 @@ def bench_http(path: Path, *, queries: int, orders: int, versions: int) -> dict[
             connection.request("GET", f"/views/order-status/{key}?as_of={as_of}")
             response = connection.getresponse()
             response.read()
-            if n >= 500:  # the first requests warm the server
+            if n >= HTTP_WARMUP:  # the first requests warm the server
                 samples.append(time.perf_counter_ns() - started)
             statuses[response.status] = statuses.get(response.status, 0) + 1
         connection.close()
@@ -146,11 +150,13 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=200_000, help="Orders in the synthetic store.")
     parser.add_argument("--versions", type=int, default=5, help="Versions per order.")
     parser.add_argument("--queries", type=int, default=50_000, help="In-process as-of reads to time.")
-    parser.add_argument("--http-queries", type=int, default=10_000, help="HTTP as-of reads to time.")
+    parser.add_argument("--http-queries", type=int, default=10_000, help=f"HTTP as-of reads to send (the first {HTTP_WARMUP} are not timed).")
     parser.add_argument("--dir", type=Path, default=None, help="Store directory (default: a temporary one; reused if it exists).")
     parser.add_argument("--serve-only", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.http_queries <= HTTP_WARMUP:
+        parser.error(f"--http-queries must be more than the {HTTP_WARMUP} warm-up requests")
     if args.serve_only is not None:
         serve_only(args.serve_only, args.port)
         return
