@@ -9,6 +9,11 @@
 4. Replay as of T: from offset zero vs from a snapshot taken at T - 6 h.
 5. Peak RSS (parent + workers, sampled from /proc) of order-status replays into the RocksDB
    store, up to 25/50/75/100 % of the log (``up-to`` mode): how memory grows with the events.
+6. Where an event's CPU goes (:mod:`scripts.replay_costs`): each replay step measured alone on
+   the first whole partitions, against the budget ``cores / 150k`` (``--skip-costs``: not run).
+
+Every replay of step 3 also reports the CPU it used (this process and its workers) per event:
+``cores / that`` is the most it could reach with every core busy.
 
 Figures are printed as a table and as one JSON line (``REWIND_BENCH {...}``). The machine's
 load average is printed first: other processes on the same cores skew every figure.
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -120,14 +126,22 @@ def replay_once(
     opener = CountingStore if store == "counting" else None
     into = into or work / f"{view}-{store}-{uuid.uuid4().hex[:6]}"
     request = ReplayRequest(view=view, bootstrap=bootstrap, topic=topic, into=into, workers=workers, **kwargs)
+    cpu_before = _tree_cpu_s()
     started = time.perf_counter()
     result = run_replay(request, progress=NullProgress(), **({"open_store": opener} if opener else {}))
     total = time.perf_counter() - started
+    cpu_us = (_tree_cpu_s() - cpu_before) / max(1, result.records_read) * 1e6
     return {
         "view": view, "store": store, "mode": request.mode, "records": result.records_read, "updates": result.updates_written,
         "fold_s": round(result.fold_s, 3), "total_s": round(total, 3), "events_per_s": round(result.events_per_s),
-        "snapshot": result.snapshot, "output": str(result.output),
+        "snapshot": result.snapshot, "output": str(result.output), "cpu_us_per_event": round(cpu_us, 2),
     }
+
+
+def _tree_cpu_s() -> float:
+    """CPU seconds used so far by this process and its waited-for children (the replay workers)."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 
 _MEMORY_CHILD = """
@@ -187,6 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="Replay worker processes.")
     parser.add_argument("--views", default="order-status,customer-summary,product-sales,revenue-hourly", help="Views to replay from zero.")
     parser.add_argument("--skip-memory", action="store_true", help="Skip the peak-RSS runs.")
+    parser.add_argument("--skip-costs", action="store_true", help="Skip the per-step CPU costs.")
     args = parser.parse_args(argv)
     bootstrap = RewindSettings().bootstrap()
     console.print(f"load average {os.getloadavg()}, {os.cpu_count()} cores, broker {bootstrap}")
@@ -233,6 +248,11 @@ def main(argv: list[str] | None = None) -> None:
                 figures = peak_rss(bootstrap, topic, "order-status", t_ms=t_mem, workers=args.workers, work=work)
                 results["memory"].append(figures)
                 console.print(f"memory up to {fraction:.0%}: {figures['records']:,} records, peak RSS {figures['peak_rss_mb']} MB")
+        # Step 6
+        if not args.skip_costs:
+            from scripts.replay_costs import measure
+
+            results["costs"] = measure(bootstrap, topic, views=args.views.split(","))
         results["load_average_end"] = os.getloadavg()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -241,6 +261,10 @@ def main(argv: list[str] | None = None) -> None:
             for future in admin.delete_topics([produced], operation_timeout=30).values():
                 future.result()
     _print_table(results)
+    if "costs" in results:
+        from scripts.replay_costs import print_costs
+
+        print_costs(results["costs"])
     print("REWIND_BENCH " + json.dumps(results, sort_keys=True))
 
 
@@ -253,8 +277,10 @@ def _print_table(results: dict[str, Any]) -> None:
         r = results[key]
         table.add_row(label, f"{r['records']:,}", str(r["seconds"]), f"{r['events_per_s']:,}", "1 process")
     for r in results["from_zero"]:
+        ceiling = round((results["cores"] or 1) / r["cpu_us_per_event"] * 1e6) if r["cpu_us_per_event"] else 0
         table.add_row(f"replay {r['view']} -> {r['store']}", f"{r['records']:,}", str(r["fold_s"]), f"{r['events_per_s']:,}",
-                      f"{r['events_per_s'] / raw:.2f}x raw; {r['updates']:,} versions")
+                      f"{r['events_per_s'] / raw:.2f}x raw; {r['updates']:,} versions; "
+                      f"{r['cpu_us_per_event']} µs CPU/event (all cores busy: {ceiling:,}/s)")
     as_of = results.get("as_of", {})
     for key in ("snapshot_build", "from_zero", "from_snapshot"):
         if key in as_of:
