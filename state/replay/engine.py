@@ -295,7 +295,7 @@ def _build(
         fold_s = time.monotonic() - fold_started
         # Step 7
         progress.stage("saving fold state")
-        fold_db = FoldStateDB(tmp / FOLD_DIR)
+        fold_db = FoldStateDB(tmp / FOLD_DIR, wal=False)  # closed (flushed) before the build is published
         for spec in specs:
             assert spec.spill_dir is not None
             spill = FoldStateDB(Path(spec.spill_dir), read_only=True)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import orjson
-from rocksdict import BlockBasedOptions, Checkpoint, Options, WriteBatch
+from rocksdict import BlockBasedOptions, Checkpoint, Options, WriteBatch, WriteOptions
 
 from pipelines.projections import Row
 from schemas.errors import ReplayError
@@ -47,9 +47,13 @@ def _options() -> Options:
 class FoldStateDB:
     """Order rows per partition and re-keyed view rows, in one RocksDB directory."""
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False, wal: bool = True) -> None:
+        """``wal=False`` skips RocksDB's write-ahead log: for a directory thrown away unless
+        :meth:`close` (which flushes) is reached, as a replay's spills and build are."""
         self.path = Path(path)
         self._db = open_rdict(self.path, _options(), read_only=read_only, error=ReplayError, what="fold state")
+        self._write_options = WriteOptions()
+        self._write_options.disable_wal = not wal
 
     def _write(self, items: Iterable[tuple[bytes, bytes]]) -> None:
         batch = WriteBatch(raw_mode=True)
@@ -58,9 +62,9 @@ class FoldStateDB:
             batch.put(key, value)
             n += 1
             if n % _BATCH == 0:
-                self._db.write(batch)
+                self._db.write(batch, self._write_options)
                 batch = WriteBatch(raw_mode=True)
-        self._db.write(batch)
+        self._db.write(batch, self._write_options)
 
     def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         for key, value in self._db.items(from_key=prefix):

@@ -36,6 +36,9 @@ class OrderRows:
         self._partition: dict[str, int] = {}
         self._spill_dir = None if spill_dir is None else Path(spill_dir)
         self._spill: FoldStateDB | None = None
+        #: orderIds in the spill: a replay meets most orders first as new ones, and a set
+        #: lookup is far cheaper than RocksDB's (bloom filter and all) for every one of them.
+        self._spilled: set[str] = set()
         self._seed = seed
         self._max = max(1, max_in_memory)
         #: Rows written to the spill so far (one row may count more than once).
@@ -46,7 +49,7 @@ class OrderRows:
         row = self._rows.get(order_id)
         if row is not None:
             return row
-        if self._spill is not None:
+        if self._spill is not None and order_id in self._spilled:
             row = self._spill.order_row(partition, order_id)
             if row is not None:
                 return row
@@ -82,9 +85,11 @@ class OrderRows:
     def _write(self, by_partition: dict[int, dict[str, Row]]) -> None:
         assert self._spill_dir is not None
         if self._spill is None:
-            self._spill = FoldStateDB(self._spill_dir)
+            # No WAL: a spill is read back only by this replay, after close() has flushed it.
+            self._spill = FoldStateDB(self._spill_dir, wal=False)
         for partition, changed in by_partition.items():
             self._spill.put_order_rows(partition, changed)
+            self._spilled.update(changed)
             self.spilled += len(changed)
 
     def close(self) -> None:
@@ -96,6 +101,7 @@ class OrderRows:
             return
         if self._rows or self._spill is None:  # an empty spill says that nothing changed
             self._evict(len(self._rows))
+        self._spilled.clear()
         if self._spill is not None:
             self._spill.close()
             self._spill = None
@@ -104,6 +110,7 @@ class OrderRows:
         """Close the spill without writing what is in memory (a replay that stops or fails)."""
         self._rows.clear()
         self._partition.clear()
+        self._spilled.clear()
         if self._spill is not None:
             self._spill.close()
             self._spill = None
