@@ -138,6 +138,15 @@ def replay_once(
     }
 
 
+def step_costs(topic: str, views: str) -> dict[str, Any]:
+    """Step 6, in a fresh process: after the replays above, this one's heap makes allocation-heavy
+    steps (encode, transfer) measure up to twice their cost."""
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "replay_costs.py"), "--topic", topic, "--views", views],
+                          capture_output=True, text=True, check=True)
+    line = next(line for line in done.stdout.splitlines() if line.startswith("REWIND_COSTS "))
+    return json.loads(line.removeprefix("REWIND_COSTS "))
+
+
 def _tree_cpu_s() -> float:
     """CPU seconds used so far by this process and its waited-for children (the replay workers)."""
     me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -250,9 +259,7 @@ def main(argv: list[str] | None = None) -> None:
                 console.print(f"memory up to {fraction:.0%}: {figures['records']:,} records, peak RSS {figures['peak_rss_mb']} MB")
         # Step 6
         if not args.skip_costs:
-            from scripts.replay_costs import measure
-
-            results["costs"] = measure(bootstrap, topic, views=args.views.split(","))
+            results["costs"] = step_costs(topic, args.views)
         results["load_average_end"] = os.getloadavg()
     finally:
         shutil.rmtree(work, ignore_errors=True)

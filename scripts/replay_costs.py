@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def print_costs(results: dict[str, Any]) -> None:
     """The figures of :func:`measure` as a table: a row per step, a column per view."""
-    views = results["views"]
+    views = {view: results["views"][view] for view in VIEW_NAMES if view in results["views"]}
     table = Table(title=f"CPU per event, µs ({results['records']:,} records; budget for {results['aim_events_per_s']:,}/s "
                         f"on {results['cores']} cores: {results['budget_us']} µs)")
     table.add_column("step")
