@@ -139,8 +139,8 @@ def replay_once(
 
 
 def step_costs(topic: str, views: str) -> dict[str, Any]:
-    """Step 6, in a fresh process: after the replays above, this one's heap makes allocation-heavy
-    steps (encode, transfer) measure up to twice their cost."""
+    """Step 6, in a fresh process: after the replays above, this one's heap made allocation-heavy
+    steps (encode, transfer) measure two to three times their cost."""
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "replay_costs.py"), "--topic", topic, "--views", views],
                           capture_output=True, text=True, check=True)
     line = next(line for line in done.stdout.splitlines() if line.startswith("REWIND_COSTS "))

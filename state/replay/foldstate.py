@@ -51,6 +51,7 @@ class FoldStateDB:
         """``wal=False`` skips RocksDB's write-ahead log: for a directory thrown away unless
         :meth:`close` (which flushes) is reached, as a replay's spills and build are."""
         self.path = Path(path)
+        self._read_only = read_only
         self._db = open_rdict(self.path, _options(), read_only=read_only, error=ReplayError, what="fold state")
         self._write_options = WriteOptions()
         self._write_options.disable_wal = not wal
@@ -112,9 +113,12 @@ class FoldStateDB:
             raise ReplayError(f"cannot checkpoint fold state {self.path} to {dest}: {exc}") from exc
 
     def close(self) -> None:
-        """Flush and release the database."""
+        """Flush and release the database (without a WAL, the flush is what saves the writes:
+        its failure is raised, after the database is released)."""
         try:
-            self._db.flush()
-        except Exception:  # noqa: BLE001 - read-only databases cannot flush; closing is what matters
-            pass
+            if not self._read_only:
+                self._db.flush()
+        except Exception as exc:
+            self._db.close()
+            raise ReplayError(f"cannot flush fold state {self.path}: {exc}") from exc
         self._db.close()
