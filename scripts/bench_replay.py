@@ -96,14 +96,11 @@ def raw_consume_decode(bootstrap: str, topic: str, *, fast: bool) -> dict[str, f
     from schemas.codec import EventCodec
     from schemas.errors import CodecError
     from schemas.fast_decode import FastDecoder
-    from state.replay.plan import KafkaOffsetSource, plan_replay
+    from scripts.replay_costs import to_end_offsets
     from state.replay.reader import BoundedReader, PartitionRange
 
-    source = KafkaOffsetSource(bootstrap)
-    plan = plan_replay(source, topic, mode="to-end", as_of_ms=None, max_lateness_ms=0)
-    source.close()
     decode = FastDecoder().decode if fast else EventCodec().decode
-    reader = BoundedReader(bootstrap, topic, [PartitionRange(p, 0, plan.stop_offsets[p]) for p in plan.partitions])
+    reader = BoundedReader(bootstrap, topic, [PartitionRange(p, 0, stop) for p, stop in to_end_offsets(bootstrap, topic).items()])
     n = 0
     started = time.perf_counter()
     for batch in reader.batches():

@@ -79,21 +79,29 @@ def _cpu_split(fn: Callable[[], Any]) -> tuple[float, float]:
     return thread, time.process_time() - process - thread
 
 
-def read_sample(bootstrap: str, topic: str, records: int) -> tuple[list[Any], dict[int, int]]:
-    """Whole partitions, in partition order, until at least ``records`` records; and their stop offsets."""
+def to_end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Per partition of ``topic``, in partition order, the offset a replay to the end stops at."""
     from state.replay.plan import KafkaOffsetSource, plan_replay
-    from state.replay.reader import BoundedReader, PartitionRange
 
     source = KafkaOffsetSource(bootstrap)
-    plan = plan_replay(source, topic, mode="to-end", as_of_ms=None, max_lateness_ms=0)
-    source.close()
+    try:
+        plan = plan_replay(source, topic, mode="to-end", as_of_ms=None, max_lateness_ms=0)
+    finally:
+        source.close()
+    return {p: plan.stop_offsets[p] for p in plan.partitions}
+
+
+def read_sample(bootstrap: str, topic: str, records: int) -> tuple[list[Any], dict[int, int]]:
+    """Whole partitions, in partition order, until at least ``records`` records; and their stop offsets."""
+    from state.replay.reader import BoundedReader, PartitionRange
+
     chosen: dict[int, int] = {}
     total = 0
-    for p in plan.partitions:
+    for p, stop in to_end_offsets(bootstrap, topic).items():
         if total >= records:
             break
-        chosen[p] = plan.stop_offsets[p]
-        total += plan.stop_offsets[p]
+        chosen[p] = stop
+        total += stop
     reader = BoundedReader(bootstrap, topic, [PartitionRange(p, 0, stop) for p, stop in chosen.items()])
     out: list[Any] = []
     for batch in reader.batches():

@@ -29,30 +29,39 @@ def committed_offsets(bootstrap: str, group: str, topic: str, *, timeout_s: floa
     Retries while the group coordinator is moving or loading (NOT_COORDINATOR,
     COORDINATOR_LOAD_IN_PROGRESS): both are transient, e.g. right after a broker start.
     """
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False, "log_level": 0})
-    deadline = time.monotonic() + timeout_s
+    consumer = _group_consumer(bootstrap, group)
     try:
-        partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        while True:
-            try:
-                committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-                return {tp.partition: max(tp.offset, 0) for tp in committed}
-            except KafkaException as exc:
-                if not exc.args[0].retriable() or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        return _committed(consumer, topic, timeout_s=timeout_s)
     finally:
         consumer.close()
 
 
 def group_lag(bootstrap: str, group: str, topic: str) -> int:
     """Records of ``topic`` that ``group`` has not committed yet (high watermark - committed, summed)."""
-    committed = committed_offsets(bootstrap, group, topic)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False, "log_level": 0})
+    consumer = _group_consumer(bootstrap, group)
     try:
+        committed = _committed(consumer, topic, timeout_s=30.0)
         return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] - offset for p, offset in committed.items())
     finally:
         consumer.close()
+
+
+def _group_consumer(bootstrap: str, group: str) -> Consumer:
+    return Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False, "log_level": 0})
+
+
+def _committed(consumer: Consumer, topic: str, *, timeout_s: float) -> dict[int, int]:
+    """:func:`committed_offsets` through an open consumer of the group."""
+    deadline = time.monotonic() + timeout_s
+    partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+    while True:
+        try:
+            committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+            return {tp.partition: max(tp.offset, 0) for tp in committed}
+        except KafkaException as exc:
+            if not exc.args[0].retriable() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def group_members_with_partitions(bootstrap: str, group: str, *, timeout_s: float = 10.0) -> int:

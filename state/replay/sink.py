@@ -190,30 +190,31 @@ class StoreSink:
                 position[partition] = offset
         return position
 
+    def _write_encoded(self, ops: Any, updates: int, ends: dict[int, int], rederive: Sequence[ViewUpdate] = ()) -> None:
+        """One :meth:`EncodedStore.write_encoded` of ``ops`` with the position reached."""
+        assert isinstance(self._store, EncodedStore)
+        self._store.write_encoded(self._view, ops, updates=updates, source_ends={self._topic: ends},
+                                  position={self._topic: self._safe_position()}, rederive=rederive)
+        self.updates_written += updates
+
     def flush(self, *, final: bool = False) -> None:
         """Apply what is queued (with ``final``: everything held too), with the position reached,
         in one store batch; also when empty, since records that changed nothing still advance it."""
         if final and self._folder is not None:
             self._release(self._held.release(_ALL))
         if self._counter_writes is not None:
-            assert isinstance(self._store, EncodedStore)
             # A store's own write batch saves copying every operation (RocksStore.write_batch).
             new_batch = getattr(self._store, "write_batch", None)
             batch = new_batch() if new_batch is not None else RecordingBatch()
             rederive, ends, updates = self._counter_writes.take(batch)
-            ops = batch.ops if isinstance(batch, RecordingBatch) else batch
-            self._store.write_encoded(self._view, ops, updates=updates, source_ends={self._topic: ends},
-                                      position={self._topic: self._safe_position()}, rederive=rederive)
-            self.updates_written += updates
+            self._write_encoded(batch.ops if isinstance(batch, RecordingBatch) else batch, updates, ends, rederive)
             return
         if self._pending_ops or self._source_ends:
-            assert not self._pending and isinstance(self._store, EncodedStore)
+            assert not self._pending
             ops, self._pending_ops = self._pending_ops, []
             updates, self._pending_op_updates = self._pending_op_updates, 0
             ends, self._source_ends = self._source_ends, {}
-            self._store.write_encoded(self._view, ops, updates=updates, source_ends={self._topic: ends},
-                                      position={self._topic: self._safe_position()})
-            self.updates_written += updates
+            self._write_encoded(ops, updates, ends)
             return
         pending, self._pending = self._pending, []
         self._store.apply(pending, position={self._topic: self._safe_position()})

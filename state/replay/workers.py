@@ -62,7 +62,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True)
 class WorkerSpec:
     """Everything one worker needs (pickled to a spawned process, so plain data only)."""
