@@ -66,6 +66,15 @@ class RewindSettings(BaseSettings):
             "a miss only costs a store read)."
         ),
     )
+    replay_keep_generations: int = Field(
+        default=3,
+        ge=1,
+        validation_alias=_env("REWIND_REPLAY_KEEP_GENERATIONS"),
+        description=(
+            "Replay generations of a view kept on disk after `rewind replay --swap` (the newest N; "
+            "the served one and its rollback target are always kept)."
+        ),
+    )
 
     def bootstrap(self) -> str:
         """The bootstrap servers to use: the configured cluster, or the local broker's address."""

@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> None:
         orders_topic: str = setting_option("orders_topic", "Source topic of order events."),
         max_lateness_ms: int = setting_option("max_lateness_ms", "How late an event may arrive; --as-of reads this far past T."),
         kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
+        keep_generations: int = setting_option("replay_keep_generations", "With --swap: keep the newest N generations of NAME on disk, delete older ones (never the served one or 'previous').", "--keep-generations"),
     ) -> None:
         """Fold the orders log into a new directory of view NAME (every version), optionally as of T, optionally swap it in.
 
@@ -60,7 +61,7 @@ def register(app: typer.Typer) -> None:
         if from_offset != 0:
             raise ConfigError("--from-offset: only 0 is supported (a fold that starts mid-log has no order state; snapshots give the speed-up)")
         settings = build_settings(state_dir=state_dir, orders_topic=orders_topic, max_lateness_ms=max_lateness_ms,
-                                  kafka_bootstrap_servers=kafka_bootstrap_servers)
+                                  kafka_bootstrap_servers=kafka_bootstrap_servers, replay_keep_generations=keep_generations)
         as_of_ms = parse_time_ms(as_of) if as_of is not None else None
         if swap and as_of_ms is not None:
             raise ConfigError("--swap with --as-of would serve a view of the past as the current one; build it with --into and query it there")
@@ -84,7 +85,7 @@ def register(app: typer.Typer) -> None:
         )
         swapped = None
         if swap:
-            swapped = swap_view(views_root, name, result.output)
+            swapped = swap_view(views_root, name, result.output, keep_generations=settings.replay_keep_generations)
             console.print(f"serving {swapped.current}" + (f" (previous: {swapped.previous})" if swapped.previous else ""))
         typer.echo("REWIND_REPLAY " + json.dumps({
             "view": name, "output": str(result.output), "records": result.records_read, "updates": result.updates_written,

@@ -4,14 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FakeState", "FakeContext"]
+__all__ = ["FakeState", "FakeContext", "FakeTransaction"]
+
+
+class FakeTransaction:
+    """Quix's PartitionTransaction over a dict keyed by (prefix, key): the calls
+    ``quixstreams.state.base.state.TransactionState`` makes (partition-wide state)."""
+
+    def __init__(self) -> None:
+        self.data: dict[tuple[bytes, Any], Any] = {}
+
+    def get(self, key: Any, prefix: bytes, default: Any = None, timestamp: int | None = None) -> Any:
+        return self.data.get((prefix, key), default)
+
+    def set(self, key: Any, value: Any, prefix: bytes, timestamp: int | None = None, ttl: Any = None) -> None:
+        self.data[(prefix, key)] = value
 
 
 class FakeState:
-    """Quix's per-key State over a dict: the calls the live steps make."""
+    """Quix's per-key State over a dict: the calls the live steps make. States of one
+    partition share ``transaction`` (pass the same one to model that)."""
 
-    def __init__(self) -> None:
+    def __init__(self, transaction: FakeTransaction | None = None) -> None:
         self.data: dict[Any, Any] = {}
+        self._transaction = transaction if transaction is not None else FakeTransaction()
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)

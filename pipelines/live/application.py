@@ -127,9 +127,10 @@ def build_pipeline(
         if stats.due(interval_s=progress_interval_s):
             stats.log_progress(lag=lag_probe.lag())
 
-    rows = RowCache(max_rows=settings.live_row_cache_rows)
+    rekeyed = view != "order-status"
+    order_step = OrderStep(projection, stats, rekeyed=rekeyed, rows=RowCache(max_rows=settings.live_row_cache_rows))
     app = _RewindApplication(
-        on_partitions_moved=rows.clear,
+        on_partitions_moved=order_step.partitions_moved,
         broker_address=bootstrap,
         consumer_group=group_id or f"rewind-{view}",
         auto_offset_reset="earliest",
@@ -168,9 +169,8 @@ def build_pipeline(
         sdf = sdf.set_headers(lambda value, key, ts, headers: value.get("headers") or [])
         sdf.to_topic(route, key=lambda value: value["key"])
 
-    rekeyed = view != "order-status"
     sdf = app.dataframe(orders)
-    sdf = sdf.apply(OrderStep(projection, stats, rekeyed=rekeyed, rows=rows), stateful=True, expand=True, metadata=True)
+    sdf = sdf.apply(order_step, stateful=True, expand=True, metadata=True)
     if not rekeyed:
         publish(sdf)
     else:
@@ -178,7 +178,7 @@ def build_pipeline(
         publish(dead)
         changes = sdf.filter(lambda value: value["t"] == "chg")
         changes = changes.group_by(lambda value: value["pk"], name=f"{view}-by-key")
-        changes = changes.apply(RekeyedStep(projection, stats, source_partitions=settings.orders_partitions), stateful=True, expand=True, metadata=True)
+        changes = changes.apply(RekeyedStep(projection, stats), stateful=True, expand=True, metadata=True)
         publish(changes)
     return LivePipeline(app=app, stats=stats, view=view, lag_probe=lag_probe)
 

@@ -1,10 +1,10 @@
 """The two processing steps of a live pipeline, as plain callables over Quix's (value, key, ts, headers, state).
 
-Step 1 runs keyed by orderId: decode, fold the order (duplicates skipped, bad events
-dead-lettered), and turn the accepted transition into the view's keyed changes.
-Step 2 runs keyed by the view's partition key after Quix's repartitioning (re-keyed
-views only): skip a change whose (orderId, seq) this key already counted, drop late
-window changes to the DLQ, fold the change into the row.
+Step 1 runs keyed by orderId and calls the kernel (:mod:`pipelines.kernel`): decode,
+fold the order (duplicates skipped, bad events dead-lettered), the view's keyed
+changes, late window changes dead-lettered. Step 2 runs keyed by the view's partition
+key after Quix's repartitioning (re-keyed views only): skip a change whose (orderId,
+seq) this key already counted, fold the change into the row.
 
 Items passed downstream are small dicts tagged by ``"t"``: "dlq" (a dead letter),
 "chg" (a change to re-key) or "out" (a view record to publish).
@@ -12,19 +12,18 @@ Items passed downstream are small dicts tagged by ``"t"``: "dlq" (a dead letter)
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import orjson
 from quixstreams import State, message_context
+from quixstreams.state.base.state import TransactionState
 
 from pipelines.dlq import DeadLetter
 from pipelines.live.row_cache import MISSING, RowCache
 from pipelines.live.stats import PipelineStats
-from pipelines.projections import Change, OrderFoldResult, Projection, order_step
-from pipelines.projections.base import changes_of
-from schemas.errors import CodecError
+from pipelines.kernel import Verdict, process_record
+from pipelines.projections import Change, Projection, Row
 from schemas.fast_decode import FastDecoder
 
 __all__ = ["OrderStep", "RekeyedStep", "view_record"]
@@ -36,6 +35,8 @@ ORDER_STATE_KEY_BYTES = orjson.dumps(ORDER_STATE_KEY)
 SEEN_PREFIX = "seen:"
 ROW_PREFIX = "row:"
 STREAM_TIME_KEY = "streamTime"
+#: Prefix of partition-wide state in step 1's store (message keys are orderIds, never this).
+PARTITION_STATE_PREFIX = b"\x00rewind:partition"
 
 
 def view_record(view: str, change: Change, row: dict[str, Any], source: list[Any]) -> dict[str, Any]:
@@ -63,7 +64,13 @@ def _dead_letter_item(letter: DeadLetter) -> dict[str, Any]:
 
 
 class OrderStep:
-    """Step 1 (stateful, keyed by orderId)."""
+    """Step 1 (stateful, keyed by orderId): the kernel (:func:`pipelines.kernel.process_record`)
+    over Quix's state. This adapter only reads and writes state and shapes the outputs.
+
+    The partition's stream time lives in the same state store partition as the order rows,
+    under a prefix no message key has, so it is checkpointed and restored with them (and
+    with the consumer offset, under exactly-once).
+    """
 
     def __init__(self, projection: Projection, stats: PipelineStats, *, rekeyed: bool, rows: RowCache | None = None) -> None:
         self._projection = projection
@@ -72,15 +79,21 @@ class OrderStep:
         self._decode = FastDecoder().decode
         #: Order rows this process wrote; the application clears it when partitions move.
         self.rows = rows if rows is not None else RowCache()
+        #: Stream time per source partition as this process last wrote it (cleared with ``rows``).
+        self.stream_times: dict[int, int | None] = {}
 
-    def _reject(self, value: bytes, key: bytes | None, timestamp: int, reason_class: str, reason: str) -> list[dict[str, Any]]:
-        ctx = message_context()
-        self._stats.dead_lettered += 1
+    def partitions_moved(self) -> None:
+        """Forget what is only valid while this process owns its partitions."""
+        self.rows.clear()
+        self.stream_times.clear()
+
+    def _dead_letter(self, value: bytes, key: bytes | None, timestamp: int, verdict: Verdict, ctx: Any) -> dict[str, Any]:
         letter = DeadLetter(
-            key=key, value=value, reason_class=reason_class, reason=reason, source_topic=ctx.topic,
-            source_partition=ctx.partition, source_offset=ctx.offset, pipeline=self._projection.name, timestamp_ms=timestamp,
+            key=key, value=value, reason_class=verdict.reason_class or "Rejected", reason=verdict.reason or "",
+            source_topic=ctx.topic, source_partition=ctx.partition, source_offset=ctx.offset,
+            pipeline=self._projection.name, timestamp_ms=timestamp,
         )
-        return [_dead_letter_item(letter)]
+        return _dead_letter_item(letter)
 
     def __call__(self, value: bytes, key: bytes | None, timestamp: int, headers: Any, state: State) -> list[dict[str, Any]]:
         stats = self._stats
@@ -88,36 +101,54 @@ class OrderStep:
         if stats.first_event_at is None:
             stats.first_event_at = now
         stats.events_in += 1
-        try:
-            event = self._decode(value)
-        except CodecError as exc:
-            return self._reject(value, key, timestamp, type(exc).__name__, str(exc))
-        order_id = event["envelope"]["orderId"]
-        if key is None or key.decode(errors="replace") != order_id:
-            return self._reject(value, key, timestamp, "KeyMismatch", f"record key {key!r} is not the event's orderId {order_id!r}")
-        row = self.rows.get(key)
-        if row is MISSING:
-            stored = state.get_bytes(ORDER_STATE_KEY_BYTES)
-            row = None if stored is None else orjson.loads(stored)
-        after = order_step(row, event)
-        if type(after) is OrderFoldResult:  # not applied: the result says why
-            if after.outcome == "duplicate":
-                self._stats.duplicates += 1
-                return []
-            return self._reject(value, key, timestamp, after.reason_class or "Rejected", after.reason or "")
-        state.set_bytes(ORDER_STATE_KEY_BYTES, orjson.dumps(after))
-        self.rows.put(key, after)
-        self._stats.applied += 1
         ctx = message_context()
-        source = [ctx.topic, ctx.partition, ctx.offset]
-        changes = changes_of(self._projection.deltas(event, after), after)
+        partition = ctx.partition
+        stream_times = self.stream_times
+        if partition in stream_times:
+            stream_time = stream_times[partition]
+        else:
+            stream_time = _partition_state(state).get(STREAM_TIME_KEY)
+
+        def row_of(_order_id: str) -> Row | None:
+            # The state is scoped to the message key, which the kernel has checked is the orderId.
+            row = self.rows.get(key)  # type: ignore[arg-type]
+            if row is MISSING:
+                stored = state.get_bytes(ORDER_STATE_KEY_BYTES)
+                row = None if stored is None else orjson.loads(stored)
+            return row  # type: ignore[no-any-return]
+
+        verdict = process_record(self._projection, key, value, decode=self._decode, row_of=row_of, stream_time_ms=stream_time)
+        if verdict.stream_time_ms != stream_time:
+            _partition_state(state).set(STREAM_TIME_KEY, verdict.stream_time_ms)
+        stream_times[partition] = verdict.stream_time_ms
+        after = verdict.after
+        if after is None:
+            if verdict.outcome == "duplicate":
+                stats.duplicates += 1
+                return []
+            stats.dead_lettered += 1
+            return [self._dead_letter(value, key, timestamp, verdict, ctx)]
+        state.set_bytes(ORDER_STATE_KEY_BYTES, orjson.dumps(after))
+        self.rows.put(key, after)  # type: ignore[arg-type]
+        stats.applied += 1
+        out: list[dict[str, Any]] = []
+        if verdict.late:
+            stats.late += 1
+            out.append(self._dead_letter(value, key, timestamp, verdict, ctx))
+        source = [ctx.topic, partition, ctx.offset]
+        changes = verdict.changes()
         if self._rekeyed:
-            return [{"t": "chg", "pk": _partition_key(self._projection, c), "src": source, **c.to_dict()} for c in changes]
-        out = []
+            out.extend({"t": "chg", "pk": _partition_key(self._projection, c), "src": source, **c.to_dict()} for c in changes)
+            return out
         for change in changes:
-            self._stats.view_updates += 1
+            stats.view_updates += 1
             out.append(view_record(self._projection.name, change, self._projection.apply(None, change), source))
         return out
+
+
+def _partition_state(state: State) -> TransactionState:
+    """Partition-wide state next to the per-key state Quix hands a step (same transaction)."""
+    return TransactionState(prefix=PARTITION_STATE_PREFIX, transaction=state._transaction)  # type: ignore[attr-defined]
 
 
 def _partition_key(projection: Projection, change: Change) -> str:
@@ -128,37 +159,15 @@ def _partition_key(projection: Projection, change: Change) -> str:
 class RekeyedStep:
     """Step 2 (stateful, keyed by the view's partition key: customerId, sku or currency).
 
-    For windowed views, "late" is judged against a watermark: the minimum over every
-    source partition of the largest event time seen from it for this key. A per-key
-    maximum alone would call most events late during a catch-up, because the consumer
-    hands over one partition's backlog in large chunks before the next's.
+    Only folds: skip a change whose (orderId, seq) this key already counted (a redelivery),
+    fold the rest into the row. Whether a change is late was decided in step 1 by the
+    kernel, against its source partition's stream time, so it does not depend on the
+    order in which the repartition topic interleaves partitions.
     """
 
-    def __init__(self, projection: Projection, stats: PipelineStats, *, source_partitions: int) -> None:
+    def __init__(self, projection: Projection, stats: PipelineStats) -> None:
         self._projection = projection
         self._stats = stats
-        self._late_by = getattr(projection, "late_by_ms", None)
-        self._source_partitions = source_partitions
-
-    def _advance_watermark(self, state: State, *, partition: int, event_time_ms: int) -> int | None:
-        """Record this event's time for its source partition; return the watermark (None until every partition was seen)."""
-        seen: dict[str, int] = state.get(STREAM_TIME_KEY) or {}
-        key = str(partition)
-        if seen.get(key, -1) < event_time_ms:
-            seen[key] = event_time_ms
-            state.set(STREAM_TIME_KEY, seen)
-        return min(seen.values()) if len(seen) >= self._source_partitions else None
-
-    def _late_letter(self, value: dict[str, Any], change: Change, *, late_by: int, watermark: int) -> dict[str, Any]:
-        src = value["src"]
-        body = value["delta"] | {"key": change.key, "orderId": change.order_id, "seq": change.seq, "occurredAt": change.valid_from_ms}
-        letter = DeadLetter(
-            key=change.order_id.encode(), value=json.dumps(body).encode(), reason_class="LateEvent",
-            reason=f"{late_by} ms past the window's end + grace (watermark {watermark})",
-            source_topic=src[0], source_partition=src[1], source_offset=src[2], pipeline=self._projection.name,
-            timestamp_ms=change.valid_from_ms,
-        )
-        return _dead_letter_item(letter)
 
     def __call__(self, value: dict[str, Any], key: Any, timestamp: int, headers: Any, state: State) -> list[dict[str, Any]]:
         change = Change.from_dict(value)
@@ -169,12 +178,6 @@ class RekeyedStep:
             self._stats.rekey_duplicates += 1
             return []
         state.set(seen_key, change.seq)
-        if self._late_by is not None:
-            watermark = self._advance_watermark(state, partition=value["src"][1], event_time_ms=change.valid_from_ms)
-            late_by = 0 if watermark is None else self._late_by(change, stream_time_ms=watermark)
-            if late_by > 0:
-                self._stats.late += 1
-                return [self._late_letter(value, change, late_by=late_by, watermark=watermark)]
         row_key = ROW_PREFIX + change.key
         row = self._projection.apply(state.get(row_key), change)
         state.set(row_key, row)

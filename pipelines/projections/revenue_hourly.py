@@ -2,9 +2,9 @@
 
 Revenue is recognised at OrderDelivered (+ order total) and reduced at RefundIssued
 (- refund amount), in the window of that event's own occurredAt. View key:
-``<currency>:<window start, epoch ms>``. Windows are partitioned by currency, so
-the live driver tracks stream time per currency and treats a change whose window
-closed more than ``grace_ms`` ago as late (dead-lettered, never silently dropped).
+``<currency>:<window start, epoch ms>``. A change whose window closed more than
+``grace_ms`` before its source partition's stream time is late: the kernel
+(:mod:`pipelines.kernel`, step 5) dead-letters it, never silently drops it.
 """
 
 from __future__ import annotations
@@ -56,12 +56,13 @@ class RevenueHourlyProjection:
         """Windows are grouped (and stream time tracked) per currency."""
         return change.key.split(":", 1)[0]
 
-    def late_by_ms(self, change: Change, *, stream_time_ms: int) -> int:
-        """How far past its window's end + grace the change arrives (<= 0: on time).
+    def late_by_ms(self, view_key: str, *, stream_time_ms: int) -> int:
+        """How far past its window's end + grace a change to ``view_key`` arrives (0: on time).
 
-        A window [start, start + window_ms) accepts changes while stream time < end + grace.
+        A window [start, start + window_ms) accepts changes while stream time < end + grace;
+        stream time is the source partition's, at the record's offset (:mod:`pipelines.kernel`).
         """
-        end = int(change.key.split(":", 1)[1]) + self.window_ms
+        end = int(view_key.split(":", 1)[1]) + self.window_ms
         return stream_time_ms - (end + self.grace_ms) + 1 if stream_time_ms >= end + self.grace_ms else 0
 
     def apply(self, row: Row | None, change: Change) -> Row:

@@ -88,3 +88,34 @@ def mismatched_keys(view_records: dict[str, dict[str, Any]], expected: dict[str,
     """
     differ = [k for k, fields in expected.items() if subset(view_records.get(k, {}).get("row", {}), fields) != fields]
     return differ + sorted(set(view_records) - set(expected))
+
+
+DAY_MS = 86_400_000
+
+
+def expected_payments_daily(oracle: Oracle) -> dict[str, dict[str, Any]]:
+    """Payments per ``<currency>:<UTC day start>`` of each good payment event's own occurredAt.
+
+    From the oracle's tables alone: the currency and total are the order's (``orders``); an
+    authorization is for the order total (the generator's PaymentAuthorized carries exactly
+    that), a failed payment counts the order total too, and a refund its amount, which the
+    ``events`` table records as ``-ltv_delta_minor``.
+    """
+    orders = {o.order_id: (o.currency, o.total_minor) for o in oracle.final_orders()}
+    fields = {"PaymentAuthorized": "authorized", "PaymentFailed": "failed", "RefundIssued": "refunded"}
+    days: dict[str, dict[str, Any]] = {}
+    for event in oracle.events():
+        field = fields.get(event.event_type or "")
+        if event.poison_kind is not None or field is None:
+            continue
+        currency, total = orders[event.order_id]
+        start = event.occurred_at_ms - event.occurred_at_ms % DAY_MS
+        key = f"{currency}:{start}"
+        row = days.get(key)
+        if row is None:
+            row = days[key] = {"currency": currency, "dayStart": start, **{
+                f"{name}{suffix}": 0 for name in fields.values() for suffix in ("Count", "Minor")
+            }}
+        row[f"{field}Count"] += 1
+        row[f"{field}Minor"] += -event.ltv_delta_minor if field == "refunded" else total
+    return days

@@ -249,6 +249,7 @@ def _build(
                          stop_offsets=plan.stop_offsets, view_folder=view_folder, max_lateness_ms=request.max_lateness_ms,
                          batch_updates=request.store_batch_updates)
         # Step 5 (order-status rows are keyed like the partitions: the workers encode their writes)
+        seed_stream_time = {int(p): t for p, t in (seed.counters.get("stream_time_ms", {}) if seed is not None else {}).items()}
         encode_rows = view_folder is None and isinstance(store, EncodedStore)
         specs = [
             WorkerSpec(
@@ -256,7 +257,7 @@ def _build(
                 as_of_ms=request.as_of_ms if request.mode == "as-of" else None, grace_ms=request.grace_ms,
                 seed_fold_dir=str(tmp / FOLD_DIR) if seed is not None else None, dlq_topic=request.dlq_topic,
                 spill_dir=str(tmp / f"{SPILL_PREFIX}{i}"), max_rows_in_memory=request.max_rows_in_memory,
-                batch_size=request.batch_size, encode_rows=encode_rows,
+                batch_size=request.batch_size, encode_rows=encode_rows, seed_stream_time_ms=seed_stream_time,
             )
             for i, ranges in enumerate(split_partitions(plan, max(1, request.workers)))
         ]
@@ -266,7 +267,7 @@ def _build(
         fold_started = time.monotonic()
         pool.start()
         # Step 6
-        counters = FoldCounters()
+        counters = FoldCounters(stream_time_ms=dict(seed_stream_time))
         cut_orders = 0
         max_ts: dict[int, int] = dict(seed.max_timestamp_ms) if seed is not None else {}
         done: set[int] = set()

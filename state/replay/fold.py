@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from pipelines.dlq import DeadLetter
-from pipelines.projections import Change, OrderFoldResult, Projection, Row, order_step
+from pipelines.kernel import CUT, process_record
+from pipelines.projections import Change, Projection, Row
 from schemas.codec import Event
-from schemas.errors import CodecError
 from state.replay.orderrows import OrderRows
 
 __all__ = [
@@ -139,19 +139,25 @@ class FoldCounters:
     dead_lettered: int = 0
     beyond_as_of: int = 0
     changes: int = 0
+    late: int = 0
     max_valid_from_ms: int | None = None
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    #: Stream time per partition at the end of the fold (the kernel's step 2).
+    stream_time_ms: dict[int, int] = field(default_factory=dict)
 
     def add(self, other: "FoldCounters | Mapping[str, Any]") -> None:
         """Add another worker's counts into these."""
         data = other if isinstance(other, Mapping) else other.as_dict()
-        for name in ("events_in", "applied", "duplicates", "dead_lettered", "beyond_as_of", "changes"):
+        for name in ("events_in", "applied", "duplicates", "dead_lettered", "beyond_as_of", "changes", "late"):
             setattr(self, name, getattr(self, name) + data[name])
         theirs = data["max_valid_from_ms"]
         if theirs is not None and (self.max_valid_from_ms is None or theirs > self.max_valid_from_ms):
             self.max_valid_from_ms = theirs
         for reason, n in data["dead_letter_reasons"].items():
             self.dead_letter_reasons[reason] = self.dead_letter_reasons.get(reason, 0) + n
+        for partition, t in data["stream_time_ms"].items():
+            p = int(partition)
+            self.stream_time_ms[p] = max(t, self.stream_time_ms.get(p, t))
 
     def as_dict(self) -> dict[str, Any]:
         """A plain dict (crosses process boundaries, goes into the manifest)."""
@@ -159,6 +165,7 @@ class FoldCounters:
             "events_in": self.events_in, "applied": self.applied, "duplicates": self.duplicates,
             "dead_lettered": self.dead_lettered, "beyond_as_of": self.beyond_as_of, "changes": self.changes,
             "max_valid_from_ms": self.max_valid_from_ms, "dead_letter_reasons": dict(self.dead_letter_reasons),
+            "late": self.late, "stream_time_ms": dict(self.stream_time_ms),
         }
 
 
@@ -183,6 +190,7 @@ class OrderFolder:
         as_of_ms: int | None = None,
         rows: OrderRows | None = None,
         on_dead_letter: Callable[[DeadLetter], None] | None = None,
+        stream_time_ms: Mapping[int, int] | None = None,
     ) -> None:
         self.projection = projection
         self.rekeyed = is_rekeyed(projection.name)
@@ -190,15 +198,19 @@ class OrderFolder:
         self.as_of_ms = as_of_ms
         self.rows = rows if rows is not None else OrderRows()
         self.cut: set[str] = set()
+        #: Stream time per partition (the kernel's step 2), seeded from a snapshot's manifest.
+        self.stream_time_ms: dict[int, int] = dict(stream_time_ms or {})
         self.counters = FoldCounters()
         self._decode = decode
         self._on_dead_letter = on_dead_letter
         self._pipeline = replay_pipeline_name(projection.name)
         self.rows_before: dict[str, Row | None] | None = None
 
-    def _reject(self, record: Record, reason_class: str, reason: str) -> None:
+    def _reject(self, record: Record, reason_class: str, reason: str, *, count: bool = True) -> None:
+        """Dead-letter ``record``; ``count``: False for an applied event with late changes (counted as applied)."""
         counters = self.counters
-        counters.dead_lettered += 1
+        if count:
+            counters.dead_lettered += 1
         counters.dead_letter_reasons[reason_class] = counters.dead_letter_reasons.get(reason_class, 0) + 1
         if self._on_dead_letter is not None:
             self._on_dead_letter(DeadLetter(
@@ -209,7 +221,9 @@ class OrderFolder:
 
     def fold(self, records: Iterable[Record], out: list[tuple[Any, ...]]) -> None:
         """Fold ``records`` (offset order per partition) and append their changes to ``out``
-        (plain tuples in :class:`FoldedChange` field order).
+        (plain tuples in :class:`FoldedChange` field order). Every verdict is the kernel's
+        (:func:`pipelines.kernel.process_record`); this adapter keeps the rows, the cut
+        orders and the stream times, and counts.
 
         The hot loop of a replay: names are bound to locals on purpose.
         """
@@ -217,54 +231,55 @@ class OrderFolder:
         cut = self.cut
         as_of_ms = self.as_of_ms
         counters = self.counters
-        deltas_of = self.projection.deltas
+        projection = self.projection
         get_row, put_row = self.rows.get, self.rows.put
+        stream_times = self.stream_time_ms
         rows_before = self.rows_before
         append = out.append
-        applied = duplicates = beyond = n_in = emitted = 0
+        applied = duplicates = beyond = n_in = emitted = late = 0
         max_valid_from = counters.max_valid_from_ms if counters.max_valid_from_ms is not None else -(2**63)
+        partition = -1
+
+        def row_of(order_id: str) -> Row | None:
+            return CUT if order_id in cut else get_row(order_id, partition)  # type: ignore[no-any-return]
+
         for record in records:
             n_in += 1
-            try:
-                event = decode(record.value())  # type: ignore[arg-type]
-            except CodecError as exc:
-                self._reject(record, type(exc).__name__, str(exc))
-                continue
-            order_id = event["envelope"]["orderId"]
-            key = record.key()
-            if key is None or key.decode(errors="replace") != order_id:
-                self._reject(record, "KeyMismatch", f"record key {key!r} is not the event's orderId {order_id!r}")
-                continue
-            if order_id in cut:
-                beyond += 1
-                continue
             partition = record.partition()
-            before = get_row(order_id, partition)
-            after = order_step(before, event)
-            if after.__class__ is OrderFoldResult:
-                if after.outcome == "duplicate":  # type: ignore[union-attr]
-                    duplicates += 1
-                else:
-                    self._reject(record, after.reason_class or "Rejected", after.reason or "")  # type: ignore[union-attr]
+            verdict = process_record(projection, record.key(), record.value(), decode=decode, row_of=row_of,
+                                     stream_time_ms=stream_times.get(partition), as_of_ms=as_of_ms)
+            if verdict.stream_time_ms is not None:
+                stream_times[partition] = verdict.stream_time_ms
+            outcome = verdict.outcome
+            if outcome == "dead":
+                self._reject(record, verdict.reason_class or "Rejected", verdict.reason or "")
                 continue
-            valid_from = after["validFrom"]  # type: ignore[index]
-            if as_of_ms is not None and valid_from > as_of_ms:
+            if outcome == "duplicate":
+                duplicates += 1
+                continue
+            order_id: str = verdict.order_id  # type: ignore[assignment]
+            if outcome == "beyond":
                 # The prefix ends here: this event is not visible at T, so no later one of this order is.
                 cut.add(order_id)
                 beyond += 1
                 continue
-            put_row(order_id, partition, after)  # type: ignore[arg-type]
+            after: Row = verdict.after  # type: ignore[assignment]
+            put_row(order_id, partition, after)
             if rows_before is not None and order_id not in rows_before:
-                rows_before[order_id] = before
+                rows_before[order_id] = verdict.before
+            if verdict.late:
+                late += 1
+                self._reject(record, verdict.reason_class or "LateEvent", verdict.reason or "", count=False)
             offset = record.offset()
             applied += 1
+            valid_from = after["validFrom"]
             if valid_from > max_valid_from:
                 max_valid_from = valid_from
-            seq = after["lastSeq"]  # type: ignore[index]
+            seq = after["lastSeq"]
             # A change's (orderId, seq, valid_from) are the order row's (projections.changes_of).
             # Order-status's apply(None, change) is a copy of the row; order_step builds a new
             # row per event and never mutates one, so the row itself is the payload.
-            for view_key, delta in deltas_of(event, after):  # type: ignore[arg-type]
+            for view_key, delta in verdict.deltas:
                 append((view_key, delta, order_id, seq, valid_from, partition, offset))
                 emitted += 1
         counters.events_in += n_in
@@ -272,6 +287,9 @@ class OrderFolder:
         counters.duplicates += duplicates
         counters.beyond_as_of += beyond
         counters.changes += emitted
+        counters.late += late
+        for p, t in stream_times.items():
+            counters.stream_time_ms[p] = t
         if applied:
             counters.max_valid_from_ms = max_valid_from
 

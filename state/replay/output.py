@@ -45,7 +45,7 @@ MANIFEST_NAME = "manifest.json"
 #: Bump when the manifest's fields change meaning; older manifests are then refused.
 MANIFEST_FORMAT = 1
 
-_FOLD_CODE = ("pipelines/projections", "state/replay/fold.py")
+_FOLD_CODE = ("pipelines/projections", "pipelines/kernel.py", "state/replay/fold.py")
 
 
 @dataclass(frozen=True)

@@ -11,20 +11,25 @@ directory it opened even after a swap, and sees the new one when it reopens.
 
 A replay builds a new output beside the served one, never in it (:func:`build_paths`,
 :func:`publish`), and :func:`swap_view` then flips the link. Old generations are deleted only
-by :func:`prune` and never the current or previous one, because a reader that opened
-a generation before a swap still reads its files.
+by :func:`prune` (which ``swap_view(..., keep_generations=N)`` runs after the flip): it keeps
+the newest N and never deletes the current or previous one, because a reader that opened
+a generation before a swap still reads its files. Only replay outputs of the view are
+generations: anything else under ``<view>/`` (a ``gen-*`` without a manifest of this view,
+a file, a link, a ``.tmp`` build in progress) is never deleted.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.errors import ReplayError, SwapError
+from schemas.errors import ConfigError, ReplayError, SwapError
 from state.replay.output import fsync_dir, fsync_tree, read_manifest
 
 __all__ = ["CURRENT", "PREVIOUS", "SwapResult", "served_dir", "new_generation_dir", "build_paths", "publish", "swap_view", "prune"]
@@ -32,15 +37,22 @@ __all__ = ["CURRENT", "PREVIOUS", "SwapResult", "served_dir", "new_generation_di
 CURRENT = "current"
 PREVIOUS = "previous"
 _GENERATION = "gen-"
+#: A generation being deleted is first renamed to ``.pruning-<name>`` (a crash mid-delete
+#: leaves that, removed by the next prune, never a half-deleted ``gen-*``).
+_PRUNING = ".pruning-"
+_GENERATION_MS = re.compile(r"gen-(\d+)")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class SwapResult:
-    """What a swap did: the directory now served, and the one served before (None: none)."""
+    """What a swap did: the directory now served, the one served before (None: none), the generations pruned."""
 
     view: str
     current: Path
     previous: Path | None
+    pruned: tuple[Path, ...] = ()
 
 
 def served_dir(views_root: Path, view: str) -> Path | None:
@@ -97,7 +109,7 @@ def _flip(link: Path, target: Path) -> None:
         raise
 
 
-def swap_view(views_root: Path, view: str, target: Path) -> SwapResult:
+def swap_view(views_root: Path, view: str, target: Path, *, keep_generations: int | None = None) -> SwapResult:
     """Serve ``target`` as ``view``; the old one stays on disk as ``previous``.
 
     1. Check ``target`` is a finished replay output of ``view`` and ``current`` is a symlink (or absent).
@@ -106,7 +118,12 @@ def swap_view(views_root: Path, view: str, target: Path) -> SwapResult:
        old link. rename(2) replaces the link atomically: a reader resolves either the
        old or the new directory, never nothing.
     4. fsync the view directory so the flip survives a crash.
+    5. With ``keep_generations``, :func:`prune` the view's generations down to the newest
+       that many (current and previous always kept). The swap has happened by then: a
+       generation that cannot be deleted is logged and left for the next prune.
     """
+    if keep_generations is not None:
+        _check_keep(keep_generations)
     target = Path(target).resolve()
     base = Path(views_root) / view
     link = base / CURRENT
@@ -128,16 +145,77 @@ def swap_view(views_root: Path, view: str, target: Path) -> SwapResult:
     _flip(link, target)
     # Step 4
     fsync_dir(base)
-    return SwapResult(view, target, previous if previous != target else None)
+    # Step 5
+    pruned: list[Path] = []
+    if keep_generations is not None:
+        try:
+            pruned = prune(views_root, view, keep_generations=keep_generations)
+        except OSError as exc:  # served already: a failed prune must not read as a failed swap
+            log.warning("swapped %s to %s, but pruning old generations failed: %s", view, target, exc)
+    return SwapResult(view, target, previous if previous != target else None, tuple(pruned))
 
 
-def prune(views_root: Path, view: str) -> list[Path]:
-    """Delete ``gen-*`` outputs of ``view`` that are neither current nor previous; return them."""
+def _check_keep(keep_generations: int) -> None:
+    if isinstance(keep_generations, bool) or not isinstance(keep_generations, int) or keep_generations < 1:
+        raise ConfigError(f"keep_generations must be an integer >= 1 (got {keep_generations!r}): the served generation is always kept")
+
+
+def _protected(views_root: Path, view: str) -> set[Path]:
+    """The resolved directories ``current`` and ``previous`` name now."""
+    previous = Path(views_root) / view / PREVIOUS
+    return {p for p in (served_dir(views_root, view), previous.resolve() if previous.is_symlink() else None) if p}
+
+
+def _generations(base: Path, view: str) -> list[Path]:
+    """The replay outputs of ``view`` directly under ``base`` named ``gen-*``, oldest first.
+
+    A real directory (not a link), not a ``.tmp`` build, with a readable manifest of ``view``;
+    ordered by the creation time in the name (``gen-<ms>-<id>``), then by name.
+    """
+    found = []
+    for path in base.glob(_GENERATION + "*"):
+        if path.name.endswith(".tmp") or path.is_symlink() or not path.is_dir():
+            continue
+        try:
+            if read_manifest(path).view != view:
+                continue
+        except Exception:  # no manifest, or not one we can read: not ours to delete
+            continue
+        match = _GENERATION_MS.match(path.name)
+        found.append((int(match.group(1)) if match else -1, path.name, path))
+    return [path for _, _, path in sorted(found)]
+
+
+def prune(views_root: Path, view: str, *, keep_generations: int = 1) -> list[Path]:
+    """Delete the generations of ``view`` older than the newest ``keep_generations``; return them.
+
+    The directories ``current`` and ``previous`` name are never deleted, even when older
+    (after a rollback, say), and neither is anything that is not a replay output of ``view``
+    (see :func:`_generations`). Each generation is renamed to ``.pruning-<name>`` and then
+    removed; leftovers of an interrupted prune are removed first. A deletion that fails is
+    logged and skipped.
+    """
+    _check_keep(keep_generations)
     base = Path(views_root) / view
-    keep = {p for p in (served_dir(views_root, view), (base / PREVIOUS).resolve() if (base / PREVIOUS).is_symlink() else None) if p}
+    for leftover in base.glob(_PRUNING + _GENERATION + "*"):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+    generations = _generations(base, view)
+    keep = {p.resolve() for p in generations[-keep_generations:]}
     removed = []
-    for path in sorted(base.glob(_GENERATION + "*")):
-        if path.resolve() not in keep and not path.name.endswith(".tmp"):
-            shutil.rmtree(path)
-            removed.append(path)
+    for path in generations:
+        # Read the links again for each: a swap (or rollback) may have moved them meanwhile.
+        if path.resolve() in keep or path.resolve() in _protected(views_root, view):
+            continue
+        trash = path.with_name(_PRUNING + path.name)
+        try:
+            os.rename(path, trash)
+        except OSError as exc:  # gone already (another prune), or not ours to move
+            log.warning("not pruning %s: %s", path, exc)
+            continue
+        removed.append(path)
+        try:
+            shutil.rmtree(trash)
+        except OSError as exc:  # what is left is removed by the next prune
+            log.warning("pruning %s: cannot remove all of %s: %s", path, trash, exc)
     return removed

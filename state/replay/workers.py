@@ -82,6 +82,8 @@ class WorkerSpec:
     consumer_overrides: Mapping[str, Any] = field(default_factory=dict)
     #: Order-status only: send each batch's store writes encoded (:mod:`state.replay.rowwrites`).
     encode_rows: bool = False
+    #: Stream time per partition where the seed snapshot ends (the kernel's step 2); empty: from offset zero.
+    seed_stream_time_ms: Mapping[int, int] = field(default_factory=dict)
 
 
 class Batch(NamedTuple):
@@ -189,6 +191,7 @@ def _fold(spec: WorkerSpec, rows: OrderRows, *, should_stop: Callable[[], bool])
     folder = OrderFolder(
         get_projection(spec.view, grace_ms=spec.grace_ms), topic=spec.topic, decode=FastDecoder().decode,
         as_of_ms=spec.as_of_ms, rows=rows, on_dead_letter=dlq,
+        stream_time_ms={p: t for p, t in spec.seed_stream_time_ms.items() if any(r.partition == p for r in spec.ranges)},
     )
     reader = BoundedReader(spec.bootstrap, spec.topic, list(spec.ranges), batch_size=spec.batch_size,
                            consumer_overrides=spec.consumer_overrides)

@@ -16,7 +16,7 @@ from pipelines.projections import get_projection
 from schemas.codec import EventCodec
 from schemas.fast_decode import FastDecoder
 from state.replay.fold import FoldedChange, OrderFolder, RawRecord, ViewFolder
-from tests.quix_fakes import FakeContext, FakeState
+from tests.quix_fakes import FakeContext, FakeState, FakeTransaction
 
 CODEC = EventCodec()
 T0 = 1_700_000_000_000
@@ -162,7 +162,7 @@ def test_rekeyed_view_as_of_is_the_fold_of_visible_prefixes() -> None:
     assert row["validFrom"] == T0 + 1000  # the last visible change: order b placed at 1000 (payments change no customer)
 
 
-@pytest.mark.parametrize("view", ["order-status", "customer-summary", "product-sales"])
+@pytest.mark.parametrize("view", ["order-status", "customer-summary", "product-sales", "revenue-hourly"])
 def test_replay_and_live_step_agree(view: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Scenario: the same records through the live OrderStep and the replay fold. We expect the same
     dead letters (reason classes, offsets) and the same changes, in the same order."""
@@ -174,10 +174,11 @@ def test_replay_and_live_step_agree(view: str, monkeypatch: pytest.MonkeyPatch) 
     recs = records(*evs)
     live = live_steps.OrderStep(get_projection(view), PipelineStats(view), rekeyed=view != "order-status")
     states: dict[bytes, FakeState] = {}
+    partition_store = FakeTransaction()  # one partition: every key's state shares its store
     live_letters, live_changes = [], []
     for r in recs:
         monkeypatch.setattr(live_steps, "message_context", lambda r=r: FakeContext("orders", r.partition(), r.offset()))
-        for item in live(r.value(), r.key(), r.timestamp()[1], [], states.setdefault(r.key(), FakeState())):
+        for item in live(r.value(), r.key(), r.timestamp()[1], [], states.setdefault(r.key(), FakeState(partition_store))):
             if item["t"] == "dlq":
                 headers = dict(item["headers"])
                 live_letters.append((headers["rewind.reason.class"].decode(), int(headers["rewind.source.offset"])))

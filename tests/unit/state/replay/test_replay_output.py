@@ -45,6 +45,7 @@ def test_fold_fingerprint_follows_the_fold_code(tmp_path: Path) -> None:
     for src in (root / "pipelines/projections").glob("*.py"):
         (tmp_path / "pipelines/projections" / src.name).write_bytes(src.read_bytes())
     (tmp_path / "state/replay/fold.py").write_bytes((root / "state/replay/fold.py").read_bytes())
+    (tmp_path / "pipelines/kernel.py").write_bytes((root / "pipelines/kernel.py").read_bytes())
     assert fold_fingerprint(tmp_path) == fold_fingerprint(root)
     (tmp_path / "state/replay/fold.py").write_bytes((root / "state/replay/fold.py").read_bytes() + b"#")
     assert fold_fingerprint(tmp_path) != fold_fingerprint(root)

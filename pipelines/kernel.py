@@ -1,0 +1,189 @@
+"""The view kernel: one pure function from a raw orders record to what it does to a view.
+
+Live (:mod:`pipelines.live.steps`) and replay (:mod:`state.replay.fold`) are adapters
+around :func:`process_record`: they do the I/O, batching and state access, and decide
+nothing themselves. Every verdict below is a function of the log alone (the record,
+the order's fold state, and its partition's stream time, all of which are determined
+by the records before it in its partition), so live and replay cannot disagree.
+
+For one record, in this order:
+
+1. **Read.** The value must decode (else a dead letter named after the codec error)
+   and the record key must be the event's orderId (else ``KeyMismatch``).
+2. **Stream time.** The partition's stream time becomes
+   ``max(stream time before, event occurredAt)``: the largest event time of any
+   record that decoded at an offset at or below this one in this partition (None
+   before the first). It advances even when step 3 or 4 rejects the event, because it
+   is a fact about the log, not about one order.
+3. **As-of cut** (replay as of T only): a record of an order whose as-of prefix has
+   ended is ``beyond`` (see :mod:`state.replay.fold` for the as-of contract).
+4. **Order fold** (:func:`pipelines.projections.order_step`): a seq already applied is
+   a ``duplicate``; a gap or an impossible transition is a dead letter; otherwise the
+   order row moves on (``applied``). As of T, an applied transition whose row becomes
+   valid after T is ``beyond`` instead and cuts the order.
+5. **View changes and the late rule.** The view's deltas for the transition; for a
+   windowed view (one with ``late_by_ms``), a delta whose window closed at or before
+   the partition's stream time (step 2) is *late*: it is left out of ``deltas`` and the
+   record is also dead-lettered as ``LateEvent``. The order row still moves on, so the
+   order's later events are judged against the truth.
+
+Outcomes are counted once each: ``events_in == applied + duplicates + dead + beyond``
+(a late change is counted in ``late``, on top of ``applied``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+from pipelines.projections import OrderFoldResult, Projection, Row, order_step
+from pipelines.projections.base import Change
+from schemas.errors import CodecError
+
+__all__ = [
+    "Outcome",
+    "Verdict",
+    "process_record",
+    "LATE_EVENT",
+    "KEY_MISMATCH",
+    "CUT",
+]
+
+Outcome = Literal["applied", "duplicate", "dead", "beyond"]
+
+#: Reason classes the kernel itself names (others come from the codec and the order fold).
+LATE_EVENT = "LateEvent"
+KEY_MISMATCH = "KeyMismatch"
+
+#: What a replay's row lookup returns for an order whose as-of prefix has ended.
+CUT: Any = object()
+
+_NO_DELTAS: tuple[tuple[str, Row], ...] = ()
+
+
+class Verdict:
+    """What one record does (a slots class, not a dataclass: one is built per record in
+    replay's hot loop).
+
+    * ``outcome``: "applied", "duplicate", "dead" (dead-lettered; ``reason_class`` and
+      ``reason`` say why) or "beyond" (replay as of T: not visible at T).
+    * ``order_id``: the event's orderId (None when the value did not decode).
+    * ``event``, ``before``, ``after``: the decoded event and the order row before and
+      after it (``after`` only when applied).
+    * ``deltas``: the on-time (view key, delta) pairs of an applied event.
+    * ``late``: the late (view key, delta) pairs; when not empty, ``reason_class`` is
+      ``LateEvent`` and the record is dead-lettered *as well as* applied.
+    * ``stream_time_ms``: the partition's stream time after this record (None: no record
+      of the partition has decoded yet).
+    """
+
+    __slots__ = ("outcome", "order_id", "event", "before", "after", "deltas", "late", "reason_class", "reason", "stream_time_ms")
+
+    def __init__(
+        self,
+        outcome: Outcome,
+        stream_time_ms: int | None,
+        *,
+        order_id: str | None = None,
+        event: Mapping[str, Any] | None = None,
+        before: Row | None = None,
+        after: Row | None = None,
+        deltas: Sequence[tuple[str, Row]] = _NO_DELTAS,
+        late: Sequence[tuple[str, Row]] = _NO_DELTAS,
+        reason_class: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.outcome = outcome
+        self.stream_time_ms = stream_time_ms
+        self.order_id = order_id
+        self.event = event
+        self.before = before
+        self.after = after
+        self.deltas = deltas
+        self.late = late
+        self.reason_class = reason_class
+        self.reason = reason
+
+    @property
+    def dead_lettered(self) -> bool:
+        """True when the record goes to the DLQ (a dead letter, or an applied event with late changes)."""
+        return self.reason_class is not None
+
+    def changes(self) -> tuple[Change, ...]:
+        """The on-time deltas as :class:`Change` records, tagged with the order row's (orderId, lastSeq, validFrom)."""
+        after = self.after
+        if after is None:
+            return ()
+        return tuple(Change(key, delta, after["orderId"], after["lastSeq"], after["validFrom"]) for key, delta in self.deltas)
+
+
+def process_record(
+    projection: Projection,
+    key: bytes | None,
+    value: bytes | None,
+    *,
+    decode: Callable[[bytes], Mapping[str, Any]],
+    row_of: Callable[[str], Row | None],
+    stream_time_ms: int | None,
+    as_of_ms: int | None = None,
+) -> Verdict:
+    """The verdict on one orders record (module docstring: steps 1-5). Pure: reads state only
+    through ``row_of`` and changes nothing.
+
+    ``row_of(orderId)`` is the order's row before this record (None: no event applied yet;
+    :data:`CUT`: replay as of T, the order's prefix has ended). ``stream_time_ms`` is the
+    partition's stream time *before* this record (None: no record decoded yet);
+    ``as_of_ms`` is T for a replay as of T (inclusive), else None.
+    """
+    # Step 1
+    try:
+        event = decode(value)  # type: ignore[arg-type]
+    except CodecError as exc:
+        return Verdict("dead", stream_time_ms, reason_class=type(exc).__name__, reason=str(exc))
+    envelope = event["envelope"]
+    # Step 2
+    occurred_at = envelope["occurredAt"]
+    if stream_time_ms is None or occurred_at > stream_time_ms:
+        stream_time_ms = occurred_at
+    order_id = envelope["orderId"]
+    if key is None or key.decode(errors="replace") != order_id:
+        return Verdict("dead", stream_time_ms, order_id=order_id, event=event, reason_class=KEY_MISMATCH,
+                       reason=f"record key {key!r} is not the event's orderId {order_id!r}")
+    # Step 3
+    before = row_of(order_id)
+    if before is CUT:
+        return Verdict("beyond", stream_time_ms, order_id=order_id, event=event)
+    # Step 4
+    after = order_step(before, event)
+    if after.__class__ is OrderFoldResult:
+        result: OrderFoldResult = after  # type: ignore[assignment]
+        if result.outcome == "duplicate":
+            return Verdict("duplicate", stream_time_ms, order_id=order_id, event=event, before=before)
+        return Verdict("dead", stream_time_ms, order_id=order_id, event=event, before=before,
+                       reason_class=result.reason_class or "Rejected", reason=result.reason or "")
+    row: Row = after  # type: ignore[assignment]
+    if as_of_ms is not None and row["validFrom"] > as_of_ms:
+        return Verdict("beyond", stream_time_ms, order_id=order_id, event=event, before=before)
+    # Step 5
+    deltas = projection.deltas(event, row)
+    late_by_of = getattr(projection, "late_by_ms", None)
+    if late_by_of is None or not deltas:
+        return Verdict("applied", stream_time_ms, order_id=order_id, event=event, before=before, after=row, deltas=deltas)
+    on_time: list[tuple[str, Row]] = []
+    late: list[tuple[str, Row]] = []
+    worst = 0
+    for view_key, delta in deltas:
+        late_by = late_by_of(view_key, stream_time_ms=stream_time_ms)
+        if late_by > 0:
+            late.append((view_key, delta))
+            worst = max(worst, late_by)
+        else:
+            on_time.append((view_key, delta))
+    if not late:
+        return Verdict("applied", stream_time_ms, order_id=order_id, event=event, before=before, after=row, deltas=deltas)
+    return Verdict(
+        "applied", stream_time_ms, order_id=order_id, event=event, before=before, after=row, deltas=tuple(on_time),
+        late=tuple(late), reason_class=LATE_EVENT,
+        reason=f"window {', '.join(k for k, _ in late)} closed {worst} ms before stream time {stream_time_ms} "
+               f"of its source partition (end + grace <= stream time)",
+    )
