@@ -45,7 +45,7 @@ class RewindSettings(BaseSettings):
         default=600_000,
         ge=0,
         validation_alias=_env("REWIND_MAX_LATENESS_MS"),
-        description="Upper bound on how late (in event time) an event may arrive; replay reads this far past T.",
+        description="A speed hint, never an answer: how late events usually arrive (replay of counter views holds changes this long to write them in event-time order; the workload generator's lateness).",
     )
     guarantee: Literal["exactly-once", "at-least-once"] = Field(
         default="exactly-once", validation_alias=_env("REWIND_GUARANTEE")

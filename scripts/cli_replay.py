@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar (events/s, per-partition offsets, ETA) on stderr."),
         state_dir: Path = setting_option("state_dir", "State directory (views and snapshots live under it)."),
         orders_topic: str = setting_option("orders_topic", "Source topic of order events."),
-        max_lateness_ms: int = setting_option("max_lateness_ms", "How late an event may arrive; --as-of reads this far past T."),
+        max_lateness_ms: int = setting_option("max_lateness_ms", "Speed hint only (how long counter views hold changes to write them in event-time order); never changes an answer."),
         kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
         keep_generations: int = setting_option("replay_keep_generations", "With --swap: keep the newest N generations of NAME on disk, delete older ones (never the served one or 'previous').", "--keep-generations"),
     ) -> None:
@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
             mode="to-end" if as_of_ms is None else "as-of", as_of_ms=as_of_ms, max_lateness_ms=settings.max_lateness_ms,
             workers=(os.cpu_count() or 1) if workers is None else workers,
             snapshots_root=(snapshots_dir or settings.state_dir / "snapshots") if snapshots else None,
-            dlq_topic=replay_dlq_topic,
+            dlq_topic=replay_dlq_topic, facts_dir=settings.state_dir / "log-facts",
         )
         result = _run_or_exit(request, console, progress=progress)
         manifest = result.manifest
@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress", help="With --at: show the progress bar on stderr."),
         state_dir: Path = setting_option("state_dir", "State directory (views and snapshots live under it)."),
         orders_topic: str = setting_option("orders_topic", "Source topic of order events."),
-        max_lateness_ms: int = setting_option("max_lateness_ms", "How late an event may arrive (recorded in the snapshot's watermark)."),
+        max_lateness_ms: int = setting_option("max_lateness_ms", "Speed hint only (how long counter views hold changes to write them in event-time order)."),
         kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
     ) -> None:
         """Write a snapshot of view NAME: a RocksDB checkpoint tagged with per-partition next offsets and the event-time watermark."""

@@ -85,7 +85,7 @@ def to_end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
     source = KafkaOffsetSource(bootstrap)
     try:
-        plan = plan_replay(source, topic, mode="to-end", as_of_ms=None, max_lateness_ms=0)
+        plan = plan_replay(source, topic, mode="to-end", as_of_ms=None)
     finally:
         source.close()
     return {p: plan.stop_offsets[p] for p in plan.partitions}

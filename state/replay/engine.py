@@ -25,11 +25,13 @@ from typing import Protocol
 from pipelines.gc_pause import gc_paused
 from pipelines.projections import get_projection
 from schemas.errors import ConfigError, ReplayInterruptedError
+from schemas.fast_decode import FastDecoder
 from state.contracts import WritableProjectionStore
 from state.replay.fold import FoldCounters, ViewFolder, is_rekeyed
 from state.replay.foldstate import FoldStateDB
 from state.replay.output import FOLD_DIR, VIEW_DIR, ReplayManifest, fold_fingerprint, linked_copy, write_manifest
-from state.replay.plan import KafkaOffsetSource, OffsetSource, ReplayMode, ReplayPlan, plan_replay
+from state.replay.logfacts import DEFAULT_RANGE_RECORDS, LogFacts, facts_path, kafka_record_source, kafka_topic_id
+from state.replay.plan import KafkaOffsetSource, OffsetSource, ReplayMode, ReplayPlan, StopFacts, plan_replay
 from state.replay.progress import NullProgress, ReplayProgress
 from state.replay.sink import EncodedStore, StoreSink
 from state.replay.stopping import stop_on_signals
@@ -91,7 +93,14 @@ class ReplayRequest:
     into: Path
     mode: ReplayMode = "to-end"
     as_of_ms: int | None = None
+    #: A speed hint only (how long re-keyed changes are held to write them in event-time
+    #: order, :mod:`state.replay.sink`); never changes an answer.
     max_lateness_ms: int = 600_000
+    #: Where the log's range facts live (:mod:`state.replay.logfacts`); an as-of replay uses
+    #: them to stop early where that is proven safe. None: no facts, read to the high watermarks.
+    facts_dir: Path | None = None
+    #: Offsets per range fact when the facts are extended (finer: an earlier stop, a bigger file).
+    facts_range_records: int = DEFAULT_RANGE_RECORDS
     workers: int = 2
     snapshots_root: Path | None = None
     dlq_topic: str | None = None
@@ -132,23 +141,18 @@ class ReplayResult:
 
 
 def _watermark_ms(plan: ReplayPlan, max_timestamp_ms: Mapping[int, int]) -> int | None:
-    """The manifest's event-time watermark (see ReplayManifest): min over partitions of what is proven read."""
-    lateness = plan.max_lateness_ms
-    marks = []
-    for p in plan.partitions:
-        candidates = []
-        if p in max_timestamp_ms:
-            candidates.append(max_timestamp_ms[p] - lateness - 1)
-        if plan.mode != "to-end" and plan.stop_offsets[p] < plan.high_watermarks[p]:
-            assert plan.as_of_ms is not None  # the stop record was found by offsets_for_times(X)
-            found_at = plan.as_of_ms + 1 + (lateness if plan.mode == "as-of" else 0)
-            candidates.append(found_at - lateness - 1)
-        if candidates:
-            marks.append(max(candidates))
-        elif plan.high_watermarks[p] > 0:
-            return None  # a partition with records of which nothing is known
-    return min(marks) if marks else None
+    """The manifest's event-time watermark (see ReplayManifest): every event with occurredAt at or
+    below it that was in the log when the replay was planned has been read.
 
+    As of T: T (the stops are proven, or the high watermarks). To the end: everything was read,
+    so the greatest record timestamp read stands for "all of it". Up to T: None (the stop comes
+    from record timestamps, which prove nothing about occurredAt).
+    """
+    if plan.mode == "as-of":
+        return plan.as_of_ms
+    if plan.mode == "to-end":
+        return max(max_timestamp_ms.values()) if max_timestamp_ms else None
+    return None
 
 
 def run_replay(
@@ -158,10 +162,12 @@ def run_replay(
     progress: ReplayProgress | None = None,
     offsets: OffsetSource | None = None,
     stop: threading.Event | None = None,
+    facts: StopFacts | None = None,
 ) -> ReplayResult:
     """Replay ``request.view`` into ``request.into``; steps:
 
-    1. Plan the offsets (capture high watermarks; find the stop for the mode).
+    1. Plan the offsets (capture high watermarks; find the stop for the mode: as of T, with
+       ``facts``, else with the range facts in ``request.facts_dir``, brought up to date).
     2. Choose the newest usable snapshot (:mod:`state.snapshots` rule), if snapshots are on.
     3. Prepare ``<into>.tmp``: restore the snapshot into it (its next offsets become the start), or create it.
     4. Open the view store there; for a re-keyed view, load its rows from the fold state.
@@ -184,9 +190,13 @@ def run_replay(
     started = time.monotonic()
     # Step 1
     source = offsets or KafkaOffsetSource(request.bootstrap)
+    if facts is None and request.mode == "as-of" and request.facts_dir is not None:
+        progress.stage("bringing the log's range facts up to date")
+        facts = LogFacts(facts_path(request.facts_dir, request.topic, kafka_topic_id(request.bootstrap, request.topic)),
+                         read=kafka_record_source(request.bootstrap, request.topic), decode=FastDecoder().decode,
+                         range_records=request.facts_range_records)
     try:
-        plan = plan_replay(source, request.topic, mode=request.mode, as_of_ms=request.as_of_ms,
-                           max_lateness_ms=request.max_lateness_ms)
+        plan = plan_replay(source, request.topic, mode=request.mode, as_of_ms=request.as_of_ms, facts=facts)
     finally:
         if offsets is None:
             source.close()  # type: ignore[attr-defined]

@@ -60,9 +60,9 @@ class ReplayManifest:
       i.e. no order was cut by an as-of bound (``cut_orders == 0``). Only a complete output
       can seed another replay (see :mod:`state.snapshots`).
     * ``watermark_ms``: event-time low watermark: every event with occurredAt <= it that
-      was in the log when the replay was planned has been read (None: unknown). Per
-      partition it is (greatest timestamp read) - max_lateness_ms - 1, or for a stop found
-      by offsets_for_times(X), at least X - max_lateness_ms - 1; the minimum over partitions.
+      was in the log when the replay was planned has been read (None: unknown). As of T it
+      is T; to the end, the greatest record timestamp read; up to T, None
+      (:func:`state.replay.engine._watermark_ms`).
     * ``fold_fingerprint``: hash of the fold code; an output of other code never seeds a replay.
     """
 

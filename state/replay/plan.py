@@ -8,13 +8,10 @@ Three modes, by where each partition stops:
 
 * ``to-end``: at the high watermark captured when the plan is made (records
   produced later are not part of this replay).
-* ``as-of`` T: at ``offsets_for_times(T + max_lateness_ms + 1)``, else the high
-  watermark. Why that is far enough: the orders topic is written in arrival
-  order with CreateTime = occurredAt, an event never arrives before it occurs,
-  and never more than ``max_lateness_ms`` after (settings.max_lateness_ms). The
-  record found there has occurredAt >= T + L + 1, so it and every later record
-  arrived at >= T + L + 1, so each of them occurred at > T: none is visible at T
-  and, by the prefix rule, nothing after them in their order is either.
+* ``as-of`` T: where the log's range facts prove that no record from there up to
+  the high watermark can change the view as of T (:mod:`state.replay.logfacts`:
+  the stop rule and its proof), else the high watermark. No lateness bound and no
+  record timestamp is trusted: without facts, the replay reads to the high watermark.
 * ``up-to`` T (used to build snapshots): at ``offsets_for_times(T + 1)``, else the
   high watermark. Every record before that offset has occurredAt <= T, so a
   complete fold of them has ``max_valid_from_ms <= T`` (see :mod:`state.snapshots`).
@@ -38,6 +35,7 @@ __all__ = [
     "ReplayMode",
     "ReplayPlan",
     "OffsetSource",
+    "StopFacts",
     "KafkaOffsetSource",
     "plan_replay",
     "parse_time_ms",
@@ -74,17 +72,19 @@ class ReplayPlan:
     ``offsets_at_as_of_ms`` (as-of/up-to modes) is, per partition, the first offset
     whose timestamp is > T (``offsets_for_times(T + 1)``, or the high watermark):
     where the replay would stop if no event were ever late; reported for operators.
+    ``stop_proven`` (as-of mode): True when the stops come from log facts, False when
+    the replay reads to the high watermarks because it had none.
     """
 
     topic: str
     mode: ReplayMode
     as_of_ms: int | None
-    max_lateness_ms: int
     start_offsets: Mapping[int, int]
     stop_offsets: Mapping[int, int]
     high_watermarks: Mapping[int, int]
     offsets_at_as_of_ms: Mapping[int, int] | None = None
     partitions: tuple[int, ...] = field(default=())
+    stop_proven: bool = False
 
     def __post_init__(self) -> None:
         if not self.partitions:
@@ -102,15 +102,27 @@ class ReplayPlan:
         nothing to read there; the start is kept so the result's position stays truthful.
         """
         return ReplayPlan(
-            topic=self.topic, mode=self.mode, as_of_ms=self.as_of_ms, max_lateness_ms=self.max_lateness_ms,
+            topic=self.topic, mode=self.mode, as_of_ms=self.as_of_ms,
             start_offsets=dict(start_offsets), stop_offsets=dict(self.stop_offsets),
             high_watermarks=dict(self.high_watermarks), offsets_at_as_of_ms=self.offsets_at_as_of_ms,
-            partitions=self.partitions,
+            partitions=self.partitions, stop_proven=self.stop_proven,
         )
 
     def end_offsets(self) -> dict[int, int]:
         """The next_offsets the replay ends at: max(start, stop) per partition."""
         return {p: max(self.start_offsets[p], self.stop_offsets[p]) for p in self.partitions}
+
+
+class StopFacts(Protocol):
+    """Facts about the log that prove where an as-of replay may stop (:class:`state.replay.logfacts.LogFacts`)."""
+
+    def extend(self, highs: Mapping[int, int]) -> None:
+        """Bring the facts up to ``highs`` (next_offsets, per partition)."""
+        ...
+
+    def stop_offset(self, partition: int, *, as_of_ms: int, high: int) -> int:
+        """The proven stop of ``partition`` for T = ``as_of_ms`` (``high`` when nothing is proven)."""
+        ...
 
 
 class OffsetSource(Protocol):
@@ -207,12 +219,13 @@ def plan_replay(
     *,
     mode: ReplayMode,
     as_of_ms: int | None,
-    max_lateness_ms: int,
+    facts: StopFacts | None = None,
 ) -> ReplayPlan:
     """Plan a replay of ``topic`` from its beginning; steps:
 
     1. partitions and (low, high) watermarks, captured now: the replay never reads past them;
-    2. the stop per partition, by mode (module docstring);
+    2. the stop per partition, by mode (module docstring); as of T, ``facts`` are first
+       brought up to the high watermarks (None: no facts, read to the high watermarks);
     3. start = 0 per partition. A low watermark above 0 means records were deleted, so a
        replay from offset zero cannot rebuild the view: :class:`ReplayError`.
     """
@@ -231,6 +244,7 @@ def plan_replay(
         )
     # Step 2
     at_as_of: dict[int, int] | None = None
+    proven = False
     if mode == "to-end":
         stop = dict(high)
     else:
@@ -238,10 +252,14 @@ def plan_replay(
         at_as_of = _found_or_high(source.offsets_for_times(topic, {p: as_of_ms + 1 for p in partitions}), high)
         if mode == "up-to":
             stop = dict(at_as_of)
+        elif facts is None:
+            stop = dict(high)
         else:
-            stop = _found_or_high(source.offsets_for_times(topic, {p: as_of_ms + max_lateness_ms + 1 for p in partitions}), high)
+            facts.extend(high)
+            stop = {p: facts.stop_offset(p, as_of_ms=as_of_ms, high=hi) for p, hi in high.items()}
+            proven = True
     return ReplayPlan(
-        topic=topic, mode=mode, as_of_ms=as_of_ms, max_lateness_ms=max_lateness_ms,
+        topic=topic, mode=mode, as_of_ms=as_of_ms,
         start_offsets={p: 0 for p in partitions}, stop_offsets=stop, high_watermarks=high,
-        offsets_at_as_of_ms=at_as_of, partitions=tuple(partitions),
+        offsets_at_as_of_ms=at_as_of, partitions=tuple(partitions), stop_proven=proven,
     )

@@ -110,9 +110,11 @@ class RichProgress:
         self._progress.update(self._total, completed=sum(self._read.values()), events=self._events)
 
     def stage(self, text: str) -> None:
-        """Show what happens now in the total line."""
+        """Show what happens now in the total line (before the bars start: a line of its own)."""
         if self._total is not None:
             self._progress.update(self._total, description=text)
+        else:
+            self._progress.console.print(text)
 
     def finish(self) -> None:
         """Stop the live display (the final state stays on screen)."""

@@ -11,11 +11,10 @@ from state.replay.engine import _watermark_ms
 from state.replay.output import MANIFEST_NAME, ReplayManifest, fold_fingerprint, read_manifest, write_manifest
 from state.replay.plan import ReplayPlan
 
-L = 1000
 
 
 def plan(mode: str, *, as_of: int | None, stop: dict[int, int], high: dict[int, int]) -> ReplayPlan:
-    return ReplayPlan(topic="t", mode=mode, as_of_ms=as_of, max_lateness_ms=L, start_offsets=dict.fromkeys(stop, 0),  # type: ignore[arg-type]
+    return ReplayPlan(topic="t", mode=mode, as_of_ms=as_of, start_offsets=dict.fromkeys(stop, 0),  # type: ignore[arg-type]
                       stop_offsets=stop, high_watermarks=high)
 
 
@@ -51,15 +50,14 @@ def test_fold_fingerprint_follows_the_fold_code(tmp_path: Path) -> None:
     assert fold_fingerprint(tmp_path) != fold_fingerprint(root)
 
 
-def test_watermark_of_an_as_of_replay_is_t_where_the_stop_was_found() -> None:
-    """Scenario: as of T=5000, partition 0 stopped at a found record, partition 1 read to its end up to ts 7000.
-    We expect min(T, 7000 - L - 1)."""
+def test_watermark_of_an_as_of_replay_is_t() -> None:
+    """Scenario: as of T=5000, one partition stopped early, one read to its end. We expect T: the stops are proven."""
     p = plan("as-of", as_of=5000, stop={0: 3, 1: 8}, high={0: 9, 1: 8})
     assert _watermark_ms(p, {0: 5500, 1: 7000}) == 5000
-    assert _watermark_ms(p, {0: 5500, 1: 5800}) == 5800 - L - 1
 
 
-def test_watermark_is_unknown_while_a_partition_with_records_was_not_read() -> None:
-    """Scenario: to the end, one partition with records but none read (and no found stop). We expect None."""
-    assert _watermark_ms(plan("to-end", as_of=None, stop={0: 5, 1: 5}, high={0: 5, 1: 5}), {0: 100}) is None
-    assert _watermark_ms(plan("to-end", as_of=None, stop={0: 5, 1: 0}, high={0: 5, 1: 0}), {0: 100}) == 100 - L - 1
+def test_watermark_to_the_end_is_the_greatest_timestamp_read_and_up_to_proves_nothing() -> None:
+    """Scenario: a replay to the end, then an up-to build. We expect the greatest timestamp read, then None."""
+    assert _watermark_ms(plan("to-end", as_of=None, stop={0: 5, 1: 5}, high={0: 5, 1: 5}), {0: 100, 1: 300}) == 300
+    assert _watermark_ms(plan("to-end", as_of=None, stop={0: 0}, high={0: 0}), {}) is None
+    assert _watermark_ms(plan("up-to", as_of=200, stop={0: 2}, high={0: 5}), {0: 100}) is None

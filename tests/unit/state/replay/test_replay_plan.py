@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
 
-from schemas.errors import ConfigError, ReplayError
+from schemas.errors import CodecError, ConfigError, ReplayError
+from state.replay.logfacts import LogFacts
 from state.replay.plan import parse_time_ms, plan_replay
 from state.replay.workers import split_partitions
 
-L = 1000  # max lateness, ms
+
+
+def facts_over(occurred: dict[int, list[int | None]], *, range_records: int) -> LogFacts:
+    """In-memory log facts over records whose values are their occurredAt (None: undecodable)."""
+    def read(ranges: Mapping[int, tuple[int, int]]) -> Iterator[tuple[int, int, bytes | None]]:
+        for p, (start, stop) in ranges.items():
+            for offset in range(start, stop):
+                t = occurred[p][offset]
+                yield p, offset, b"junk" if t is None else str(t).encode()
+    return LogFacts(None, read=read, decode=decode_time, range_records=range_records)
+
+
+def decode_time(value: bytes) -> dict[str, Any]:
+    """The fake codec: a value is its occurredAt in decimal; anything else does not decode."""
+    if not value.isdigit():
+        raise CodecError("not a number")
+    return {"envelope": {"occurredAt": int(value)}}
 
 
 class FakeLog:
@@ -37,38 +55,49 @@ class FakeLog:
 LOG = FakeLog({0: [100, 2000, 2500, 900, 3000, 5000], 1: [100, 200], 2: []})
 
 
-def test_as_of_reads_past_t_by_the_lateness_bound() -> None:
-    """Scenario: as of T=2000. We expect each partition to stop at the first record with ts >= T + L + 1, or its end."""
-    plan = plan_replay(LOG, "t", mode="as-of", as_of_ms=2000, max_lateness_ms=L)
-    # T + L + 1 = 3001: partition 0 stops before 5000 (offset 5), so 3000 (could hold an event at 2000) is read.
-    assert dict(plan.stop_offsets) == {0: 5, 1: 2, 2: 0}
+def test_as_of_without_facts_reads_to_the_high_watermarks() -> None:
+    """Scenario: as of T=2000 with no log facts. We expect every partition read to its end (exact, nothing proven)."""
+    plan = plan_replay(LOG, "t", mode="as-of", as_of_ms=2000)
+    assert dict(plan.stop_offsets) == {0: 6, 1: 2, 2: 0} and not plan.stop_proven
     assert dict(plan.offsets_at_as_of_ms or {}) == {0: 2, 1: 2, 2: 0}
 
 
-def test_as_of_bound_is_inclusive_of_t_plus_lateness() -> None:
-    """Scenario: a record exactly at T + L (could be an event at T arriving L late). We expect it read."""
-    log = FakeLog({0: [100, 3000, 3001]})
-    assert dict(plan_replay(log, "t", mode="as-of", as_of_ms=2000, max_lateness_ms=L).stop_offsets) == {0: 2}
+def test_as_of_with_facts_stops_where_they_prove_it_safe() -> None:
+    """Scenario: as of T=2000, one-record ranges, timestamps equal to occurredAt. We expect partition 0 to stop
+    after the late 900 (offset 3), not before it; partitions read to their ends otherwise."""
+    facts = facts_over({0: [100, 2000, 2500, 900, 3000, 5000], 1: [100, 200], 2: []}, range_records=1)
+    plan = plan_replay(LOG, "t", mode="as-of", as_of_ms=2000, facts=facts)
+    assert dict(plan.stop_offsets) == {0: 4, 1: 2, 2: 0} and plan.stop_proven
+
+
+def test_as_of_is_not_fooled_by_record_timestamps() -> None:
+    """Scenario: a record stamped hours ahead of its neighbours (offset 1), and one stamped by the wall clock
+    although it occurred at 1500 (offset 3). We expect the stop after offset 3: the facts judge by occurredAt."""
+    stamped = FakeLog({0: [100, 9_000_000, 1200, 1_800_000_000_000, 2500, 2600]})
+    occurred = {0: [100, 9_000_000, 1200, 1500, 2500, 2600]}
+    plan = plan_replay(stamped, "t", mode="as-of", as_of_ms=2000, facts=facts_over(occurred, range_records=1))
+    assert dict(plan.stop_offsets) == {0: 4}
+    assert dict(plan.offsets_at_as_of_ms or {}) == {0: 1}  # where a timestamp-based stop would have cut
 
 
 def test_to_end_stops_at_high_watermarks_and_up_to_before_the_first_record_after_t() -> None:
     """Scenario: the other two modes. We expect high watermarks, and offsets_for_times(T + 1)."""
-    assert dict(plan_replay(LOG, "t", mode="to-end", as_of_ms=None, max_lateness_ms=L).stop_offsets) == {0: 6, 1: 2, 2: 0}
+    assert dict(plan_replay(LOG, "t", mode="to-end", as_of_ms=None).stop_offsets) == {0: 6, 1: 2, 2: 0}
     # up to 2000: the record at 2000 is in (inclusive), 2500 is the first one after.
-    assert dict(plan_replay(LOG, "t", mode="up-to", as_of_ms=2000, max_lateness_ms=L).stop_offsets) == {0: 2, 1: 2, 2: 0}
-    assert dict(plan_replay(LOG, "t", mode="up-to", as_of_ms=1999, max_lateness_ms=L).stop_offsets) == {0: 1, 1: 2, 2: 0}
-    assert dict(plan_replay(LOG, "t", mode="up-to", as_of_ms=99, max_lateness_ms=L).stop_offsets) == {0: 0, 1: 0, 2: 0}
+    assert dict(plan_replay(LOG, "t", mode="up-to", as_of_ms=2000).stop_offsets) == {0: 2, 1: 2, 2: 0}
+    assert dict(plan_replay(LOG, "t", mode="up-to", as_of_ms=1999).stop_offsets) == {0: 1, 1: 2, 2: 0}
+    assert dict(plan_replay(LOG, "t", mode="up-to", as_of_ms=99).stop_offsets) == {0: 0, 1: 0, 2: 0}
 
 
 def test_a_log_that_lost_its_beginning_cannot_be_replayed() -> None:
     """Scenario: retention deleted the first records. We expect a ReplayError, not a silently partial view."""
     with pytest.raises(ReplayError, match="no longer holds its first records"):
-        plan_replay(FakeLog({0: [1, 2]}, low=1), "t", mode="to-end", as_of_ms=None, max_lateness_ms=L)
+        plan_replay(FakeLog({0: [1, 2]}, low=1), "t", mode="to-end", as_of_ms=None)
 
 
 def test_partitions_are_split_by_records_to_read() -> None:
     """Scenario: uneven partitions over two workers. We expect every non-empty partition once, loads balanced."""
-    plan = plan_replay(FakeLog({0: [1] * 10, 1: [1] * 6, 2: [1] * 5, 3: []}), "t", mode="to-end", as_of_ms=None, max_lateness_ms=L)
+    plan = plan_replay(FakeLog({0: [1] * 10, 1: [1] * 6, 2: [1] * 5, 3: []}), "t", mode="to-end", as_of_ms=None)
     groups = split_partitions(plan, 2)
     assert sorted(r.partition for g in groups for r in g) == [0, 1, 2]
     assert sorted(sum(r.stop - r.start for r in g) for g in groups) == [10, 11]
