@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, TopicPartition
 
 from pipelines.settings import RewindSettings
-from pipelines.workload import Workload, WorkloadConfig, generate, produce_workload
+from scripts.workload import Workload, WorkloadConfig, generate, produce_workload
 from schemas import CodecError, EventCodec
 
 __all__ = ["BenchTopic", "make_topic", "raw_consume_decode", "peak_rss_mb"]

@@ -77,7 +77,7 @@ class CountingStore:
 def produce(bootstrap: str, events: int) -> tuple[str, Any]:
     """Step 1: a workload of about ``events`` records (poison 0.5 %) on a fresh 12-partition topic."""
     from pipelines.settings import RewindSettings
-    from pipelines.workload import WorkloadConfig, generate, produce_workload
+    from scripts.workload import WorkloadConfig, generate, produce_workload
 
     sample = generate(WorkloadConfig(seed=1, orders=2000, days=3.0, poison_rate=0.005))
     per_order = len(sample.records) / 2000
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run every step and print the figures."""
     from pipelines.settings import RewindSettings
     from pipelines.topics import admin_client
-    from pipelines.workload import WorkloadConfig
+    from scripts.workload import WorkloadConfig
     from state.snapshots import new_snapshot_dir
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

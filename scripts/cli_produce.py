@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Produce a realistic order workload (interleaved lifecycles, late events, poison) and its oracle."""
         from pipelines.topics import check_reachable
-        from pipelines.workload import WorkloadConfig, generate, produce_workload, write_oracle
+        from scripts.workload import WorkloadConfig, generate, produce_workload, write_oracle
 
         settings = build_settings(orders_topic=orders_topic, max_lateness_ms=max_lateness_ms, kafka_bootstrap_servers=kafka_bootstrap_servers)
         check_reachable(settings.bootstrap(), timeout_s=settings.connect_timeout_s)

@@ -23,8 +23,8 @@ from pipelines.settings import RewindSettings
 from pipelines.topics import view_topic
 from pipelines.dlq import headers_to_dict
 from pipelines.readback import data_end_offsets, latest_by_key, read_to_end
-from pipelines.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
-from pipelines.workload.expected_views import (
+from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
+from scripts.workload.expected_views import (
     expected_customers,
     expected_order_status,
     expected_revenue_windows,

@@ -2,7 +2,7 @@
 
 Transcribed by hand, never imported from product code: the projection fold
 (pipelines/projections/order_lifecycle.py) and the generator's model
-(pipelines/workload/model.py) are each checked against this table.
+(scripts/workload/model.py) are each checked against this table.
 """
 
 #: (status before, event type) -> status after. A pair not listed is an impossible transition.

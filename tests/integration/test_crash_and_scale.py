@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.topics import view_topic
-from pipelines.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
-from pipelines.workload.expected_views import expected_customers, mismatched_keys
+from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
+from scripts.workload.expected_views import expected_customers, mismatched_keys
 from pipelines.live.supervisor import group_lag, group_members_with_partitions
 from tests.integration.support import (
     PipelineProcess,

@@ -11,8 +11,8 @@ import pytest
 
 from pipelines.dlq import headers_to_dict
 from pipelines.topics import view_topic
-from pipelines.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
-from pipelines.workload.expected_views import (
+from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
+from scripts.workload.expected_views import (
     DLQ_REASONS,
     expected_customers,
     expected_dead_letters,

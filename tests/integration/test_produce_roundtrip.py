@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
+from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
 from schemas import CodecError, EventCodec, UnknownSchemaError
 from tests.integration.support import isolated_settings, read_topic
 

@@ -25,8 +25,8 @@ from pipelines.dlq import headers_to_dict
 from pipelines.readback import read_to_end
 from pipelines.settings import RewindSettings
 from pipelines.topics import admin_client
-from pipelines.workload import Oracle, Workload, WorkloadConfig, generate, produce_workload, write_oracle
-from pipelines.workload.expected_views import expected_customers, expected_dead_letters, expected_order_status, expected_skus
+from scripts.workload import Oracle, Workload, WorkloadConfig, generate, produce_workload, write_oracle
+from scripts.workload.expected_views import expected_customers, expected_dead_letters, expected_order_status, expected_skus
 from schemas.errors import ReplayInterruptedError
 from scripts import cli_replay
 from state.replay import NullProgress, ReplayRequest, ReplayResult, run_replay

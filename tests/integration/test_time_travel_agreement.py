@@ -10,8 +10,8 @@ import pytest
 
 from pipelines.readback import data_end_offsets
 from pipelines.topics import view_topic
-from pipelines.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
-from pipelines.workload.expected_views import expected_customers, expected_order_status, mismatched_keys
+from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
+from scripts.workload.expected_views import expected_customers, expected_order_status, mismatched_keys
 from state.replay import ReplayRequest, run_replay
 from state.replica import Replica, view_topics
 from state.rocks_store import open_store

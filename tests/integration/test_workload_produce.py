@@ -7,7 +7,7 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 from pipelines.settings import RewindSettings
-from pipelines.workload import WorkloadConfig, generate, produce_workload
+from scripts.workload import WorkloadConfig, generate, produce_workload
 
 pytestmark = pytest.mark.integration
 

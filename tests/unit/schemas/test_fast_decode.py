@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.workload import WorkloadConfig, generate
+from scripts.workload import WorkloadConfig, generate
 from schemas.codec import EventCodec
 from schemas.errors import CodecError
 from schemas.fast_decode import FastDecoder

@@ -10,8 +10,8 @@ import pytest
 from pipelines.projections import Change, OrderTransition, order_step
 from pipelines.projections.order_lifecycle import OrderFoldResult
 from pipelines.projections.payments_daily import DAY_MS, PaymentsDailyProjection
-from pipelines.workload import Oracle, Workload, WorkloadConfig, generate, write_oracle
-from pipelines.workload.expected_views import expected_payments_daily, subset
+from scripts.workload import Oracle, Workload, WorkloadConfig, generate, write_oracle
+from scripts.workload.expected_views import expected_payments_daily, subset
 from schemas.codec import EventCodec
 from schemas.errors import CodecError
 

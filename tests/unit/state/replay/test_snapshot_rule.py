@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.projections import get_projection
-from pipelines.workload import WorkloadConfig, generate
+from scripts.workload import WorkloadConfig, generate
 from schemas.fast_decode import FastDecoder
 from state.replay.fold import OrderFolder, RawRecord
 from state.replay.orderrows import OrderRows

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from pipelines.workload import Oracle
+from scripts.workload import Oracle
 
 HOUR_MS = 3_600_000
 

@@ -9,10 +9,10 @@ Typical use (what ``rewind`` does)::
         oracle.order_status_as_of("ord-0000042", t_ms)
 """
 
-from pipelines.workload.encoding import FastEncoder
-from pipelines.workload.events import POISON_KINDS, Emitted, PoisonInfo, PoisonKind, build_event, build_payload
-from pipelines.workload.generator import DEFAULT_START_MS, Catalog, Workload, WorkloadConfig, generate
-from pipelines.workload.model import (
+from scripts.workload.encoding import FastEncoder
+from scripts.workload.events import POISON_KINDS, Emitted, PoisonInfo, PoisonKind, build_event, build_payload
+from scripts.workload.generator import DEFAULT_START_MS, Catalog, Workload, WorkloadConfig, generate
+from scripts.workload.model import (
     OPEN_EXCLUDED,
     TERMINAL,
     TRANSITIONS,
@@ -28,7 +28,7 @@ from pipelines.workload.model import (
     next_status,
     rejection_reason,
 )
-from pipelines.workload.oracle import (
+from scripts.workload.oracle import (
     CustomerRow,
     EventRow,
     Oracle,
@@ -40,7 +40,7 @@ from pipelines.workload.oracle import (
     SkuRow,
     write_oracle,
 )
-from pipelines.workload.producer import ProduceError, ProduceReport, produce_workload, producer_config
+from scripts.workload.producer import ProduceError, ProduceReport, produce_workload, producer_config
 
 __all__ = [
     # generation

@@ -25,13 +25,13 @@ from collections.abc import Sequence
 from random import Random
 from typing import TYPE_CHECKING
 
-from pipelines.workload.encoding import FastEncoder
-from pipelines.workload.events import POISON_KINDS, Emitted, PoisonInfo, build_event, new_uuid
-from pipelines.workload.model import Order, Status, illegal_event_types, next_status, rejection_reason
+from scripts.workload.encoding import FastEncoder
+from scripts.workload.events import POISON_KINDS, Emitted, PoisonInfo, build_event, new_uuid
+from scripts.workload.model import Order, Status, illegal_event_types, next_status, rejection_reason
 from schemas.codec import HEADER_LEN, MAGIC
 
 if TYPE_CHECKING:
-    from pipelines.workload.generator import WorkloadConfig
+    from scripts.workload.generator import WorkloadConfig
 
 __all__ = ["Poisoner"]
 

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from pipelines.workload import Emitted, Workload, WorkloadConfig, generate, next_status
+from scripts.workload import Emitted, Workload, WorkloadConfig, generate, next_status
 from schemas.codec import EventCodec
 from schemas.errors import ConfigError
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.workload import Oracle, OracleError, Workload
+from scripts.workload import Oracle, OracleError, Workload
 from schemas.codec import EventCodec
 from tests.lifecycle_spec import LIFECYCLE
 

@@ -8,8 +8,8 @@ from fastavro._write_py import BinaryEncoder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.workload import FastEncoder
-from pipelines.workload.encoding import avro_long, avro_string
+from scripts.workload import FastEncoder
+from scripts.workload.encoding import avro_long, avro_string
 from schemas.codec import EventCodec
 from schemas.registry import EVENT_TYPES
 

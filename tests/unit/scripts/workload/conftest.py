@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.workload import Workload, WorkloadConfig, generate, write_oracle
+from scripts.workload import Workload, WorkloadConfig, generate, write_oracle
 
 #: Seven days so that refunds (days after delivery) happen; poison on, a little more than the CLI's 1%.
 POISONED = WorkloadConfig(seed=11, orders=3000, days=7, poison_rate=0.03)

@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from pipelines.workload import Workload, next_status
+from scripts.workload import Workload, next_status
 from schemas.codec import EventCodec
 from schemas.errors import CodecError, UnknownSchemaError
 

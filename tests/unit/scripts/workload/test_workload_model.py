@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.workload import (
+from scripts.workload import (
     Ledger,
     LineItem,
     Order,
@@ -15,7 +15,7 @@ from pipelines.workload import (
     next_status,
     rejection_reason,
 )
-from pipelines.workload.model import TRANSITIONS
+from scripts.workload.model import TRANSITIONS
 from schemas.registry import EVENT_TYPES
 from tests.lifecycle_spec import LIFECYCLE
 

@@ -1,6 +1,6 @@
 """The oracle: what the workload's own model says, written to one SQLite file.
 
-It is written by the generator's lifecycle model (:class:`~pipelines.workload.model.Ledger`),
+It is written by the generator's lifecycle model (:class:`~scripts.workload.model.Ledger`),
 folding the emitted records one by one, never by projection code; the
 projections are tested against it. All times are epoch milliseconds (event
 time = occurredAt unless named otherwise), all money integer minor units.
@@ -50,8 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.gc_pause import gc_paused
-from pipelines.workload.generator import Workload
-from pipelines.workload.model import TIME_COLUMNS, Ledger, LineItem, Status
+from scripts.workload.generator import Workload
+from scripts.workload.model import TIME_COLUMNS, Ledger, LineItem, Status
 from schemas.errors import RewindError
 
 __all__ = [

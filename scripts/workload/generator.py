@@ -22,7 +22,7 @@ on does not change a single good event):
    0.1% of events at the defaults, not 0.5%. Events arriving after the end of
    the history are not emitted (orders still open "now" are realistic).
 4. Encode every event once (pre-encoded bytes are what the producer sends),
-   and let :class:`~pipelines.workload.poison.Poisoner` insert poison next to
+   and let :class:`~scripts.workload.poison.Poisoner` insert poison next to
    the records it is anchored at.
 5. One stable sort of all records by arrival: many orders interleave, each
    order's records stay in seq order.
@@ -41,10 +41,10 @@ from random import Random
 from types import MappingProxyType
 
 from pipelines.gc_pause import gc_paused
-from pipelines.workload.encoding import FastEncoder
-from pipelines.workload.events import Emitted, build_payload, new_uuid
-from pipelines.workload.model import LineItem, Order, Refund, RefundLine
-from pipelines.workload.poison import Poisoner
+from scripts.workload.encoding import FastEncoder
+from scripts.workload.events import Emitted, build_payload, new_uuid
+from scripts.workload.model import LineItem, Order, Refund, RefundLine
+from scripts.workload.poison import Poisoner
 from schemas.errors import ConfigError
 
 __all__ = ["WorkloadConfig", "Catalog", "Workload", "generate", "DEFAULT_START_MS"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from random import Random
 from typing import Any, Literal, NamedTuple
 
-from pipelines.workload.model import Order
+from scripts.workload.model import Order
 from schemas.codec import Event
 from schemas.registry import load_registry
 

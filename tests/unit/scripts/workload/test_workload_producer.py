@@ -9,8 +9,8 @@ import pytest
 
 from pipelines.settings import RewindSettings
 from pipelines.topics import ORDERS_TOPIC_CONFIG
-from pipelines.workload import ProduceError, Workload, WorkloadConfig, generate, produce_workload, producer_config
-from pipelines.workload import producer as producer_module
+from scripts.workload import ProduceError, Workload, WorkloadConfig, generate, produce_workload, producer_config
+from scripts.workload import producer as producer_module
 
 
 class FakeProducer:
