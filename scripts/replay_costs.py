@@ -158,7 +158,7 @@ def view_costs(view: str, topic: str, sample: list[Any], stops: dict[int, int], 
         costs["encode"] = 0.0
         messages: list[Any] = [out for out, _ in folded]
     else:
-        costs["encode"], messages = _best_cpu(lambda: [encode_order_rows(topic, out, before) for out, before in folded])
+        costs["encode"], messages = _best_cpu(lambda: [encode_order_rows(topic, out, before, view="order-status") for out, before in folded])
     costs["transfer"], received = _best_cpu(
         lambda: [pickle.loads(pickle.dumps(m, protocol=pickle.HIGHEST_PROTOCOL)) for m in messages]
     )

@@ -21,42 +21,13 @@ never matched:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
-
-from pipelines.projections import VIEW_NAMES
+from pipelines.projections import VIEW_NAMES, VIEW_SPECS, IndexKind, IndexSpec
 from schemas.errors import UnknownIndexError, UnknownViewError
 
 __all__ = ["IndexKind", "IndexSpec", "INDEXES", "indexes_of", "find_index", "check_view"]
 
-IndexKind = Literal["equality", "ranking"]
-
-
-@dataclass(frozen=True, slots=True)
-class IndexSpec:
-    """One secondary index: its public name, the row field it reads, and its kind."""
-
-    view: str
-    name: str
-    field: str
-    kind: IndexKind
-
-    def value_of(self, row: Mapping[str, Any]) -> str | int | None:
-        """The index value of ``row``, or None when the row has no (usable) value: then it is not indexed."""
-        raw = row.get(self.field)
-        if self.kind == "equality":
-            return None if raw is None else str(raw)
-        # bool is an int in Python; a flag is not a ranking.
-        return raw if isinstance(raw, int) and not isinstance(raw, bool) else None
-
-
-INDEXES: dict[str, tuple[IndexSpec, ...]] = {
-    "order-status": (IndexSpec("order-status", "status", "status", "equality"),),
-    "customer-summary": (IndexSpec("customer-summary", "lifetimeValue", "lifetimeValueMinor", "ranking"),),
-    "product-sales": (IndexSpec("product-sales", "revenue", "revenueMinor", "ranking"),),
-    "revenue-hourly": (IndexSpec("revenue-hourly", "revenue", "revenueMinor", "ranking"),),
-}
+#: The indexes of every view, from the views' own declarations (:class:`~pipelines.projections.ViewSpec`).
+INDEXES: dict[str, tuple[IndexSpec, ...]] = {name: spec.indexes for name, spec in VIEW_SPECS.items()}
 
 
 def check_view(view: str) -> None:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
-from pipelines.projections import Change, get_projection
+from pipelines.projections import Change, get_projection, view_spec
 from schemas.errors import InvalidUpdateError
 from state import keys as K
 from state.contracts import ViewUpdate
@@ -51,9 +51,8 @@ from state.records import (
     encode_version,
 )
 
-__all__ = ["ApplyCounts", "KeyApplier", "append_row_versions", "ORDER_STATUS", "CORRECTION_ORDER_ID"]
+__all__ = ["ApplyCounts", "KeyApplier", "append_row_versions", "CORRECTION_ORDER_ID"]
 
-ORDER_STATUS = "order-status"
 #: orderId of a correction change (sorts before every real orderId at the same time).
 CORRECTION_ORDER_ID = ""
 
@@ -179,7 +178,7 @@ class KeyApplier:
     def apply_group(self, view: str, key: str, updates: Sequence[ViewUpdate]) -> int:
         """Write the effect of ``updates`` (all for ``view``/``key``, in arrival order); return how many applied."""
         rk = _RowKeys(view, key)
-        if view == ORDER_STATUS:
+        if not view_spec(view).rekeyed:  # a row per order: each update is the whole row
             return self._apply_rows(view, key, rk, updates)
         return self._apply_changes(view, key, rk, updates)
 

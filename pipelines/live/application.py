@@ -29,7 +29,7 @@ from quixstreams.models.serializers import Serializer
 from pipelines.live.row_cache import RowCache
 from pipelines.live.stats import PipelineStats
 from pipelines.live.steps import OrderStep, RekeyedStep
-from pipelines.projections import get_projection
+from pipelines.projections import get_projection, view_spec
 from pipelines.settings import RewindSettings
 from pipelines.topics import DLQ_TOPIC_CONFIG, VIEW_TOPIC_CONFIG, check_reachable, view_topic
 
@@ -111,7 +111,7 @@ def build_pipeline(
     state_dir: Path | None = None,
     guarantee: Literal["exactly-once", "at-least-once"] | None = None,
     progress_interval_s: float = 10.0,
-    grace_ms: int = 600_000,
+    grace_ms: int | None = None,
     commit_interval_s: float | None = None,
 ) -> LivePipeline:
     """Build (not run) the Quix application for ``view``; raises UnknownViewError / BrokerUnreachableError."""
@@ -127,7 +127,7 @@ def build_pipeline(
         if stats.due(interval_s=progress_interval_s):
             stats.log_progress(lag=lag_probe.lag())
 
-    rekeyed = view != "order-status"
+    rekeyed = view_spec(view).rekeyed
     order_step = OrderStep(projection, stats, rekeyed=rekeyed, rows=RowCache(max_rows=settings.live_row_cache_rows))
     app = _RewindApplication(
         on_partitions_moved=order_step.partitions_moved,

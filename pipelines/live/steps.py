@@ -39,7 +39,7 @@ STREAM_TIME_KEY = "streamTime"
 PARTITION_STATE_PREFIX = b"\x00rewind:partition"
 
 
-def view_record(view: str, change: Change, row: dict[str, Any], source: list[Any]) -> dict[str, Any]:
+def view_record(view: str, change: Change, row: dict[str, Any], source: list[Any], *, rekeyed: bool) -> dict[str, Any]:
     """The value published to ``view.<name>``.
 
     ``row`` is the new row; ``validFrom`` when it became valid (the row's max event time);
@@ -54,7 +54,7 @@ def view_record(view: str, change: Change, row: dict[str, Any], source: list[Any
         "key": change.key,
         "row": row,
         "validFrom": row.get("validFrom", change.valid_from_ms),
-        "change": {"orderId": change.order_id, "seq": change.seq, "validFrom": change.valid_from_ms, "delta": change.delta if view != "order-status" else None},
+        "change": {"orderId": change.order_id, "seq": change.seq, "validFrom": change.valid_from_ms, "delta": change.delta if rekeyed else None},
         "source": {"topic": source[0], "partition": source[1], "offset": source[2]},
     }
 
@@ -142,7 +142,7 @@ class OrderStep:
             return out
         for change in changes:
             stats.view_updates += 1
-            out.append(view_record(self._projection.name, change, self._projection.apply(None, change), source))
+            out.append(view_record(self._projection.name, change, self._projection.apply(None, change), source, rekeyed=False))
         return out
 
 
@@ -182,4 +182,4 @@ class RekeyedStep:
         row = self._projection.apply(state.get(row_key), change)
         state.set(row_key, row)
         self._stats.view_updates += 1
-        return [view_record(self._projection.name, change, row, value["src"])]
+        return [view_record(self._projection.name, change, row, value["src"], rekeyed=True)]

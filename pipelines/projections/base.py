@@ -4,11 +4,11 @@ Every view is derived in two steps, and both live and replay drivers run them:
 
 1. The *order fold* (:mod:`pipelines.projections.order_lifecycle`) validates an event
    against its order's state: it skips a seq already applied (duplicate), rejects an
-   impossible transition or a gap (dead letter), and otherwise yields an
-   :class:`OrderTransition` (the order row before and after).
-2. Each projection turns a transition into zero or more :class:`Change` records
-   keyed by its view key (``changes``), and folds each change into the view row
-   for that key (``apply``).
+   impossible transition or a gap (dead letter), and otherwise yields the order's
+   new row.
+2. Each projection turns the transition (event, new order row) into zero or more
+   keyed deltas (``deltas``; the kernel tags them as :class:`Change` records), and
+   folds each change into the view row for that key (``apply``).
 
 Re-keyed views (customer, sku, currency) therefore never see an invalid or
 duplicate event: step 1 runs per order, where seq order is known.
@@ -16,45 +16,23 @@ duplicate event: step 1 runs per order, where seq order is known.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-__all__ = ["Row", "OrderTransition", "Change", "Projection", "FoldOutcome", "changes_of"]
+__all__ = ["Row", "Change", "Projection", "FoldOutcome", "ViewKind", "IndexKind", "IndexSpec", "ViewSpec"]
 
 #: A view row: a JSON-serialisable dict (it is stored in RocksDB and published to a view topic).
 Row = dict[str, Any]
 
 FoldOutcome = Literal["applied", "duplicate", "rejected"]
 
+#: ``per-order``: one row per order, keyed by orderId (the order fold's partitioning is the
+#: view's). ``rekeyed``: rows keyed by another field, merging changes from every partition.
+ViewKind = Literal["per-order", "rekeyed"]
 
-@dataclass(frozen=True, slots=True)
-class OrderTransition:
-    """One accepted event and the order's row before (None for OrderPlaced) and after it."""
-
-    event: Mapping[str, Any]
-    before: Row | None
-    after: Row
-
-    @property
-    def order_id(self) -> str:
-        """The aggregate id."""
-        return self.after["orderId"]
-
-    @property
-    def seq(self) -> int:
-        """The accepted event's per-order sequence number."""
-        return self.after["lastSeq"]
-
-    @property
-    def event_type(self) -> str:
-        """The accepted event's type."""
-        return self.event["envelope"]["eventType"]
-
-    @property
-    def occurred_at_ms(self) -> int:
-        """The accepted event's own event time (may step back within an order)."""
-        return self.event["envelope"]["occurredAt"]
+#: ``equality``: rows whose field equals a value. ``ranking``: rows ordered by an integer field.
+IndexKind = Literal["equality", "ranking"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,28 +56,16 @@ class Change:
         return cls(data["key"], data["delta"], data["orderId"], data["seq"], data["validFrom"])
 
 
-def changes_of(deltas: Sequence[tuple[str, Row]], after: Row) -> tuple[Change, ...]:
-    """The :class:`Change` of each (key, delta), tagged with the order row's (orderId, lastSeq, validFrom)."""
-    return tuple(Change(key, delta, after["orderId"], after["lastSeq"], after["validFrom"]) for key, delta in deltas)
-
-
 class Projection(Protocol):
-    """A view: a name, how transitions map to keyed changes, and a pure fold per key."""
+    """A view's fold: how an accepted order transition maps to keyed deltas, and a pure fold per key."""
 
     name: str
     #: What the view is keyed by, for docs and the CLI ("orderId", "customerId", ...).
     key_field: str
 
-    def changes(self, transition: OrderTransition) -> Iterable[Change]:
-        """The keyed changes one accepted order transition makes to this view (often none).
-
-        Exactly :meth:`deltas`, each tagged with the order row's (orderId, lastSeq, validFrom).
-        """
-        ...
-
     def deltas(self, event: Mapping[str, Any], after: Row) -> Sequence[tuple[str, Row]]:
-        """(view key, delta) of each change the transition to ``after`` by ``event`` makes:
-        :meth:`changes` without the objects (replay's hot loop calls this)."""
+        """(view key, delta) of each change the transition to order row ``after`` by ``event``
+        makes (often none). Pure; the kernel tags each with the row's (orderId, lastSeq, validFrom)."""
         ...
 
     def apply(self, row: Row | None, change: Change) -> Row:
@@ -109,3 +75,50 @@ class Projection(Protocol):
         event time folded into the row so far, so it never decreases per key.
         """
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSpec:
+    """One secondary index: its view, public name, the row field it reads, and its kind."""
+
+    view: str
+    name: str
+    field: str
+    kind: IndexKind
+
+    def value_of(self, row: Mapping[str, Any]) -> str | int | None:
+        """The index value of ``row``, or None when the row has no (usable) value: then it is not indexed."""
+        raw = row.get(self.field)
+        if self.kind == "equality":
+            return None if raw is None else str(raw)
+        # bool is an int in Python; a flag is not a ranking.
+        return raw if isinstance(raw, int) and not isinstance(raw, bool) else None
+
+
+@dataclass(frozen=True, slots=True)
+class ViewSpec:
+    """A view, declared once: everything the live pipeline, the replay, the store and the
+    query side need to know about it. Each projection module declares its ``SPEC``; the
+    registry (:mod:`pipelines.projections`) lists them.
+
+    ``build(grace_ms)`` makes the fold (``grace_ms`` is None for the view's default).
+    ``window_ms``/``grace_ms`` (windowed views only, else None): the tumbling window and how
+    long after its end a change is still on time (the late rule is :mod:`pipelines.kernel`'s).
+    """
+
+    name: str
+    key_field: str
+    kind: ViewKind
+    build: Callable[[int | None], Projection]
+    indexes: tuple[IndexSpec, ...] = ()
+    window_ms: int | None = None
+    grace_ms: int | None = None
+
+    @property
+    def rekeyed(self) -> bool:
+        """True when rows merge changes from every partition (keyed by something else than orderId)."""
+        return self.kind == "rekeyed"
+
+    def projection(self, *, grace_ms: int | None = None) -> Projection:
+        """A new fold object for this view."""
+        return self.build(grace_ms)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipelines.projections.base import Change, OrderTransition, Row, changes_of
+from pipelines.projections.base import Change, IndexSpec, Row, ViewSpec
 from pipelines.projections.counters import add_counters
 
-__all__ = ["CustomerSummaryProjection"]
+__all__ = ["CustomerSummaryProjection", "SPEC"]
 
 
 def _identity(customer_id: str) -> Row:
@@ -40,10 +40,6 @@ class CustomerSummaryProjection:
     name = "customer-summary"
     key_field = "customerId"
 
-    def changes(self, transition: OrderTransition) -> Iterable[Change]:
-        """At most one change per transition, keyed by the order's customer."""
-        return changes_of(self.deltas(transition.event, transition.after), transition.after)
-
     def deltas(self, event: Mapping[str, Any], after: Row) -> Sequence[tuple[str, Row]]:
         """At most one delta, keyed by the order's customer."""
         delta_of = _DELTAS.get(event["envelope"]["eventType"])
@@ -54,3 +50,10 @@ class CustomerSummaryProjection:
     def apply(self, row: Row | None, change: Change) -> Row:
         """Add the change's counters to the customer's row."""
         return add_counters(row, change, identity=_identity)
+
+
+SPEC = ViewSpec(
+    name=CustomerSummaryProjection.name, key_field=CustomerSummaryProjection.key_field, kind="rekeyed",
+    build=lambda _grace_ms: CustomerSummaryProjection(),
+    indexes=(IndexSpec(CustomerSummaryProjection.name, "lifetimeValue", "lifetimeValueMinor", "ranking"),),
+)

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.projections.base import FoldOutcome, OrderTransition, Row
+from pipelines.projections.base import FoldOutcome, Row
 
-__all__ = ["STATUS_AFTER", "TIMESTAMP_FIELD", "OPEN_STATUSES", "OrderFoldResult", "fold_order_event", "order_step"]
+__all__ = ["STATUS_AFTER", "TIMESTAMP_FIELD", "OPEN_STATUSES", "OrderFoldResult", "order_step"]
 
 #: (status before, event type) -> status after. A missing pair is an impossible transition.
 STATUS_AFTER: dict[tuple[str | None, str], str] = {
@@ -47,15 +47,13 @@ OPEN_STATUSES = frozenset({"PLACED", "PAYMENT_AUTHORIZED", "PAYMENT_FAILED", "IN
 
 @dataclass(frozen=True, slots=True)
 class OrderFoldResult:
-    """What folding one event into its order gave.
-
-    ``outcome`` is "applied" (``transition`` set), "duplicate" (seq already applied:
-    a counted no-op) or "rejected" (``reason`` says why; the event goes to the DLQ
-    and the order row is unchanged, so the real event with that seq is still accepted).
+    """Why folding one event into its order did not apply it: ``outcome`` is "duplicate"
+    (seq already applied: a counted no-op) or "rejected" (``reason`` says why; the event
+    goes to the DLQ and the order row is unchanged, so the real event with that seq is
+    still accepted). An applied event gives the new row instead (:func:`order_step`).
     """
 
     outcome: FoldOutcome
-    transition: OrderTransition | None = None
     reason_class: str | None = None
     reason: str | None = None
 
@@ -81,11 +79,13 @@ DUPLICATE = OrderFoldResult("duplicate")
 
 
 def order_step(row: Row | None, event: Mapping[str, Any]) -> Row | OrderFoldResult:
-    """:func:`fold_order_event` without the result objects: the new order row when the event
-    applies, else the duplicate or rejected :class:`OrderFoldResult`.
+    """Fold one decoded event into its order row (None before OrderPlaced): the new order
+    row when the event applies, else the duplicate or rejected :class:`OrderFoldResult`.
 
-    Replay's hot loop calls this (building a result and a transition per event cost a
-    third of its fold); :func:`fold_order_event` wraps it, so both decide identically.
+    Seq order is the truth: seq <= lastSeq is a duplicate; seq > lastSeq + 1 is a gap
+    (rejected); the transition must be in :data:`STATUS_AFTER`. ``validFrom`` of the new
+    row is max(previous validFrom, occurredAt), per ../shared/DESIGN.md "Time, precisely".
+    A new row is built per event; ``row`` is never mutated.
     """
     env = event["envelope"]
     seq = env["seq"]
@@ -113,16 +113,3 @@ def order_step(row: Row | None, event: Mapping[str, Any]) -> Row | OrderFoldResu
         after["refundedMinor"] = after["refundedMinor"] + event["amountMinor"]
         after["refundedItems"] = [dict(line) for line in event["items"]]
     return after
-
-
-def fold_order_event(row: Row | None, event: Mapping[str, Any]) -> OrderFoldResult:
-    """Fold one decoded event into its order row (None before OrderPlaced).
-
-    Seq order is the truth: seq <= lastSeq is a duplicate; seq > lastSeq + 1 is a gap
-    (rejected); the transition must be in :data:`STATUS_AFTER`. ``validFrom`` of the new
-    row is max(previous validFrom, occurredAt), per ../shared/DESIGN.md "Time, precisely".
-    """
-    step = order_step(row, event)
-    if isinstance(step, OrderFoldResult):
-        return step
-    return OrderFoldResult("applied", transition=OrderTransition(event=event, before=row, after=step))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipelines.projections.base import Change, OrderTransition, Row, changes_of
+from pipelines.projections.base import Change, IndexSpec, Row, ViewSpec
 
-__all__ = ["OrderStatusProjection"]
+__all__ = ["OrderStatusProjection", "SPEC"]
 
 
 class OrderStatusProjection:
@@ -16,10 +16,6 @@ class OrderStatusProjection:
     name = "order-status"
     key_field = "orderId"
 
-    def changes(self, transition: OrderTransition) -> Iterable[Change]:
-        """Every accepted event replaces the order's row."""
-        return changes_of(self.deltas(transition.event, transition.after), transition.after)
-
     def deltas(self, event: Mapping[str, Any], after: Row) -> Sequence[tuple[str, Row]]:
         """The order's new row, keyed by its orderId."""
         return ((after["orderId"], after),)
@@ -27,3 +23,10 @@ class OrderStatusProjection:
     def apply(self, row: Row | None, change: Change) -> Row:
         """The new row is the order fold's row (already validated and seq-checked)."""
         return dict(change.delta)
+
+
+SPEC = ViewSpec(
+    name=OrderStatusProjection.name, key_field=OrderStatusProjection.key_field, kind="per-order",
+    build=lambda _grace_ms: OrderStatusProjection(),
+    indexes=(IndexSpec(OrderStatusProjection.name, "status", "status", "equality"),),
+)

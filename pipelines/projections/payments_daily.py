@@ -9,13 +9,13 @@ the order's currency. Not windowed: a day row accepts changes whenever they arri
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipelines.projections.base import Change, OrderTransition, Row, changes_of
+from pipelines.projections.base import Change, IndexSpec, Row, ViewSpec
 from pipelines.projections.counters import add_counters
 
-__all__ = ["PaymentsDailyProjection", "DAY_MS"]
+__all__ = ["PaymentsDailyProjection", "DAY_MS", "SPEC"]
 
 DAY_MS = 86_400_000
 
@@ -50,10 +50,6 @@ class PaymentsDailyProjection:
     name = "payments-daily"
     key_field = "currency:dayStart"
 
-    def changes(self, transition: OrderTransition) -> Iterable[Change]:
-        """At most one change per transition, in the day of the event's own time."""
-        return changes_of(self.deltas(transition.event, transition.after), transition.after)
-
     def deltas(self, event: Mapping[str, Any], after: Row) -> Sequence[tuple[str, Row]]:
         """At most one delta, keyed by the order's currency and the day of the event's own time."""
         env = event["envelope"]
@@ -62,7 +58,7 @@ class PaymentsDailyProjection:
             return ()
         occurred_at = env["occurredAt"]
         # The day is the event's own time; the change becomes visible (valid_from) when
-        # the order's running max event time does (changes_of), like every other view.
+        # the order's running max event time does (Verdict.changes in pipelines.kernel), like every other view.
         return ((f"{after['currency']}:{occurred_at - occurred_at % DAY_MS}", delta_of(event, after)),)
 
     def partition_key(self, change: Change) -> str:
@@ -72,3 +68,10 @@ class PaymentsDailyProjection:
     def apply(self, row: Row | None, change: Change) -> Row:
         """Add the change's counters to its day's row."""
         return add_counters(row, change, identity=_identity)
+
+
+SPEC = ViewSpec(
+    name=PaymentsDailyProjection.name, key_field=PaymentsDailyProjection.key_field, kind="rekeyed",
+    build=lambda _grace_ms: PaymentsDailyProjection(),
+    indexes=(IndexSpec(PaymentsDailyProjection.name, "authorized", "authorizedMinor", "ranking"),),
+)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipelines.projections.base import Change, OrderTransition, Row, changes_of
+from pipelines.projections.base import Change, IndexSpec, Row, ViewSpec
 from pipelines.projections.counters import add_counters
 
-__all__ = ["ProductSalesProjection"]
+__all__ = ["ProductSalesProjection", "SPEC"]
 
 
 def _identity(sku: str) -> Row:
@@ -52,10 +52,6 @@ class ProductSalesProjection:
     name = "product-sales"
     key_field = "sku"
 
-    def changes(self, transition: OrderTransition) -> Iterable[Change]:
-        """One change per affected line; lines of one order with the same sku are merged."""
-        return changes_of(self.deltas(transition.event, transition.after), transition.after)
-
     def deltas(self, event: Mapping[str, Any], after: Row) -> Sequence[tuple[str, Row]]:
         """One delta per affected sku (lines of one order with the same sku merged)."""
         merged: dict[str, Row] = {}
@@ -68,3 +64,10 @@ class ProductSalesProjection:
     def apply(self, row: Row | None, change: Change) -> Row:
         """Add the change's counters to the SKU's row."""
         return add_counters(row, change, identity=_identity)
+
+
+SPEC = ViewSpec(
+    name=ProductSalesProjection.name, key_field=ProductSalesProjection.key_field, kind="rekeyed",
+    build=lambda _grace_ms: ProductSalesProjection(),
+    indexes=(IndexSpec(ProductSalesProjection.name, "revenue", "revenueMinor", "ranking"),),
+)

@@ -9,15 +9,16 @@ Revenue is recognised at OrderDelivered (+ order total) and reduced at RefundIss
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipelines.projections.base import Change, OrderTransition, Row, changes_of
+from pipelines.projections.base import Change, IndexSpec, Row, ViewSpec
 from pipelines.projections.counters import add_counters
 
-__all__ = ["RevenueHourlyProjection", "HOUR_MS"]
+__all__ = ["RevenueHourlyProjection", "HOUR_MS", "DEFAULT_GRACE_MS", "SPEC"]
 
 HOUR_MS = 3_600_000
+DEFAULT_GRACE_MS = 600_000
 
 
 class RevenueHourlyProjection:
@@ -26,17 +27,13 @@ class RevenueHourlyProjection:
     name = "revenue-hourly"
     key_field = "currency:windowStart"
 
-    def __init__(self, *, window_ms: int = HOUR_MS, grace_ms: int = 600_000) -> None:
+    def __init__(self, *, window_ms: int = HOUR_MS, grace_ms: int = DEFAULT_GRACE_MS) -> None:
         self.window_ms = window_ms
         self.grace_ms = grace_ms
 
     def window_start(self, timestamp_ms: int) -> int:
         """Start (inclusive) of the window holding ``timestamp_ms``."""
         return timestamp_ms - timestamp_ms % self.window_ms
-
-    def changes(self, transition: OrderTransition) -> Iterable[Change]:
-        """Deliveries add the order total, refunds subtract their amount, in the event's own window."""
-        return changes_of(self.deltas(transition.event, transition.after), transition.after)
 
     def deltas(self, event: Mapping[str, Any], after: Row) -> Sequence[tuple[str, Row]]:
         """At most one delta, keyed by currency and the window of the event's own time."""
@@ -49,7 +46,7 @@ class RevenueHourlyProjection:
         else:
             return ()
         # The window is the event's own time; the change becomes visible (valid_from) when
-        # the order's running max event time does (changes_of), like every other view.
+        # the order's running max event time does (Verdict.changes in pipelines.kernel), like every other view.
         return ((f"{after['currency']}:{self.window_start(env['occurredAt'])}", delta),)
 
     def partition_key(self, change: Change) -> str:
@@ -81,3 +78,11 @@ class RevenueHourlyProjection:
             "refunds": 0,
             "validFrom": None,
         }
+
+
+SPEC = ViewSpec(
+    name=RevenueHourlyProjection.name, key_field=RevenueHourlyProjection.key_field, kind="rekeyed",
+    build=lambda grace_ms: RevenueHourlyProjection(grace_ms=DEFAULT_GRACE_MS if grace_ms is None else grace_ms),
+    indexes=(IndexSpec(RevenueHourlyProjection.name, "revenue", "revenueMinor", "ranking"),),
+    window_ms=HOUR_MS, grace_ms=DEFAULT_GRACE_MS,
+)

@@ -6,6 +6,7 @@ Used by the integration tests and the main job to compare live views with the or
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from scripts.workload import Oracle
@@ -93,8 +94,10 @@ def mismatched_keys(view_records: dict[str, dict[str, Any]], expected: dict[str,
 DAY_MS = 86_400_000
 
 
-def expected_payments_daily(oracle: Oracle) -> dict[str, dict[str, Any]]:
-    """Payments per ``<currency>:<UTC day start>`` of each good payment event's own occurredAt.
+def expected_payments_daily(oracle: Oracle, *, as_of_ms: int | None = None) -> dict[str, dict[str, Any]]:
+    """Payments per ``<currency>:<UTC day start>`` of each good payment event's own occurredAt
+    (as of ``as_of_ms``, inclusive: only each order's longest seq prefix whose occurredAt are
+    all <= it; None: every good event).
 
     From the oracle's tables alone: the currency and total are the order's (``orders``); an
     authorization is for the order total (the generator's PaymentAuthorized carries exactly
@@ -104,9 +107,14 @@ def expected_payments_daily(oracle: Oracle) -> dict[str, dict[str, Any]]:
     orders = {o.order_id: (o.currency, o.total_minor) for o in oracle.final_orders()}
     fields = {"PaymentAuthorized": "authorized", "PaymentFailed": "failed", "RefundIssued": "refunded"}
     days: dict[str, dict[str, Any]] = {}
-    for event in oracle.events():
+    good = sorted((e for e in oracle.events() if e.poison_kind is None), key=lambda e: (e.order_id, e.seq))
+    cut: set[str] = set()
+    for event in good:
+        if as_of_ms is not None and (event.order_id in cut or event.occurred_at_ms > as_of_ms):
+            cut.add(event.order_id)
+            continue
         field = fields.get(event.event_type or "")
-        if event.poison_kind is not None or field is None:
+        if field is None:
             continue
         currency, total = orders[event.order_id]
         start = event.occurred_at_ms - event.occurred_at_ms % DAY_MS
@@ -119,3 +127,17 @@ def expected_payments_daily(oracle: Oracle) -> dict[str, dict[str, Any]]:
         row[f"{field}Count"] += 1
         row[f"{field}Minor"] += -event.ltv_delta_minor if field == "refunded" else total
     return days
+
+
+def late_revenue(oracle: Oracle, late_events: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Revenue per ``<currency>:<hour start>`` of events dead-lettered as ``LateEvent`` (their
+    decoded records): a delivery adds its order's total, a refund subtracts its amount. Added to
+    the revenue-hourly windows, it must give :func:`expected_revenue_windows`."""
+    orders = {o.order_id: (o.currency, o.total_minor) for o in oracle.final_orders()}
+    out: dict[str, int] = {}
+    for event in late_events:
+        envelope = event["envelope"]
+        currency, total = orders[envelope["orderId"]]
+        key = f"{currency}:{envelope['occurredAt'] - envelope['occurredAt'] % HOUR_MS}"
+        out[key] = out.get(key, 0) + (total if envelope["eventType"] == "OrderDelivered" else -event["amountMinor"])
+    return out

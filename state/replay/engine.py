@@ -104,7 +104,8 @@ class ReplayRequest:
     workers: int = 2
     snapshots_root: Path | None = None
     dlq_topic: str | None = None
-    grace_ms: int = 600_000
+    #: Windowed views: how long after a window ends changes still count (None: the view's default).
+    grace_ms: int | None = None
     #: Records per worker batch. Order-status batches carry encoded store writes (~0.9 kB a
     #: record), and up to WorkerPool's queue bound of them wait in the parent: 5k keeps that
     #: near 20 MB (measured: 20k batches and a queue of 16 cost ~700 MB more peak RSS, same speed).

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple, Protocol
 
 from pipelines.dlq import DeadLetter
 from pipelines.kernel import CUT, process_record
-from pipelines.projections import Change, Projection, Row
+from pipelines.projections import Change, Projection, Row, view_spec
 from schemas.codec import Event
 from state.replay.orderrows import OrderRows
 
@@ -50,7 +50,7 @@ __all__ = [
 
 def is_rekeyed(view: str) -> bool:
     """True when the view's key is not the orderId, so its rows merge changes from every partition."""
-    return view != "order-status"
+    return view_spec(view).rekeyed
 
 
 def replay_pipeline_name(view: str) -> str:

@@ -1,6 +1,6 @@
-"""Order-status store writes, encoded in the replay worker that folded the orders.
+"""Store writes of a per-order view (order-status), encoded in the replay worker that folded the orders.
 
-An order-status row is keyed by orderId, so one worker folds every version of it, and
+A per-order view's row is keyed by orderId, so one worker folds every version of it, and
 the row the store holds as its latest version is the row the worker's fold had before
 (a snapshot's store and fold state hold the same rows). The worker can therefore encode
 the store's writes without reading the database, and the parent, the single writer,
@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from pipelines.projections import Row
 from state.records import encode_version_fields
-from state.rocks_apply import ORDER_STATUS, append_row_versions
+from state.rocks_apply import append_row_versions
 
 __all__ = ["EncodedWrites", "RecordingBatch", "encode_order_rows"]
 
@@ -59,9 +59,9 @@ class RecordingBatch:
 
 
 def encode_order_rows(
-    topic: str, changes: Iterable[tuple[Any, ...]], rows_before: Mapping[str, Row | None]
+    topic: str, changes: Iterable[tuple[Any, ...]], rows_before: Mapping[str, Row | None], *, view: str
 ) -> EncodedWrites:
-    """The store writes of one worker batch of order-status ``changes``
+    """The store writes of one worker batch of per-order ``view``'s ``changes``
     (:class:`~state.replay.fold.FoldedChange` tuples; the payload is the new order row).
 
     ``rows_before``: each changed order's row before the batch (None: new), which is the
@@ -87,5 +87,5 @@ def encode_order_rows(
     batch = RecordingBatch()
     for key, new in versions.items():
         before = rows_before[key]
-        append_row_versions(batch, ORDER_STATUS, key, None if before is None else (before["validFrom"], before), new)
+        append_row_versions(batch, view, key, None if before is None else (before["validFrom"], before), new)
     return EncodedWrites(batch.ops, source_ends, updates)

@@ -72,7 +72,7 @@ class WorkerSpec:
     view: str
     ranges: tuple[PartitionRange, ...]
     as_of_ms: int | None
-    grace_ms: int = 600_000
+    grace_ms: int | None = None
     seed_fold_dir: str | None = None
     #: Where this worker spills order rows (see :mod:`state.replay.orderrows`); None: keeps them in memory.
     spill_dir: str | None = None
@@ -201,7 +201,7 @@ def _fold(spec: WorkerSpec, rows: OrderRows, *, should_stop: Callable[[], bool])
         if spec.encode_rows:
             folder.rows_before = {}
             folder.fold(records, out)
-            writes = encode_order_rows(spec.topic, out, folder.rows_before)
+            writes = encode_order_rows(spec.topic, out, folder.rows_before, view=spec.view)
             yield EncodedBatch(spec.worker_id, writes, dict(reader.next_offsets), dict(reader.max_timestamp_ms), len(records))
             continue
         folder.fold(records, out)

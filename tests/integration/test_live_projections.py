@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -11,14 +10,17 @@ import pytest
 
 from pipelines.dlq import headers_to_dict
 from pipelines.topics import view_topic
+from schemas.codec import EventCodec
 from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
 from scripts.workload.expected_views import (
     DLQ_REASONS,
     expected_customers,
     expected_dead_letters,
     expected_order_status,
+    expected_payments_daily,
     expected_revenue_windows,
     expected_skus,
+    late_revenue,
     mismatched_keys,
     subset,
 )
@@ -33,7 +35,7 @@ from tests.integration.support import (
 
 pytestmark = pytest.mark.integration
 
-VIEWS = ("order-status", "customer-summary", "product-sales", "revenue-hourly")
+VIEWS = ("order-status", "customer-summary", "product-sales", "revenue-hourly", "payments-daily")
 
 
 def _mismatches(actual: dict, expected: dict) -> list:
@@ -61,9 +63,10 @@ def ran(produced: tuple) -> dict:
     with Oracle.open(oracle_path) as oracle:
         expected = {
             "order-status": expected_order_status(oracle), "customer-summary": expected_customers(oracle),
-            "product-sales": expected_skus(oracle),
+            "product-sales": expected_skus(oracle), "payments-daily": expected_payments_daily(oracle),
         }
         expected_windows = expected_revenue_windows(oracle)
+
     procs = {v: PipelineProcess.start(settings, v, group=f"{settings.orders_topic}-{v}", state_dir=tmp / v, log_dir=tmp / "logs")
              for v in VIEWS}
     bootstrap = settings.bootstrap()
@@ -79,7 +82,7 @@ def ran(produced: tuple) -> dict:
             topic = view_topic(view, prefix=settings.view_topic_prefix)
             wait_until(lambda: not _mismatches(latest_rows(bootstrap, topic), exp) or not procs[view].alive(),
                        timeout_s=120, what=f"{view} to match the oracle", interval_s=2)
-        wait_until(lambda: _revenue_with_late(settings)[0] == _nonzero(expected_windows), timeout_s=120,
+        wait_until(lambda: _revenue_with_late(settings, oracle_path)[0] == _nonzero(expected_windows), timeout_s=120,
                    what="revenue-hourly windows + late events to match the oracle", interval_s=2)
         stats = {v: procs[v].terminate() for v in VIEWS}
     finally:
@@ -95,15 +98,16 @@ def test_views_equal_the_oracle(produced: tuple, ran: dict) -> None:
     with Oracle.open(oracle_path) as oracle:
         checks = {
             "order-status": expected_order_status(oracle), "customer-summary": expected_customers(oracle),
-            "product-sales": expected_skus(oracle),
+            "product-sales": expected_skus(oracle), "payments-daily": expected_payments_daily(oracle),
         }
         windows = expected_revenue_windows(oracle)
+
     for view, expected in checks.items():
         actual = latest_rows(settings.bootstrap(), view_topic(view, prefix=settings.view_topic_prefix))
         assert set(actual) == set(expected), view
         assert not _mismatches(actual, expected), f"{view}: {_mismatches(actual, expected)[:3]}"
     # Revenue windows: what the windows hold plus what was dead-lettered as late must equal the oracle exactly.
-    revenue, late = _revenue_with_late(settings)
+    revenue, late = _revenue_with_late(settings, oracle_path)
     assert revenue == _nonzero(windows)
     assert late == ran["revenue-hourly"]["late"]
 
@@ -112,14 +116,15 @@ def _nonzero(windows: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in windows.items() if v}
 
 
-def _revenue_with_late(settings) -> tuple[dict[str, int], int]:  # type: ignore[no-untyped-def]
-    """Window revenue from view.revenue-hourly plus the revenue of late events in the DLQ, and the late count."""
+def _revenue_with_late(settings, oracle_path: Path) -> tuple[dict[str, int], int]:  # type: ignore[no-untyped-def]
+    """Window revenue from view.revenue-hourly plus the revenue of the late events in the DLQ, and the late count."""
     topic = view_topic("revenue-hourly", prefix=settings.view_topic_prefix)
     revenue = {k: v["row"]["revenueMinor"] for k, v in latest_rows(settings.bootstrap(), topic).items()}
-    late = [json.loads(m.value()) for m in read_topic(settings.bootstrap(), settings.dlq_topic)
+    late = [EventCodec().decode(m.value()) for m in read_topic(settings.bootstrap(), settings.dlq_topic)
             if headers_to_dict(m.headers()).get("rewind.reason.class") == "LateEvent"]
-    for record in late:
-        revenue[record["key"]] = revenue.get(record["key"], 0) + record["revenueMinor"]
+    with Oracle.open(oracle_path) as oracle:
+        for key, amount in late_revenue(oracle, late).items():
+            revenue[key] = revenue.get(key, 0) + amount
     return _nonzero(revenue), len(late)
 
 

@@ -26,7 +26,13 @@ from pipelines.readback import read_to_end
 from pipelines.settings import RewindSettings
 from pipelines.topics import admin_client
 from scripts.workload import Oracle, Workload, WorkloadConfig, generate, produce_workload, write_oracle
-from scripts.workload.expected_views import expected_customers, expected_dead_letters, expected_order_status, expected_skus
+from scripts.workload.expected_views import (
+    expected_customers,
+    expected_dead_letters,
+    expected_order_status,
+    expected_payments_daily,
+    expected_skus,
+)
 from schemas.errors import ReplayInterruptedError
 from scripts import cli_replay
 from state.replay import NullProgress, ReplayRequest, ReplayResult, run_replay
@@ -176,6 +182,29 @@ def test_snapshot_started_replay_equals_replay_from_zero(log: Log, tmp_path: Pat
     # Before T0 the snapshot holds versions that are not visible yet: not usable, so from zero.
     early = replay(log, tmp_path / "early", "customer-summary", mode="as-of", as_of_ms=t0 - 3_600_000, snapshots_root=snapshots)
     assert early.snapshot is None
+
+
+def test_payments_daily_replays_from_zero_and_as_of_t_like_the_oracle(log: Log, tmp_path: Path) -> None:
+    """Scenario: the fifth view, declared in one module, replayed to the end and as of two times by two workers.
+    We expect every day row to be the oracle's, as of T too, and its ranking index to rank days by authorized amount."""
+    expected = expected_payments_daily(log.oracle)
+    assert len(expected) > 5
+    result = replay(log, tmp_path / "pd", "payments-daily", workers=2)
+    got = current_rows(result.output, "payments-daily", sorted(expected))
+    assert {k: subset(got[k], v) for k, v in expected.items()} == expected
+    store = open_store(result.output / "view", read_only=True)
+    try:
+        top = [r.key for r in store.scan_index("payments-daily", "authorized", limit=3)]
+    finally:
+        store.close()
+    by_amount = sorted(expected, key=lambda k: (-expected[k]["authorizedMinor"], k))[:3]
+    assert top == by_amount
+    rng = random.Random(11)
+    for i, t in enumerate(CONFIG.start_ms + rng.randrange(CONFIG.end_ms - CONFIG.start_ms) for _ in range(2)):
+        as_of = expected_payments_daily(log.oracle, as_of_ms=t)
+        built = replay(log, tmp_path / f"pd-{i}", "payments-daily", mode="as-of", as_of_ms=t, workers=2)
+        got_t = current_rows(built.output, "payments-daily", sorted(set(expected)))
+        assert {k: subset(r, expected[k]) for k, r in got_t.items() if r is not None} == as_of, f"as of {t}"
 
 
 def test_as_of_replay_equals_the_oracle_for_many_t(log: Log, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from confluent_kafka import Producer
 from fastapi.testclient import TestClient
 
 from pipelines.live.steps import view_record
-from pipelines.projections import Change, get_projection
+from pipelines.projections import Change, get_projection, view_spec
 from pipelines.topics import VIEW_TOPIC_CONFIG, ensure_topic
 from state.http_api import create_app
 from state.query import QueryService
@@ -52,7 +52,7 @@ class ViewProducer:
         projection = get_projection(view)
         row = projection.apply(self._rows.get((view, change.key)), change)  # the live fold, in arrival order
         self._rows[(view, change.key)] = row
-        record = view_record(view, change, row, ["orders", 0, source_offset])
+        record = view_record(view, change, row, ["orders", 0, source_offset], rekeyed=view_spec(view).rekeyed)
         value = orjson.dumps({k: v for k, v in record.items() if k != "t"})
         self._producer.produce(self._topic_of[view], key=change.key.encode(), value=value, timestamp=record["validFrom"],
                                on_delivery=self._delivered)

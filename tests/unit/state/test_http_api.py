@@ -40,10 +40,11 @@ def client(store: RocksStore) -> TestClient:
 
 
 def test_views_lists_every_view_with_indexes(client: TestClient) -> None:
-    """Scenario: GET /views. We expect the four views, their key fields and indexes, and the position."""
+    """Scenario: GET /views. We expect the five views, their key fields and indexes, and the position."""
     body = client.get("/views").json()
     by_name = {v["view"]: v for v in body["views"]}
-    assert set(by_name) == {"order-status", "customer-summary", "product-sales", "revenue-hourly"}
+    assert set(by_name) == {"order-status", "customer-summary", "product-sales", "revenue-hourly", "payments-daily"}
+    assert by_name["payments-daily"]["key_field"] == "currency:dayStart"
     assert by_name["order-status"]["indexes"] == [{"name": "status", "field": "status", "kind": "equality"}]
     assert body["position"][ORDER_TOPIC] == {"0": 3}
 

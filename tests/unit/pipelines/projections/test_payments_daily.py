@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.projections import Change, OrderTransition, order_step
+from pipelines.kernel import Verdict
+from pipelines.projections import Change, order_step
 from pipelines.projections.order_lifecycle import OrderFoldResult
 from pipelines.projections.payments_daily import DAY_MS, PaymentsDailyProjection
 from scripts.workload import Oracle, Workload, WorkloadConfig, generate, write_oracle
@@ -58,18 +59,19 @@ def test_other_events_change_nothing(event_type: str) -> None:
     """Scenario: each non-payment event type. We expect no delta and no change."""
     e = event(event_type, DAY + 1)
     assert VIEW.deltas(e, AFTER) == ()
-    assert tuple(VIEW.changes(_transition(e))) == ()
+    assert _changes(e) == ()
 
 
-def _transition(e: dict) -> OrderTransition:
-    return OrderTransition(event=e, before=None, after=AFTER)
+def _changes(e: dict) -> tuple[Change, ...]:
+    """The kernel's changes of ``e`` applied to an order whose row becomes AFTER."""
+    return Verdict("applied", None, event=e, after=AFTER, deltas=VIEW.deltas(e, AFTER)).changes()
 
 
 def test_changes_are_tagged_with_the_order_row() -> None:
     """Scenario: a PaymentAuthorized whose clock stepped back (occurredAt before the row's validFrom).
     We expect its change keyed by its own day but valid from the row's validFrom, with the row's (orderId, lastSeq)."""
     e = event("PaymentAuthorized", DAY - 1, paymentId="p", amountMinor=1300, currency="EUR")
-    [change] = VIEW.changes(_transition(e))
+    [change] = _changes(e)
     assert change == Change(f"EUR:{DAY - DAY_MS}", {"authorizedCount": 1, "authorizedMinor": 1300}, "o-1", 2, DAY + 5000)
     assert VIEW.partition_key(change) == "EUR"
 

@@ -56,7 +56,7 @@ def _replay(path: Path, log: list[RawRecord], batch: int, *, encoded: bool, rows
         if encoded:
             folder.rows_before = {}
             folder.fold(chunk, out)
-            sink.add_encoded(encode_order_rows(TOPIC, out, folder.rows_before), next_offsets, {})
+            sink.add_encoded(encode_order_rows(TOPIC, out, folder.rows_before, view="order-status"), next_offsets, {})
         else:
             folder.fold(chunk, out)
             sink.add(out, next_offsets, {})
