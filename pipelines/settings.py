@@ -45,7 +45,10 @@ class RewindSettings(BaseSettings):
         default=600_000,
         ge=0,
         validation_alias=_env("REWIND_MAX_LATENESS_MS"),
-        description="A speed hint, never an answer: how late events usually arrive (replay of counter views holds changes this long to write them in event-time order; the workload generator's lateness).",
+        description=(
+            "A speed hint, never an answer: how late events usually arrive (replay of counter views holds "
+            "changes this long to write them in event-time order; the workload generator's lateness)."
+        ),
     )
     guarantee: Literal["exactly-once", "at-least-once"] = Field(
         default="exactly-once", validation_alias=_env("REWIND_GUARANTEE")

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, TopicPartition
 
 from pipelines.settings import RewindSettings
-from scripts.workload import Workload, WorkloadConfig, generate, produce_workload
 from schemas import CodecError, EventCodec
+from scripts.workload import Workload, WorkloadConfig, generate, produce_workload
 
 __all__ = ["BenchTopic", "make_topic", "raw_consume_decode", "peak_rss_mb"]
 

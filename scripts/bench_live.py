@@ -151,7 +151,7 @@ def run_quix_floor(settings: RewindSettings, state_dir: Path) -> float:
     return clock.rate()
 
 
-def _instance(settings: RewindSettings, group: str, state_dir: Path, results: "multiprocessing.Queue[tuple[int, float, float]]") -> None:
+def _instance(settings: RewindSettings, group: str, state_dir: Path, results: multiprocessing.Queue[tuple[int, float, float]]) -> None:
     pipeline = build_pipeline(settings, "order-status", group_id=group, state_dir=state_dir, guarantee="exactly-once", progress_interval_s=60)
     stats = run_pipeline(pipeline, idle_timeout_s=IDLE_S + 3)  # longer: the first member idles while the group rebalances
     results.put((stats.events_in, stats.first_event_at or 0.0, stats.last_event_at or 0.0))

@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from scripts.bench_synthetic import T0, order_status_updates  # noqa: E402
 from state.contracts import ViewUpdate  # noqa: E402
 from state.rocks_store import open_store  # noqa: E402
-from scripts.bench_synthetic import T0, order_status_updates  # noqa: E402
 
 TOPIC = "view.order-status"
 
@@ -123,7 +123,7 @@ def bench_http(path: Path, *, queries: int, orders: int, versions: int) -> dict[
                 break
             except OSError:
                 if time.monotonic() > deadline or child.poll() is not None:
-                    raise SystemExit("query server did not start")
+                    raise SystemExit("query server did not start") from None
                 time.sleep(0.05)
         targets = _targets(queries, orders=orders, versions=versions, seed=2)
         samples = []

@@ -29,7 +29,9 @@ def register(app: typer.Typer) -> None:
         orders: int = typer.Option(10_000, min=0, help="How many orders to simulate (about 5 events each)."),
         seed: int = typer.Option(0, help="Random seed; the same seed and options give byte-identical events."),
         rate: float = typer.Option(None, min=0.001, help="Cap on events per second (default: as fast as possible)."),
-        poison_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of extra poison records (bad bytes, unknown schema, impossible transition, duplicate)."),
+        poison_rate: float = typer.Option(0.0, min=0.0, max=1.0, help=(
+            "Share of extra poison records (bad bytes, unknown schema, impossible transition, duplicate)."
+        )),
         late_rate: float = typer.Option(0.02, min=0.0, max=1.0, help="Share of events that arrive late (out of event-time order)."),
         days: float = typer.Option(3.0, min=0.01, help="Length of the simulated history in days."),
         start: str = typer.Option(None, help="Start of the simulated history (ISO-8601 with zone, or epoch ms). Default: a fixed date."),

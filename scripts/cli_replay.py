@@ -33,21 +33,37 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def replay(
         name: str = typer.Argument(..., help="View to rebuild: order-status, customer-summary, product-sales, revenue-hourly."),
-        from_offset: int = typer.Option(0, "--from-offset", min=0, help="Fold from this offset of every partition; only 0 is supported (a usable snapshot may seed the fold, with the same result)."),
-        as_of: str = typer.Option(None, "--as-of", help="Reconstruct the view as of this time (inclusive): ISO-8601 with a zone, or epoch ms. Default: up to the current end of the log."),
-        into: Path = typer.Option(None, "--into", help="Build the new view directory here (must not exist). Default: a new generation under <state-dir>/views/NAME/."),
-        swap: bool = typer.Option(False, "--swap", help="When built, serve it as NAME: atomic flip of <views-dir>/NAME/current; the old one stays as 'previous'."),
-        replay_dlq_topic: str = typer.Option(None, "--dlq-topic", help="Also write dead letters to this topic. Default: count them only (the live pipeline has written them once already)."),
-        workers: int = typer.Option(None, "--workers", min=0, help="Fold processes, partitions split among them. Default: one per CPU core; 0: fold in this process."),
+        from_offset: int = typer.Option(0, "--from-offset", min=0, help=(
+            "Fold from this offset of every partition; only 0 is supported (a usable snapshot may seed the fold, with the same result)."
+        )),
+        as_of: str = typer.Option(None, "--as-of", help=(
+            "Reconstruct the view as of this time (inclusive): ISO-8601 with a zone, or epoch ms. Default: up to the current end of the log."
+        )),
+        into: Path = typer.Option(None, "--into", help=(
+            "Build the new view directory here (must not exist). Default: a new generation under <state-dir>/views/NAME/."
+        )),
+        swap: bool = typer.Option(False, "--swap", help=(
+            "When built, serve it as NAME: atomic flip of <views-dir>/NAME/current; the old one stays as 'previous'."
+        )),
+        replay_dlq_topic: str = typer.Option(None, "--dlq-topic", help=(
+            "Also write dead letters to this topic. Default: count them only (the live pipeline has written them once already)."
+        )),
+        workers: int = typer.Option(None, "--workers", min=0, help=(
+            "Fold processes, partitions split among them. Default: one per CPU core; 0: fold in this process."
+        )),
         snapshots: bool = typer.Option(True, "--snapshots/--no-snapshots", help="Start from the newest usable snapshot (same result, less to read)."),
         snapshots_dir: Path = typer.Option(None, "--snapshots-dir", help="Where snapshots live. Default: <state-dir>/snapshots."),
         views_dir: Path = typer.Option(None, "--views-dir", help="Where served view directories live. Default: <state-dir>/views."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar (events/s, per-partition offsets, ETA) on stderr."),
         state_dir: Path = setting_option("state_dir", "State directory (views and snapshots live under it)."),
         orders_topic: str = setting_option("orders_topic", "Source topic of order events."),
-        max_lateness_ms: int = setting_option("max_lateness_ms", "Speed hint only (how long counter views hold changes to write them in event-time order); never changes an answer."),
+        max_lateness_ms: int = setting_option("max_lateness_ms", (
+            "Speed hint only (how long counter views hold changes to write them in event-time order); never changes an answer."
+        )),
         kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
-        keep_generations: int = setting_option("replay_keep_generations", "With --swap: keep the newest N generations of NAME on disk, delete older ones (never the served one or 'previous').", "--keep-generations"),
+        keep_generations: int = setting_option("replay_keep_generations", (
+            "With --swap: keep the newest N generations of NAME on disk, delete older ones (never the served one or 'previous')."
+        ), "--keep-generations"),
     ) -> None:
         """Fold the orders log into a new directory of view NAME (every version), optionally as of T, optionally swap it in.
 
@@ -55,8 +71,7 @@ def register(app: typer.Typer) -> None:
         2. close and fsync it; 3. rename DIR.tmp -> DIR; 4. with --swap, flip <views-dir>/NAME/current to DIR.
         """
         from schemas.errors import ConfigError
-        from state.replay import ReplayRequest, new_generation_dir, parse_time_ms
-        from state.replay import swap_view
+        from state.replay import ReplayRequest, new_generation_dir, parse_time_ms, swap_view
 
         if from_offset != 0:
             raise ConfigError("--from-offset: only 0 is supported (a fold that starts mid-log has no order state; snapshots give the speed-up)")
@@ -98,8 +113,13 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def snapshot(
         name: str = typer.Argument(..., help="View whose replay output to snapshot."),
-        at: str = typer.Option(None, "--at", help="Build the snapshot by replaying every record before offsets_for_times(T + 1) (ISO-8601 with zone, or epoch ms); it then seeds every as-of replay at or after T."),
-        source: Path = typer.Option(None, "--from", help="Replay output directory to snapshot (default: the served one, <views-dir>/NAME/current). Ignored with --at."),
+        at: str = typer.Option(None, "--at", help=(
+            "Build the snapshot by replaying every record before offsets_for_times(T + 1) (ISO-8601 with zone, or epoch ms); "
+            "it then seeds every as-of replay at or after T."
+        )),
+        source: Path = typer.Option(None, "--from", help=(
+            "Replay output directory to snapshot (default: the served one, <views-dir>/NAME/current). Ignored with --at."
+        )),
         snapshots_dir: Path = typer.Option(None, "--snapshots-dir", help="Where snapshots live. Default: <state-dir>/snapshots."),
         views_dir: Path = typer.Option(None, "--views-dir", help="Where served view directories live. Default: <state-dir>/views."),
         workers: int = typer.Option(None, "--workers", min=0, help="With --at: fold processes (default: one per CPU core)."),

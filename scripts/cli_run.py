@@ -23,7 +23,9 @@ def register(app: typer.Typer) -> None:
         dlq_topic: str = setting_option("dlq_topic", "Dead-letter topic."),
         view_topic_prefix: str = setting_option("view_topic_prefix", "Prefix of the view.<name> output topic."),
         kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
-        grace_ms: int = typer.Option(None, min=0, help="Windowed views (revenue-hourly): how long after a window ends changes still count, ms. Default: the view's own (10 min)."),
+        grace_ms: int = typer.Option(None, min=0, help=(
+            "Windowed views (revenue-hourly): how long after a window ends changes still count, ms. Default: the view's own (10 min)."
+        )),
         idle_timeout_s: float = typer.Option(0.0, min=0, help="Stop after this many seconds without new messages (0: run until SIGTERM/SIGINT)."),
         progress_interval_s: float = typer.Option(10.0, min=0.1, help="Seconds between progress lines (events/s, lag per partition)."),
     ) -> None:

@@ -8,20 +8,20 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
 
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.dlq import headers_to_dict
 from pipelines.live.supervisor import PipelineChild, group_lag
 from pipelines.projections import VIEW_NAMES
+from pipelines.readback import data_end_offsets, latest_by_key, read_to_end
 from pipelines.settings import RewindSettings
 from pipelines.topics import view_topic
-from pipelines.dlq import headers_to_dict
-from pipelines.readback import data_end_offsets, latest_by_key, read_to_end
+from schemas import CodecError, EventCodec, RewindError
 from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
 from scripts.workload.expected_views import (
     expected_customers,
@@ -32,7 +32,6 @@ from scripts.workload.expected_views import (
     late_revenue,
     mismatched_keys,
 )
-from schemas import CodecError, EventCodec, RewindError
 
 __all__ = ["MainJob", "MainJobFailed"]
 
@@ -52,7 +51,7 @@ class MainJob:
     seed: int = 42
     poison_rate: float = 0.01
     console: Console = field(default_factory=lambda: Console(stderr=False))
-    run_id: str = field(default_factory=lambda: "demo-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"))
+    run_id: str = field(default_factory=lambda: "demo-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
     failures: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -146,7 +145,7 @@ class MainJob:
         for view, exp in expected.items():
             rows: dict = {}
 
-            def mismatched() -> list[str]:
+            def mismatched(rows: dict = rows, view: str = view, exp: dict = exp) -> list[str]:
                 rows.clear()
                 rows.update(latest_by_key(bootstrap, view_topic(view, prefix=prefix)))
                 return mismatched_keys(rows, exp)
@@ -208,7 +207,7 @@ class MainJob:
             replayed.close()
             truth = oracle.order_as_of(order.order_id, at_ms)
             answers = [a.row["status"] if a else None for a in (replica_answer, replay_answer)] + [str(truth.status) if truth else None]
-            table.add_row(label, datetime.fromtimestamp(at_ms / 1000, timezone.utc).isoformat(timespec="seconds"), *map(str, answers))
+            table.add_row(label, datetime.fromtimestamp(at_ms / 1000, UTC).isoformat(timespec="seconds"), *map(str, answers))
             self.check(len(set(answers)) == 1, f"{order.order_id} {label}: all three say {answers[2]}")
         store.close()
         self.console.print(table)

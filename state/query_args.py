@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from schemas.errors import InvalidPositionError, InvalidTimestampError
@@ -56,7 +56,7 @@ def parse_timestamp(text: str | int) -> int:
         ) from None
     if moment.tzinfo is None:
         raise InvalidTimestampError(f"timestamp {text!r} has no zone: add Z or an offset such as +01:00")
-    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     # Integer arithmetic: floats would round 15:00:00.001 to the wrong millisecond.
     return (delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds) // 1000
 
@@ -64,7 +64,7 @@ def parse_timestamp(text: str | int) -> int:
 def format_iso(ms: int) -> str:
     """ISO-8601 UTC with milliseconds and a Z, e.g. ``2026-11-21T15:00:00.000Z``."""
     seconds, millis = divmod(ms, 1000)
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
 
 

@@ -22,7 +22,7 @@ def open_rdict(path: Path, options: Options, *, read_only: bool, error: type[Rew
             return Rdict(str(path), options, access_type=AccessType.read_only(False))
         path.mkdir(parents=True, exist_ok=True)
         return Rdict(str(path), options)
-    except Exception as exc:  # noqa: BLE001 - see docstring
+    except Exception as exc:  # rocksdict raises a plain Exception, see the docstring
         raise error(f"cannot open {what} {path}: {exc}") from exc
 
 
@@ -35,5 +35,5 @@ def save_options(path: Path, options: Options, *, error: type[RewindError], what
     """
     try:
         Rdict(str(path), options, column_families={"default": options}).close()
-    except Exception as exc:  # noqa: BLE001 - see open_rdict
+    except Exception as exc:  # rocksdict raises a plain Exception, see open_rdict
         raise error(f"cannot reopen {what} {path}: {exc}") from exc

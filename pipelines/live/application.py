@@ -23,8 +23,8 @@ from typing import Any, Literal
 from confluent_kafka import Consumer, TopicPartition
 from quixstreams import Application
 from quixstreams.models import TopicConfig
-from quixstreams.state.rocksdb import RocksDBOptions
 from quixstreams.models.serializers import Serializer
+from quixstreams.state.rocksdb import RocksDBOptions
 
 from pipelines.live.row_cache import RowCache
 from pipelines.live.stats import PipelineStats
@@ -100,7 +100,7 @@ class LivePipeline:
     app: Application
     stats: PipelineStats
     view: str
-    lag_probe: "_LagProbe"
+    lag_probe: _LagProbe
 
 
 def build_pipeline(
@@ -208,7 +208,7 @@ class _LagProbe:
                 for partition in list(self.positions):
                     try:
                         _, high = consumer.get_watermark_offsets(TopicPartition(self._topic, partition), timeout=2.0)
-                    except Exception:  # noqa: BLE001 - lag is best-effort telemetry, never a reason to stop
+                    except Exception:  # lag is best-effort telemetry, never a reason to stop
                         continue
                     self._high[partition] = high
         finally:

@@ -51,7 +51,7 @@ class Change:
         return {"key": self.key, "delta": self.delta, "orderId": self.order_id, "seq": self.seq, "validFrom": self.valid_from_ms}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Change":
+    def from_dict(cls, data: Mapping[str, Any]) -> Change:
         """Inverse of :meth:`to_dict`."""
         return cls(data["key"], data["delta"], data["orderId"], data["seq"], data["validFrom"])
 

@@ -25,11 +25,13 @@ from scripts.kafka_local.config import new_cluster_id, render_server_properties
 from scripts.kafka_local.errors import KafkaLocalError
 from scripts.kafka_local.jars import fetch_jars
 from scripts.kafka_local.lifecycle import down, status, up
-from scripts.kafka_local.paths import HOST, KAFKA_VERSION, LOG4J2_TEMPLATE, POM_FILE, PROJECT_ROOT, LocalKafkaPaths
+from scripts.kafka_local.paths import KAFKA_VERSION, LOG4J2_TEMPLATE, PROJECT_ROOT, LocalKafkaPaths
 from scripts.kafka_local.readiness import wait_until_ready
 
 __all__ = [
     "KAFKA_VERSION",
+    "LOG4J2_TEMPLATE",
+    "PROJECT_ROOT",
     "KafkaLocalError",
     "LocalKafkaPaths",
     "down",

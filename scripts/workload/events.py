@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from random import Random
 from typing import Any, Literal, NamedTuple
 
-from scripts.workload.model import Order
 from schemas.codec import Event
 from schemas.registry import load_registry
+from scripts.workload.model import Order
 
 __all__ = ["PoisonKind", "POISON_KINDS", "PoisonInfo", "Emitted", "new_uuid", "build_event", "build_payload"]
 

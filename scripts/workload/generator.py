@@ -41,11 +41,11 @@ from random import Random
 from types import MappingProxyType
 
 from pipelines.gc_pause import gc_paused
+from schemas.errors import ConfigError
 from scripts.workload.encoding import FastEncoder
 from scripts.workload.events import Emitted, build_payload, new_uuid
 from scripts.workload.model import LineItem, Order, Refund, RefundLine
 from scripts.workload.poison import Poisoner
-from schemas.errors import ConfigError
 
 __all__ = ["WorkloadConfig", "Catalog", "Workload", "generate", "DEFAULT_START_MS"]
 

@@ -50,9 +50,9 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.gc_pause import gc_paused
+from schemas.errors import RewindError
 from scripts.workload.generator import Workload
 from scripts.workload.model import TIME_COLUMNS, Ledger, LineItem, Status
-from schemas.errors import RewindError
 
 __all__ = [
     "ORACLE_SCHEMA_VERSION",
@@ -432,6 +432,6 @@ def _order_row(row: tuple[Any, ...]) -> OrderRow:
         currency=currency,
         items=tuple((i["sku"], i["quantity"], i["unitPriceMinor"]) for i in json.loads(items)),
         last_seq=last_seq,
-        times_ms=dict(zip(_TIME_COLUMNS, times)),
+        times_ms=dict(zip(_TIME_COLUMNS, times, strict=True)),
         refunded_minor=refunded,
     )

@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from random import Random
 from typing import TYPE_CHECKING
 
+from schemas.codec import HEADER_LEN, MAGIC
 from scripts.workload.encoding import FastEncoder
 from scripts.workload.events import POISON_KINDS, Emitted, PoisonInfo, build_event, new_uuid
 from scripts.workload.model import Order, Status, illegal_event_types, next_status, rejection_reason
-from schemas.codec import HEADER_LEN, MAGIC
 
 if TYPE_CHECKING:
     from scripts.workload.generator import WorkloadConfig

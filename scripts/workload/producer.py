@@ -33,9 +33,9 @@ from rich.text import Text
 
 from pipelines.settings import RewindSettings
 from pipelines.topics import ORDERS_TOPIC_CONFIG, ensure_topic
+from schemas.errors import ConfigError, RewindError
 from scripts.workload.events import Emitted
 from scripts.workload.generator import Workload
-from schemas.errors import ConfigError, RewindError
 
 __all__ = ["ProduceError", "ProduceReport", "producer_config", "produce_workload"]
 

@@ -145,7 +145,7 @@ class FoldCounters:
     #: Stream time per partition at the end of the fold (the kernel's step 2).
     stream_time_ms: dict[int, int] = field(default_factory=dict)
 
-    def add(self, other: "FoldCounters | Mapping[str, Any]") -> None:
+    def add(self, other: FoldCounters | Mapping[str, Any]) -> None:
         """Add another worker's counts into these."""
         data = other if isinstance(other, Mapping) else other.as_dict()
         for name in ("events_in", "applied", "duplicates", "dead_lettered", "beyond_as_of", "changes", "late"):

@@ -84,7 +84,7 @@ class FoldStateDB:
         data = self._db.get(_ORDER + _U32.pack(partition) + order_id.encode())
         return None if data is None else orjson.loads(data)
 
-    def copy_order_rows(self, source: "FoldStateDB") -> None:
+    def copy_order_rows(self, source: FoldStateDB) -> None:
         """Store (replace) every order row of ``source``, as it is stored there."""
         self._write(source._scan(_ORDER))
 

@@ -95,7 +95,7 @@ class ReplayManifest:
         return json.dumps(data, indent=2, sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> "ReplayManifest":
+    def from_json(cls, data: bytes) -> ReplayManifest:
         """Inverse of :meth:`to_json`; ReplayError for another format or missing fields."""
         try:
             raw = json.loads(data)

@@ -95,7 +95,7 @@ class ReplayPlan:
         parts = self.partitions if partition is None else (partition,)
         return sum(max(0, self.stop_offsets[p] - self.start_offsets[p]) for p in parts)
 
-    def with_start(self, start_offsets: Mapping[int, int]) -> "ReplayPlan":
+    def with_start(self, start_offsets: Mapping[int, int]) -> ReplayPlan:
         """The same plan starting at ``start_offsets`` (a snapshot's next offsets).
 
         A start beyond the stop (a snapshot taken further than this replay reads) means

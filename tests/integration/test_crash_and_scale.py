@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.live.supervisor import group_lag, group_members_with_partitions
 from pipelines.topics import view_topic
 from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
 from scripts.workload.expected_views import expected_customers, mismatched_keys
-from pipelines.live.supervisor import group_lag, group_members_with_partitions
 from tests.integration.support import (
     PipelineProcess,
     committed_total,
@@ -57,7 +57,8 @@ def test_kill_9_three_times_then_views_equal_the_oracle(kafka_bootstrap: str, tm
         proc = PipelineProcess.start(settings, VIEW, group=group, state_dir=tmp_path / "state", log_dir=tmp_path / "logs")
         before = committed_total(kafka_bootstrap, group, settings.orders_topic)
         # Kill once it has committed past a random point of the log (and made progress in this run).
-        wait_until(lambda: not proc.alive() or committed_total(kafka_bootstrap, group, settings.orders_topic) >= max(before + 1, int(total * fraction)),
+        target = max(before + 1, int(total * fraction))
+        wait_until(lambda proc=proc, target=target: not proc.alive() or committed_total(kafka_bootstrap, group, settings.orders_topic) >= target,
                    timeout_s=300, what=f"progress to {fraction:.0%}", interval_s=0.3)
         assert proc.alive(), proc.output_tail()
         proc.kill9()

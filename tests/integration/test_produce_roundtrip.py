@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
 from schemas import CodecError, EventCodec, UnknownSchemaError
+from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
 from tests.integration.support import isolated_settings, read_topic
 
 pytestmark = pytest.mark.integration

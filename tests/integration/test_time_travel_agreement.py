@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -37,9 +36,9 @@ def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dic
         final = {"order-status": expected_order_status(oracle), "customer-summary": expected_customers(oracle)}
     procs = [PipelineProcess.start(settings, v, group=f"{name}-{v}", state_dir=tmp / v, log_dir=tmp / "logs") for v in VIEWS]
     try:
-        for view, proc in zip(VIEWS, procs):
+        for view, proc in zip(VIEWS, procs, strict=True):
             topic = view_topic(view, prefix=settings.view_topic_prefix)
-            wait_until(lambda: not proc.alive() or _equal(latest_rows(kafka_bootstrap, topic), final[view]),
+            wait_until(lambda proc=proc, topic=topic, view=view: not proc.alive() or _equal(latest_rows(kafka_bootstrap, topic), final[view]),
                        timeout_s=240, what=f"{view} to equal the oracle", interval_s=2)
             assert proc.alive(), proc.output_tail()
     finally:

@@ -7,10 +7,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scripts.workload import WorkloadConfig, generate
 from schemas.codec import EventCodec
 from schemas.errors import CodecError
 from schemas.fast_decode import FastDecoder
+from scripts.workload import WorkloadConfig, generate
 
 CODEC = EventCodec()
 FAST = FastDecoder(CODEC)

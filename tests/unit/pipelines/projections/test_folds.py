@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import itertools
-
-import pytest
-
 from dataclasses import dataclass
 from typing import Any
+
+import pytest
 
 from pipelines.kernel import Verdict
 from pipelines.projections import OrderFoldResult, Row, get_projection, order_step
@@ -18,7 +17,7 @@ from tests.lifecycle_spec import LIFECYCLE
 T0 = 1_700_000_000_000
 ITEMS = [{"sku": "A", "quantity": 2, "unitPriceMinor": 150}, {"sku": "B", "quantity": 1, "unitPriceMinor": 1000}]
 EVENT_TYPES = sorted({t for (_, t) in STATUS_AFTER})
-STATUSES = [None, *sorted({s for s in STATUS_AFTER.values()})]
+STATUSES = [None, *sorted(set(STATUS_AFTER.values()))]
 
 # The lifecycle as the business describes it, written out here independently of STATUS_AFTER.
 HAPPY = ["OrderPlaced", "PaymentAuthorized", "InventoryReserved", "OrderShipped", "OrderDelivered", "RefundIssued"]

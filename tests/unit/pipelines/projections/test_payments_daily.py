@@ -11,10 +11,10 @@ from pipelines.kernel import Verdict
 from pipelines.projections import Change, order_step
 from pipelines.projections.order_lifecycle import OrderFoldResult
 from pipelines.projections.payments_daily import DAY_MS, PaymentsDailyProjection
-from scripts.workload import Oracle, Workload, WorkloadConfig, generate, write_oracle
-from scripts.workload.expected_views import expected_payments_daily, subset
 from schemas.codec import EventCodec
 from schemas.errors import CodecError
+from scripts.workload import Oracle, Workload, WorkloadConfig, generate, write_oracle
+from scripts.workload.expected_views import expected_payments_daily, subset
 
 DAY = 1_699_920_000_000  # 2023-11-14T00:00:00Z, a UTC midnight
 VIEW = PaymentsDailyProjection()

@@ -8,10 +8,10 @@ from fastavro._write_py import BinaryEncoder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scripts.workload import FastEncoder
-from scripts.workload.encoding import avro_long, avro_string
 from schemas.codec import EventCodec
 from schemas.registry import EVENT_TYPES
+from scripts.workload import FastEncoder
+from scripts.workload.encoding import avro_long, avro_string
 
 CODEC = EventCodec()
 FAST = FastEncoder(CODEC)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from itertools import pairwise
 
 import pytest
 
-from scripts.workload import Emitted, Workload, WorkloadConfig, generate, next_status
 from schemas.codec import EventCodec
 from schemas.errors import ConfigError
+from scripts.workload import Emitted, Workload, WorkloadConfig, generate, next_status
 
 CODEC = EventCodec()
 
@@ -36,7 +37,7 @@ def test_arrival_never_decreases_and_emission_is_by_arrival(workload: Workload) 
     arrivals = [r.arrival_ms for r in workload.records]
     assert arrivals == sorted(arrivals)
     for records in _by_order(workload.good()).values():
-        assert all(a.arrival_ms <= b.arrival_ms for a, b in zip(records, records[1:]))
+        assert all(a.arrival_ms <= b.arrival_ms for a, b in pairwise(records))
 
 
 def test_every_good_transition_is_legal(workload: Workload) -> None:
@@ -59,9 +60,9 @@ def test_defaults_produce_late_events_and_clock_step_backs(defaults: Workload) -
     late = sum(1 for r in defaults.good() if r.arrival_ms > r.timestamp_ms)
     step_backs = 0
     for records in _by_order(defaults.good()).values():
-        step_backs += sum(1 for a, b in zip(records, records[1:]) if b.timestamp_ms < a.timestamp_ms)
+        step_backs += sum(1 for a, b in pairwise(records) if b.timestamp_ms < a.timestamp_ms)
     # Out of event-time order in the emission stream as a whole (and so within partitions).
-    inversions = sum(1 for a, b in zip(defaults.records, defaults.records[1:]) if b.timestamp_ms < a.timestamp_ms)
+    inversions = sum(1 for a, b in pairwise(defaults.records) if b.timestamp_ms < a.timestamp_ms)
     assert late >= 50
     assert step_backs >= 5
     assert inversions >= 50

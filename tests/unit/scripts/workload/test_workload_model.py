@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from schemas.registry import EVENT_TYPES
 from scripts.workload import (
     Ledger,
     LineItem,
@@ -16,7 +17,6 @@ from scripts.workload import (
     rejection_reason,
 )
 from scripts.workload.model import TRANSITIONS
-from schemas.registry import EVENT_TYPES
 from tests.lifecycle_spec import LIFECYCLE
 
 # The lifecycle spec is transcribed once for all tests, never imported from product code.

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scripts.workload import Oracle, OracleError, Workload
 from schemas.codec import EventCodec
+from scripts.workload import Oracle, OracleError, Workload
 from tests.lifecycle_spec import LIFECYCLE
 
 CODEC = EventCodec()
@@ -238,7 +238,7 @@ def test_customer_ltv_as_of_matches_brute_force(poisoned: Workload, oracle: Orac
 def test_events_poison_and_meta(poisoned: Workload, oracle: Oracle) -> None:
     rows = list(oracle.events())
     assert [r.emit_index for r in rows] == list(range(len(poisoned.records)))
-    for row, r in zip(rows, poisoned.records):
+    for row, r in zip(rows, poisoned.records, strict=True):
         assert (row.order_id, row.seq, row.event_id, row.occurred_at_ms, row.arrival_ms) == (
             r.order_id, r.seq, r.event_id, r.timestamp_ms, r.arrival_ms
         )

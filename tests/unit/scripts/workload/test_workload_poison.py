@@ -6,9 +6,9 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from scripts.workload import Workload, next_status
 from schemas.codec import EventCodec
 from schemas.errors import CodecError, UnknownSchemaError
+from scripts.workload import Workload, next_status
 
 CODEC = EventCodec()
 

@@ -12,7 +12,6 @@ from state.replay.output import MANIFEST_NAME, ReplayManifest, fold_fingerprint,
 from state.replay.plan import ReplayPlan
 
 
-
 def plan(mode: str, *, as_of: int | None, stop: dict[int, int], high: dict[int, int]) -> ReplayPlan:
     return ReplayPlan(topic="t", mode=mode, as_of_ms=as_of, start_offsets=dict.fromkeys(stop, 0),  # type: ignore[arg-type]
                       stop_offsets=stop, high_watermarks=high)

@@ -13,7 +13,6 @@ from state.replay.plan import parse_time_ms, plan_replay
 from state.replay.workers import split_partitions
 
 
-
 def facts_over(occurred: dict[int, list[int | None]], *, range_records: int) -> LogFacts:
     """In-memory log facts over records whose values are their occurredAt (None: undecodable)."""
     def read(ranges: Mapping[int, tuple[int, int]]) -> Iterator[tuple[int, int, bytes | None]]:

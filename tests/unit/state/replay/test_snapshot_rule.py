@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.projections import get_projection
-from scripts.workload import WorkloadConfig, generate
 from schemas.fast_decode import FastDecoder
+from scripts.workload import WorkloadConfig, generate
 from state.replay.fold import OrderFolder, RawRecord
 from state.replay.orderrows import OrderRows
 from state.replay.output import ReplayManifest
