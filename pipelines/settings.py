@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["RewindSettings", "ENV_VARS"]
@@ -89,8 +90,13 @@ class RewindSettings(BaseSettings):
         return not self.kafka_bootstrap_servers
 
 
+def _env_var(name: str, field: FieldInfo) -> str:
+    """The env var of a field declared with :func:`_env` (its first alias choice)."""
+    alias = field.validation_alias
+    if not isinstance(alias, AliasChoices) or not isinstance(alias.choices[0], str):
+        raise TypeError(f"RewindSettings.{name} must declare validation_alias=_env(...)")
+    return alias.choices[0]
+
+
 #: Field name -> env var name, for CLI help text.
-ENV_VARS: dict[str, str] = {
-    name: field.validation_alias.choices[0]  # type: ignore[union-attr]
-    for name, field in RewindSettings.model_fields.items()
-}
+ENV_VARS: dict[str, str] = {name: _env_var(name, field) for name, field in RewindSettings.model_fields.items()}

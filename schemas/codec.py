@@ -13,7 +13,7 @@ millis, int), correlationId, causationId; the other keys are the payload.
 from __future__ import annotations
 
 from io import BytesIO
-from typing import Any
+from typing import Any, cast
 
 from fastavro import schemaless_reader, schemaless_writer
 
@@ -88,4 +88,4 @@ class EventCodec:
             raise CodecError(f"corrupt {schema.event_type} body: {type(exc).__name__}: {exc}") from exc
         if body.tell() != len(data):
             raise CodecError(f"{len(data) - body.tell()} trailing bytes after the {schema.event_type} body")
-        return event
+        return cast(dict[str, Any], event)  # every Rewind event schema is an Avro record: it decodes to a dict

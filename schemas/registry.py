@@ -91,9 +91,9 @@ class SchemaRegistry:
         return list(self._by_type_version.values())
 
 
-def _read_schema_files(schema_dir: Path) -> tuple[dict, list[tuple[str, int, dict]]]:
-    envelope: dict | None = None
-    events: list[tuple[str, int, dict]] = []
+def _read_schema_files(schema_dir: Path) -> tuple[dict[str, Any], list[tuple[str, int, dict[str, Any]]]]:
+    envelope: dict[str, Any] | None = None
+    events: list[tuple[str, int, dict[str, Any]]] = []
     for path in sorted(schema_dir.glob("*.avsc")):
         match = _FILE_RE.match(path.name)
         if not match:
@@ -116,7 +116,7 @@ def build_registry(schema_dir: Path = SCHEMA_DIR) -> SchemaRegistry:
     envelope, events = _read_schema_files(schema_dir)
     schemas = []
     for name, version, doc in events:
-        named: dict = {}
+        named: dict[str, Any] = {}
         parse_schema(_strip_logical_types(copy.deepcopy(envelope)), named_schemas=named)
         parsed = parse_schema(_strip_logical_types(doc), named_schemas=named)
         canonical = to_parsing_canonical_form(parsed)

@@ -79,7 +79,7 @@ class _Metrics:
         )
         self._service = service
         self._replica_status = replica_status
-        self.registry.register(self)  # type: ignore[arg-type]
+        self.registry.register(self)
 
     def collect(self) -> Any:
         """Store position, apply counters and replica lag, read at scrape time."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
-from rocksdict import AccessType, Options, Rdict
+from rocksdict import AccessType, Options, Rdict, WriteOptions
 
 from schemas.errors import RewindError
 
-__all__ = ["open_rdict", "save_options"]
+__all__ = ["open_rdict", "raw_items", "save_options", "write_options"]
 
 
 def open_rdict(path: Path, options: Options, *, read_only: bool, error: type[RewindError], what: str) -> Rdict:
@@ -37,3 +39,19 @@ def save_options(path: Path, options: Options, *, error: type[RewindError], what
         Rdict(str(path), options, column_families={"default": options}).close()
     except Exception as exc:  # rocksdict raises a plain Exception, see open_rdict
         raise error(f"cannot reopen {what} {path}: {exc}") from exc
+
+
+def write_options(*, wal: bool) -> WriteOptions:
+    """Write options with RocksDB's write-ahead log on or off (off: the data is lost unless flushed)."""
+    options = WriteOptions()
+    options.disable_wal = not wal  # type: ignore[method-assign, assignment]  # rocksdict's stub declares a method; it is a bool property
+    return options
+
+
+def raw_items(db: Rdict, *, from_key: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """``db.items(from_key=...)`` of a raw-mode database, typed: its keys and values are bytes.
+
+    rocksdict's stub types every key as ``str | int | float | bytes | bool``; this returns
+    the very same iterator (no wrapper on the hot path), with the type raw mode guarantees.
+    """
+    return cast("Iterator[tuple[bytes, bytes]]", db.items(from_key=from_key))

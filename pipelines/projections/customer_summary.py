@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pipelines.projections.base import Change, IndexSpec, Row, ViewSpec
@@ -26,7 +26,8 @@ def _identity(customer_id: str) -> Row:
 
 # Lifetime value is recognised at delivery and reduced by refunds (exact minor units).
 # Each maps (event, order row after it) to the delta.
-_DELTAS = {
+#: Event type -> the counter delta it contributes, from (event, the order row after it).
+_DELTAS: dict[str, Callable[[Mapping[str, Any], Row], Row]] = {
     "OrderPlaced": lambda event, after: {"ordersPlaced": 1, "openOrders": 1},
     "OrderDelivered": lambda event, after: {"ordersDelivered": 1, "openOrders": -1, "lifetimeValueMinor": after["totalMinor"]},
     "OrderCancelled": lambda event, after: {"ordersCancelled": 1, "openOrders": -1},

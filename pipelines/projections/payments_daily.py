@@ -9,7 +9,7 @@ the order's currency. Not windowed: a day row accepts changes whenever they arri
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pipelines.projections.base import Change, IndexSpec, Row, ViewSpec
@@ -37,7 +37,8 @@ def _identity(key: str) -> Row:
 
 
 # Each maps (event, order row after it) to the delta.
-_DELTAS = {
+#: Event type -> the counter delta it contributes, from (event, the order row after it).
+_DELTAS: dict[str, Callable[[Mapping[str, Any], Row], Row]] = {
     "PaymentAuthorized": lambda event, after: {"authorizedCount": 1, "authorizedMinor": event["amountMinor"]},
     "PaymentFailed": lambda event, after: {"failedCount": 1, "failedMinor": after["totalMinor"]},
     "RefundIssued": lambda event, after: {"refundedCount": 1, "refundedMinor": event["amountMinor"]},

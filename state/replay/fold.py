@@ -241,7 +241,7 @@ class OrderFolder:
         partition = -1
 
         def row_of(order_id: str) -> Row | None:
-            return CUT if order_id in cut else get_row(order_id, partition)  # type: ignore[no-any-return]
+            return CUT if order_id in cut else get_row(order_id, partition)
 
         for record in records:
             n_in += 1

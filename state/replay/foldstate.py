@@ -20,11 +20,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import orjson
-from rocksdict import BlockBasedOptions, Checkpoint, Options, WriteBatch, WriteOptions
+from rocksdict import BlockBasedOptions, Checkpoint, Options, WriteBatch
 
 from pipelines.projections import Row
 from schemas.errors import ReplayError
-from state.rocks_open import open_rdict
+from state.rocks_open import open_rdict, raw_items, write_options
 
 __all__ = ["FoldStateDB"]
 
@@ -53,8 +53,7 @@ class FoldStateDB:
         self.path = Path(path)
         self._read_only = read_only
         self._db = open_rdict(self.path, _options(), read_only=read_only, error=ReplayError, what="fold state")
-        self._write_options = WriteOptions()
-        self._write_options.disable_wal = not wal
+        self._write_options = write_options(wal=wal)
 
     def _write(self, items: Iterable[tuple[bytes, bytes]]) -> None:
         batch = WriteBatch(raw_mode=True)
@@ -68,7 +67,7 @@ class FoldStateDB:
         self._db.write(batch, self._write_options)
 
     def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        for key, value in self._db.items(from_key=prefix):
+        for key, value in raw_items(self._db, from_key=prefix):
             if not key.startswith(prefix):
                 break
             yield key, value
