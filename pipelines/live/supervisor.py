@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,8 +84,9 @@ class PipelineChild:
     log_path: Path
 
     @classmethod
-    def start(cls, settings: RewindSettings, view: str, *, group: str, state_dir: Path, log_path: Path) -> "PipelineChild":
-        """Start `rewind run view` with ``settings``' topics passed through the environment."""
+    def start(cls, settings: RewindSettings, view: str, *, group: str, state_dir: Path, log_path: Path,
+              extra_args: Sequence[str] = ()) -> PipelineChild:
+        """Start `rewind run view` (plus ``extra_args``) with ``settings``' topics passed through the environment."""
         env = {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap(),
@@ -98,7 +100,7 @@ class PipelineChild:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "scripts.cli", "run", view, "--group", group, "--state-dir", str(state_dir), "--progress-interval-s", "5"],
+                [sys.executable, "-m", "scripts.cli", "run", view, "--group", group, "--state-dir", str(state_dir), "--progress-interval-s", "5", *extra_args],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         return cls(view, group, proc, log_path)

@@ -41,9 +41,9 @@ class PipelineProcess(PipelineChild):
 
     @classmethod
     def start(cls, settings: RewindSettings, view: str, *, group: str, state_dir: Path, log_dir: Path,  # type: ignore[override]
-              ) -> "PipelineProcess":
+              extra_args: tuple[str, ...] = ()) -> PipelineProcess:
         child = PipelineChild.start(settings, view, group=group, state_dir=state_dir,
-                                    log_path=log_dir / f"{view}-{time.monotonic_ns()}.log")
+                                    log_path=log_dir / f"{view}-{time.monotonic_ns()}.log", extra_args=extra_args)
         return cls(child.view, child.group, child.proc, child.log_path)
 
     def terminate(self) -> dict[str, int]:
