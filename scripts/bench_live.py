@@ -23,9 +23,10 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import typer
-from quixstreams import Application
+from quixstreams import Application, State
 
 from pipelines.live import build_pipeline, run_pipeline
 from pipelines.live.application import ROCKSDB_OPTIONS
@@ -78,7 +79,7 @@ def run_plain_quix(settings: RewindSettings, state_dir: Path) -> float:
     out = app.topic(f"{settings.orders_topic}.plain-out")
     clock = _EventClock()
 
-    def fold(value: bytes, state) -> dict | None:  # type: ignore[no-untyped-def]
+    def fold(value: bytes, state: State[str, Any]) -> dict[str, Any] | None:
         try:
             event = codec.decode(value)
         except CodecError:
@@ -113,7 +114,7 @@ def run_plain_quix_same_fold(settings: RewindSettings, state_dir: Path) -> float
     out = app.topic(f"{settings.orders_topic}.plain-eos-out")
     clock = _EventClock()
 
-    def fold(value: bytes, state) -> dict | None:  # type: ignore[no-untyped-def]
+    def fold(value: bytes, state: State[str, Any]) -> dict[str, Any] | None:
         try:
             event = codec.decode(value)
         except CodecError:
@@ -140,7 +141,7 @@ def run_quix_floor(settings: RewindSettings, state_dir: Path) -> float:
     out = app.topic(f"{settings.orders_topic}.floor-out", value_serializer="bytes", key_serializer="bytes")
     clock = _EventClock()
 
-    def touch(value: bytes, state) -> bytes:  # type: ignore[no-untyped-def]
+    def touch(value: bytes, state: State[Any, Any]) -> bytes:
         clock.tick(value)
         state.get_bytes(b"o")
         state.set_bytes(b"o", value)

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
         orders: int = typer.Option(5000, min=1, help="Orders to simulate (about 5 events each)."),
         seed: int = typer.Option(42, help="Workload seed."),
         poison_rate: float = typer.Option(0.01, min=0.0, max=1.0, help="Share of poison records."),
-        kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: start the local broker)."),
+        kafka_bootstrap_servers: str | None = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: start the local broker)."),
     ) -> None:
         """Start Kafka, produce a workload with its oracle, run the four pipelines, compare the views, answer time-travel questions."""
         from scripts import kafka_local

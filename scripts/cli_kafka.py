@@ -14,9 +14,9 @@ console = Console(stderr=True)
 
 @app.command()
 def up(
-    port: int = setting_option("kafka_port", "Client port of the local broker."),
-    controller_port: int = setting_option("kafka_controller_port", "KRaft controller port of the local broker."),
-    bootstrap: str = setting_option("kafka_bootstrap_servers", "External cluster; when set, nothing is started."),
+    port: int | None = setting_option("kafka_port", "Client port of the local broker."),
+    controller_port: int | None = setting_option("kafka_controller_port", "KRaft controller port of the local broker."),
+    bootstrap: str | None = setting_option("kafka_bootstrap_servers", "External cluster; when set, nothing is started."),
     timeout_s: float = typer.Option(90.0, help="Give up if the broker does not answer within this many seconds."),
 ) -> None:
     """Fetch the Kafka jars (Maven Central), format KRaft storage once, start the broker, wait until it answers."""

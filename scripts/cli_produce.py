@@ -28,17 +28,19 @@ def register(app: typer.Typer) -> None:
     def produce(
         orders: int = typer.Option(10_000, min=0, help="How many orders to simulate (about 5 events each)."),
         seed: int = typer.Option(0, help="Random seed; the same seed and options give byte-identical events."),
-        rate: float = typer.Option(None, min=0.001, help="Cap on events per second (default: as fast as possible)."),
+        rate: float | None = typer.Option(None, min=0.001, help="Cap on events per second (default: as fast as possible)."),
         poison_rate: float = typer.Option(0.0, min=0.0, max=1.0, help=(
             "Share of extra poison records (bad bytes, unknown schema, impossible transition, duplicate)."
         )),
         late_rate: float = typer.Option(0.02, min=0.0, max=1.0, help="Share of events that arrive late (out of event-time order)."),
         days: float = typer.Option(3.0, min=0.01, help="Length of the simulated history in days."),
-        start: str = typer.Option(None, help="Start of the simulated history (ISO-8601 with zone, or epoch ms). Default: a fixed date."),
-        orders_topic: str = setting_option("orders_topic", "Topic to produce to (created with 12 partitions, retention.ms=-1).", "--topic", "--orders-topic"),
-        oracle: Path = typer.Option(None, help="Where to write the SQLite oracle. Default: .run/oracles/<topic>-seed<S>.sqlite."),
-        max_lateness_ms: int = setting_option("max_lateness_ms", "Upper bound on how late an event arrives."),
-        kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
+        start: str | None = typer.Option(None, help="Start of the simulated history (ISO-8601 with zone, or epoch ms). Default: a fixed date."),
+        orders_topic: str | None = setting_option(
+            "orders_topic", "Topic to produce to (created with 12 partitions, retention.ms=-1).", "--topic", "--orders-topic"
+        ),
+        oracle: Path | None = typer.Option(None, help="Where to write the SQLite oracle. Default: .run/oracles/<topic>-seed<S>.sqlite."),
+        max_lateness_ms: int | None = setting_option("max_lateness_ms", "Upper bound on how late an event arrives."),
+        kafka_bootstrap_servers: str | None = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
         progress: bool = typer.Option(True, help="Show a progress bar with events/s."),
     ) -> None:
         """Produce a realistic order workload (interleaved lifecycles, late events, poison) and its oracle."""

@@ -98,17 +98,17 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def query(
         view: str = typer.Argument(..., help="View: order-status, customer-summary, product-sales, revenue-hourly."),
-        key: str = typer.Argument(None, help="Row key (orderId, customerId, sku, currency:windowStart). Omit with --index."),
-        as_of: str = typer.Option(None, "--as-of", help="ISO-8601 with zone (2026-11-21T15:00:00Z) or epoch ms; inclusive."),
-        index: str = typer.Option(None, help="Secondary index: status=SHIPPED (equality) or lifetimeValue / revenue (top rows)."),
-        limit: int = typer.Option(None, min=1, help="At most this many rows (index default 100; history default all)."),
+        key: str | None = typer.Argument(None, help="Row key (orderId, customerId, sku, currency:windowStart). Omit with --index."),
+        as_of: str | None = typer.Option(None, "--as-of", help="ISO-8601 with zone (2026-11-21T15:00:00Z) or epoch ms; inclusive."),
+        index: str | None = typer.Option(None, help="Secondary index: status=SHIPPED (equality) or lifetimeValue / revenue (top rows)."),
+        limit: int | None = typer.Option(None, min=1, help="At most this many rows (index default 100; history default all)."),
         history: bool = typer.Option(False, "--history", help="Every version of KEY, oldest first."),
         table: bool = typer.Option(False, "--table", help="Print a table instead of JSON."),
-        url: str = typer.Option(None, help="Ask a running `rewind serve` at this URL (e.g. http://127.0.0.1:8080) instead of the directory."),
-        min_position: str = typer.Option(None, help="Wait until the replica reached topic:partition:next_offset[,...] (or JSON)."),
-        wait_ms: int = typer.Option(None, min=0, help="How long to wait for --min-position (default 2000)."),
-        replica_dir: Path = setting_option("replica_dir", "Replica store directory (default: <state dir>/replica)."),
-        state_dir: Path = setting_option("state_dir", "State directory; the replica lives in <state dir>/replica."),
+        url: str | None = typer.Option(None, help="Ask a running `rewind serve` at this URL (e.g. http://127.0.0.1:8080) instead of the directory."),
+        min_position: str | None = typer.Option(None, help="Wait until the replica reached topic:partition:next_offset[,...] (or JSON)."),
+        wait_ms: int | None = typer.Option(None, min=0, help="How long to wait for --min-position (default 2000)."),
+        replica_dir: Path | None = setting_option("replica_dir", "Replica store directory (default: <state dir>/replica)."),
+        state_dir: Path | None = setting_option("state_dir", "State directory; the replica lives in <state dir>/replica."),
         replayed: bool = typer.Option(
             False, "--replayed", help="Read the view that `rewind replay --swap` serves (<state dir>/views/VIEW/current) instead of the replica."
         ),
@@ -130,10 +130,13 @@ def register(app: typer.Typer) -> None:
                 name, _, value = index.partition("=")
                 params = {"index": name, "value": value or None, "as_of": as_of, "limit": limit, **common}
                 answer = _remote(url, f"/views/{quote(view, safe='')}", params)
-            elif history:
-                answer = _remote(url, f"/views/{quote(view, safe='')}/{quote(key, safe='')}/history", {"limit": limit, **common})
             else:
-                answer = _remote(url, f"/views/{quote(view, safe='')}/{quote(key, safe='')}", {"as_of": as_of, **common})
+                assert key is not None  # exactly one of KEY and --index, checked above
+                row_path = f"/views/{quote(view, safe='')}/{quote(key, safe='')}"
+                if history:
+                    answer = _remote(url, f"{row_path}/history", {"limit": limit, **common})
+                else:
+                    answer = _remote(url, row_path, {"as_of": as_of, **common})
         else:
             from state.query import QueryService
             from state.rocks_store import open_store
@@ -144,10 +147,9 @@ def register(app: typer.Typer) -> None:
                 kw: dict[str, Any] = {"min_position": min_position, "wait_ms": wait_ms}
                 if index is not None:
                     result = service.scan(view, index=index, as_of=as_of, limit=limit or 100, **kw)
-                elif history:
-                    result = service.history(view, key, limit=limit, **kw)
                 else:
-                    result = service.get(view, key, as_of=as_of, **kw)
+                    assert key is not None  # exactly one of KEY and --index, checked above
+                    result = service.history(view, key, limit=limit, **kw) if history else service.get(view, key, as_of=as_of, **kw)
                 answer = json.loads(json.dumps(result.to_json()))
             finally:
                 store.close()
@@ -160,11 +162,11 @@ def register(app: typer.Typer) -> None:
     def serve(
         host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
         port: int = typer.Option(8080, min=1, max=65535, help="Port to listen on."),
-        view_topic_prefix: str = setting_option("view_topic_prefix", "Prefix of the view topics to consume (<prefix>view.<name>)."),
+        view_topic_prefix: str | None = setting_option("view_topic_prefix", "Prefix of the view topics to consume (<prefix>view.<name>)."),
         wait_ms: int = typer.Option(2000, min=0, max=60_000, help="Default wait for a query's min_position."),
-        replica_dir: Path = setting_option("replica_dir", "Replica store directory (default: <state dir>/replica)."),
-        state_dir: Path = setting_option("state_dir", "State directory; the replica lives in <state dir>/replica."),
-        kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
+        replica_dir: Path | None = setting_option("replica_dir", "Replica store directory (default: <state dir>/replica)."),
+        state_dir: Path | None = setting_option("state_dir", "State directory; the replica lives in <state dir>/replica."),
+        kafka_bootstrap_servers: str | None = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
     ) -> None:
         """Consume every view.<name> topic into the versioned read replica and serve the HTTP query API until SIGTERM/SIGINT."""
         from pipelines.topics import check_reachable

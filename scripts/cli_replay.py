@@ -36,32 +36,32 @@ def register(app: typer.Typer) -> None:
         from_offset: int = typer.Option(0, "--from-offset", min=0, help=(
             "Fold from this offset of every partition; only 0 is supported (a usable snapshot may seed the fold, with the same result)."
         )),
-        as_of: str = typer.Option(None, "--as-of", help=(
+        as_of: str | None = typer.Option(None, "--as-of", help=(
             "Reconstruct the view as of this time (inclusive): ISO-8601 with a zone, or epoch ms. Default: up to the current end of the log."
         )),
-        into: Path = typer.Option(None, "--into", help=(
+        into: Path | None = typer.Option(None, "--into", help=(
             "Build the new view directory here (must not exist). Default: a new generation under <state-dir>/views/NAME/."
         )),
         swap: bool = typer.Option(False, "--swap", help=(
             "When built, serve it as NAME: atomic flip of <views-dir>/NAME/current; the old one stays as 'previous'."
         )),
-        replay_dlq_topic: str = typer.Option(None, "--dlq-topic", help=(
+        replay_dlq_topic: str | None = typer.Option(None, "--dlq-topic", help=(
             "Also write dead letters to this topic. Default: count them only (the live pipeline has written them once already)."
         )),
-        workers: int = typer.Option(None, "--workers", min=0, help=(
+        workers: int | None = typer.Option(None, "--workers", min=0, help=(
             "Fold processes, partitions split among them. Default: one per CPU core; 0: fold in this process."
         )),
         snapshots: bool = typer.Option(True, "--snapshots/--no-snapshots", help="Start from the newest usable snapshot (same result, less to read)."),
-        snapshots_dir: Path = typer.Option(None, "--snapshots-dir", help="Where snapshots live. Default: <state-dir>/snapshots."),
-        views_dir: Path = typer.Option(None, "--views-dir", help="Where served view directories live. Default: <state-dir>/views."),
+        snapshots_dir: Path | None = typer.Option(None, "--snapshots-dir", help="Where snapshots live. Default: <state-dir>/snapshots."),
+        views_dir: Path | None = typer.Option(None, "--views-dir", help="Where served view directories live. Default: <state-dir>/views."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar (events/s, per-partition offsets, ETA) on stderr."),
-        state_dir: Path = setting_option("state_dir", "State directory (views and snapshots live under it)."),
-        orders_topic: str = setting_option("orders_topic", "Source topic of order events."),
-        max_lateness_ms: int = setting_option("max_lateness_ms", (
+        state_dir: Path | None = setting_option("state_dir", "State directory (views and snapshots live under it)."),
+        orders_topic: str | None = setting_option("orders_topic", "Source topic of order events."),
+        max_lateness_ms: int | None = setting_option("max_lateness_ms", (
             "Speed hint only (how long counter views hold changes to write them in event-time order); never changes an answer."
         )),
-        kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
-        keep_generations: int = setting_option("replay_keep_generations", (
+        kafka_bootstrap_servers: str | None = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
+        keep_generations: int | None = setting_option("replay_keep_generations", (
             "With --swap: keep the newest N generations of NAME on disk, delete older ones (never the served one or 'previous')."
         ), "--keep-generations"),
     ) -> None:
@@ -113,21 +113,23 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def snapshot(
         name: str = typer.Argument(..., help="View whose replay output to snapshot."),
-        at: str = typer.Option(None, "--at", help=(
+        at: str | None = typer.Option(None, "--at", help=(
             "Build the snapshot by replaying every record before offsets_for_times(T + 1) (ISO-8601 with zone, or epoch ms); "
             "it then seeds every as-of replay at or after T."
         )),
-        source: Path = typer.Option(None, "--from", help=(
+        source: Path | None = typer.Option(None, "--from", help=(
             "Replay output directory to snapshot (default: the served one, <views-dir>/NAME/current). Ignored with --at."
         )),
-        snapshots_dir: Path = typer.Option(None, "--snapshots-dir", help="Where snapshots live. Default: <state-dir>/snapshots."),
-        views_dir: Path = typer.Option(None, "--views-dir", help="Where served view directories live. Default: <state-dir>/views."),
-        workers: int = typer.Option(None, "--workers", min=0, help="With --at: fold processes (default: one per CPU core)."),
+        snapshots_dir: Path | None = typer.Option(None, "--snapshots-dir", help="Where snapshots live. Default: <state-dir>/snapshots."),
+        views_dir: Path | None = typer.Option(None, "--views-dir", help="Where served view directories live. Default: <state-dir>/views."),
+        workers: int | None = typer.Option(None, "--workers", min=0, help="With --at: fold processes (default: one per CPU core)."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="With --at: show the progress bar on stderr."),
-        state_dir: Path = setting_option("state_dir", "State directory (views and snapshots live under it)."),
-        orders_topic: str = setting_option("orders_topic", "Source topic of order events."),
-        max_lateness_ms: int = setting_option("max_lateness_ms", "Speed hint only (how long counter views hold changes to write them in event-time order)."),
-        kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
+        state_dir: Path | None = setting_option("state_dir", "State directory (views and snapshots live under it)."),
+        orders_topic: str | None = setting_option("orders_topic", "Source topic of order events."),
+        max_lateness_ms: int | None = setting_option(
+            "max_lateness_ms", "Speed hint only (how long counter views hold changes to write them in event-time order)."
+        ),
+        kafka_bootstrap_servers: str | None = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
     ) -> None:
         """Write a snapshot of view NAME: a RocksDB checkpoint tagged with per-partition next offsets and the event-time watermark."""
         from schemas.errors import SnapshotError

@@ -16,14 +16,14 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def run(
         name: str = typer.Argument(..., help="View to maintain: order-status, customer-summary, product-sales, revenue-hourly."),
-        group: str = typer.Option(None, help="Consumer group (instances sharing it split the partitions). Default: rewind-<name>."),
-        state_dir: Path = setting_option("state_dir", "RocksDB state directory (one per instance on a machine)."),
-        guarantee: str = setting_option("guarantee", "exactly-once (Kafka transactions) or at-least-once."),
-        orders_topic: str = setting_option("orders_topic", "Source topic of order events."),
-        dlq_topic: str = setting_option("dlq_topic", "Dead-letter topic."),
-        view_topic_prefix: str = setting_option("view_topic_prefix", "Prefix of the view.<name> output topic."),
-        kafka_bootstrap_servers: str = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
-        grace_ms: int = typer.Option(None, min=0, help=(
+        group: str | None = typer.Option(None, help="Consumer group (instances sharing it split the partitions). Default: rewind-<name>."),
+        state_dir: Path | None = setting_option("state_dir", "RocksDB state directory (one per instance on a machine)."),
+        guarantee: str | None = setting_option("guarantee", "exactly-once (Kafka transactions) or at-least-once."),
+        orders_topic: str | None = setting_option("orders_topic", "Source topic of order events."),
+        dlq_topic: str | None = setting_option("dlq_topic", "Dead-letter topic."),
+        view_topic_prefix: str | None = setting_option("view_topic_prefix", "Prefix of the view.<name> output topic."),
+        kafka_bootstrap_servers: str | None = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
+        grace_ms: int | None = typer.Option(None, min=0, help=(
             "Windowed views (revenue-hourly): how long after a window ends changes still count, ms. Default: the view's own (10 min)."
         )),
         idle_timeout_s: float = typer.Option(0.0, min=0, help="Stop after this many seconds without new messages (0: run until SIGTERM/SIGINT)."),

@@ -159,7 +159,7 @@ class MainJob:
             self.console.print(table)
             self.check(not bad, f"{view}: all {len(exp):,} rows equal the oracle" + (f" ({len(bad)} differ)" if bad else ""))
         windows = {k: v for k, v in expected_revenue_windows(oracle).items() if v}
-        state = {}
+        state: dict[str, int] = {}
         codec = EventCodec()
 
         def revenue_mismatch() -> list[str]:
@@ -193,9 +193,9 @@ class MainJob:
         finally:
             replica.stop()
         order = next(o for o in oracle.final_orders() if o.status == "DELIVERED" and o.times_ms["shipped_at_ms"])
-        t = order.times_ms
-        questions = [("1 s after it was placed", t["placed_at_ms"] + 1000), ("exactly when it shipped", t["shipped_at_ms"]),
-                     ("1 s before delivery", t["delivered_at_ms"] - 1000)]
+        placed, shipped, delivered = (order.times_ms[c] for c in ("placed_at_ms", "shipped_at_ms", "delivered_at_ms"))
+        assert placed is not None and shipped is not None and delivered is not None, f"{order.order_id} was delivered"
+        questions = [("1 s after it was placed", placed + 1000), ("exactly when it shipped", shipped), ("1 s before delivery", delivered - 1000)]
         table = Table("as of", "T (UTC)", "replica as-of read", "replay as of T", "oracle", title=f"order {order.order_id}")
         for label, at_ms in questions:
             replica_answer = store.get_as_of("order-status", order.order_id, at_ms)

@@ -57,8 +57,9 @@ def up(
                     f"the local broker is already running at {running_at} (pid {pid}); "
                     f"run `rewind kafka down` before starting it at {bootstrap}"
                 )
+            running_pid = pid
             try:
-                _wait_ready(bootstrap, timeout_s=timeout_s, alive=lambda: _is_alive(pid))
+                _wait_ready(bootstrap, timeout_s=timeout_s, alive=lambda: _is_alive(running_pid))
             except KafkaLocalError as exc:
                 raise KafkaLocalError(
                     f"the local broker (pid {pid}) is running but {exc}; "

@@ -68,6 +68,7 @@ def expected_revenue_windows(oracle: Oracle) -> dict[str, int]:
     windows: dict[str, int] = defaultdict(int)
     for event in oracle.events():
         if event.poison_kind is None and event.ltv_delta_minor:
+            assert event.customer_id is not None, f"{event.order_id}: a good event names its customer"
             start = event.occurred_at_ms - event.occurred_at_ms % HOUR_MS
             windows[f"{currency[event.customer_id]}:{start}"] += event.ltv_delta_minor
     return dict(windows)
@@ -125,7 +126,11 @@ def expected_payments_daily(oracle: Oracle, *, as_of_ms: int | None = None) -> d
                 f"{name}{suffix}": 0 for name in fields.values() for suffix in ("Count", "Minor")
             }}
         row[f"{field}Count"] += 1
-        row[f"{field}Minor"] += -event.ltv_delta_minor if field == "refunded" else total
+        if field == "refunded":
+            assert event.ltv_delta_minor is not None, f"{event.order_id}: a refund carries its amount"
+            row[f"{field}Minor"] -= event.ltv_delta_minor
+        else:
+            row[f"{field}Minor"] += total
     return days
 
 

@@ -286,10 +286,10 @@ class Ledger:
                 raise WorkloadError(f"{order.order_id}: RefundIssued without a planned refund")
             state.refunded_minor += order.refund.amount_minor
             customer.lifetime_value_minor -= order.refund.amount_minor
-            for line in order.refund.lines:
-                sku = self._sku(line.sku, line.unit_price_minor)
-                sku.units_refunded += line.quantity
-                sku.revenue_minor -= line.quantity * line.unit_price_minor
+            for refund_line in order.refund.lines:
+                sku = self._sku(refund_line.sku, refund_line.unit_price_minor)
+                sku.units_refunded += refund_line.quantity
+                sku.revenue_minor -= refund_line.quantity * refund_line.unit_price_minor
 
     def _sku(self, sku: str, unit_price_minor: int) -> SkuTotals:
         totals = self.skus.get(sku)

@@ -353,7 +353,7 @@ class Oracle:
         predecessors, so it is hidden until the time of the largest occurredAt before it.
         """
         version: OrderVersion | None = None
-        valid_from = None
+        valid_from: int | None = None
         for seq, occurred, status in self._db.execute(
             "SELECT seq, occurred_at_ms, status_after FROM events "
             "WHERE order_id = ? AND poison_kind IS NULL ORDER BY seq",
@@ -361,7 +361,8 @@ class Oracle:
         ):
             if occurred > t_ms:
                 break
-            valid_from = occurred if valid_from is None else max(valid_from, occurred)
+            occurred_ms: int = occurred
+            valid_from = occurred_ms if valid_from is None else max(valid_from, occurred_ms)
             version = OrderVersion(order_id, Status(status), seq, valid_from)
         return version
 

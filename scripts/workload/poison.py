@@ -86,11 +86,11 @@ class Poisoner:
     def _undecodable(self, anchor: Emitted) -> Emitted:
         rng = self._rng
         if rng.random() < 0.5:
-            value = bytearray(rng.randbytes(1 + rng.randrange(64)))
-            if value[0] == MAGIC[0]:
-                value[0] ^= 0xFF  # never a valid marker, whatever follows
-            reason = f"{len(value)} bytes of garbage without the C3 01 marker"
-            value = bytes(value)
+            garbage = bytearray(rng.randbytes(1 + rng.randrange(64)))
+            if garbage[0] == MAGIC[0]:
+                garbage[0] ^= 0xFF  # never a valid marker, whatever follows
+            reason = f"{len(garbage)} bytes of garbage without the C3 01 marker"
+            value = bytes(garbage)
         else:
             cut = rng.randrange(HEADER_LEN, len(anchor.value))
             value = anchor.value[:cut]
