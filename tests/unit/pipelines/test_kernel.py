@@ -170,3 +170,22 @@ def test_kernel_is_pure_and_reads_state_only_through_row_of() -> None:
     beyond = process_record(projection, b"o-1", paid, decode=FastDecoder().decode, row_of=lambda _: first.after,
                             stream_time_ms=None, as_of_ms=T0 + 9)
     assert beyond.outcome == "beyond"
+
+
+def test_a_replay_seeded_mid_log_judges_lateness_like_one_from_zero() -> None:
+    """Scenario: revenue-hourly folded from offset zero, and folded in two halves where the second starts from
+    the first's rows and stream times (what a snapshot seed hands the workers). We expect the same late letters
+    and the same changes."""
+    recs = late_log()
+    whole_letters, whole_changes, _ = run_replay("revenue-hourly", recs)
+    letters: list[DeadLetter] = []
+    first = OrderFolder(get_projection("revenue-hourly", grace_ms=GRACE_MS), topic="orders", decode=FastDecoder().decode,
+                        on_dead_letter=letters.append)
+    changes: list[tuple[Any, ...]] = []
+    first.fold(recs[:7], changes)
+    second = OrderFolder(get_projection("revenue-hourly", grace_ms=GRACE_MS), topic="orders", decode=FastDecoder().decode,
+                         on_dead_letter=letters.append, rows=first.rows, stream_time_ms=first.counters.as_dict()["stream_time_ms"])
+    second.fold(recs[7:], changes)
+    assert [(d.source_partition, d.source_offset, d.reason_class) for d in letters] == \
+        [(d.source_partition, d.source_offset, d.reason_class) for d in whole_letters] == [(0, 9, LATE_EVENT)]
+    assert changes == whole_changes
