@@ -20,9 +20,9 @@ from quixstreams import State, message_context
 from quixstreams.state.base.state import TransactionState
 
 from pipelines.dlq import DeadLetter
+from pipelines.kernel import Verdict, process_record
 from pipelines.live.row_cache import MISSING, RowCache
 from pipelines.live.stats import PipelineStats
-from pipelines.kernel import Verdict, process_record
 from pipelines.projections import Change, Projection, Row
 from schemas.fast_decode import FastDecoder
 
