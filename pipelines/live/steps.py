@@ -98,7 +98,7 @@ class OrderStep:
         )
         return _dead_letter_item(letter)
 
-    def __call__(self, value: bytes, key: bytes | None, timestamp: int, headers: Any, state: State) -> list[dict[str, Any]]:
+    def __call__(self, value: bytes, key: bytes | None, timestamp: int, headers: Any, state: State[Any, Any]) -> list[dict[str, Any]]:
         stats = self._stats
         stats.last_event_at = now = time.monotonic()
         if stats.first_event_at is None:
@@ -153,7 +153,7 @@ class OrderStep:
         return out
 
 
-def _partition_state(state: State) -> TransactionState:
+def _partition_state(state: State[Any, Any]) -> TransactionState:
     """Partition-wide state next to the per-key state Quix hands a step (same transaction)."""
     return TransactionState(prefix=PARTITION_STATE_PREFIX, transaction=state._transaction)  # type: ignore[attr-defined]
 
@@ -176,7 +176,7 @@ class RekeyedStep:
         self._projection = projection
         self._stats = stats
 
-    def __call__(self, value: dict[str, Any], key: Any, timestamp: int, headers: Any, state: State) -> list[dict[str, Any]]:
+    def __call__(self, value: dict[str, Any], key: Any, timestamp: int, headers: Any, state: State[Any, Any]) -> list[dict[str, Any]]:
         change = Change.from_dict(value)
         seen_key = SEEN_PREFIX + change.order_id
         # Changes of one order reach this key in seq order (one source partition, one

@@ -1,4 +1,4 @@
-"""The four live projections against the workload oracle, on the real broker: views, dead letters, counts."""
+"""The five live projections against the workload oracle, on the real broker: views, dead letters, counts."""
 
 from __future__ import annotations
 
@@ -75,12 +75,12 @@ def ran(produced: tuple) -> dict:
         # the re-key step) equal the oracle; revenue-hourly is checked in its test.
         for view in VIEWS:
             group = f"{settings.orders_topic}-{view}"
-            wait_until(lambda: group_caught_up(bootstrap, group, settings.orders_topic) or not procs[view].alive(),
+            wait_until(lambda group=group, view=view: group_caught_up(bootstrap, group, settings.orders_topic) or not procs[view].alive(),
                        timeout_s=300, what=f"{view} to consume everything", interval_s=1)
             assert procs[view].alive(), procs[view].output_tail()
         for view, exp in expected.items():
             topic = view_topic(view, prefix=settings.view_topic_prefix)
-            wait_until(lambda: not _mismatches(latest_rows(bootstrap, topic), exp) or not procs[view].alive(),
+            wait_until(lambda topic=topic, exp=exp, view=view: not _mismatches(latest_rows(bootstrap, topic), exp) or not procs[view].alive(),
                        timeout_s=120, what=f"{view} to match the oracle", interval_s=2)
         wait_until(lambda: _revenue_with_late(settings, oracle_path)[0] == _nonzero(expected_windows), timeout_s=120,
                    what="revenue-hourly windows + late events to match the oracle", interval_s=2)
