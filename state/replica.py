@@ -38,9 +38,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from pipelines.projections import VIEW_NAMES
 from pipelines.topics import view_topic
 from state.contracts import SourcePosition, ViewUpdate, WritableProjectionStore
-from state.records import loads
+from state.view_records import MalformedRecord, decode_view_update
 
-__all__ = ["MalformedRecord", "ReplicaStatus", "Replica", "view_topics", "decode_view_record"]
+__all__ = ["ReplicaStatus", "Replica", "view_topics"]
 
 log = logging.getLogger(__name__)
 
@@ -52,38 +52,6 @@ def view_topics(*, prefix: str = "", views: tuple[str, ...] = VIEW_NAMES, overri
     """
     overrides = overrides or {}
     return {overrides.get(view, prefix + view_topic(view)): view for view in views}
-
-
-class MalformedRecord(ValueError):
-    """A view-topic record that is not a view_record (internal: counted and skipped by the replica)."""
-
-
-def decode_view_record(value: bytes | None, *, view: str, topic: str, partition: int, offset: int) -> ViewUpdate:
-    """The ViewUpdate of one ``view.<name>`` record (format: ``pipelines.live.steps.view_record``)."""
-    if value is None:
-        raise MalformedRecord("tombstone: views never delete rows")
-    try:
-        record = loads(value)
-        change = record["change"]
-        source = record.get("source")
-        if record["view"] != view:
-            raise MalformedRecord(f"record of view {record['view']!r} on the topic of {view!r}")
-        return ViewUpdate(
-            view=view,
-            key=str(record["key"]),
-            row=record["row"],
-            row_valid_from_ms=int(record["validFrom"]),
-            change_valid_from_ms=int(change["validFrom"]),
-            delta=change.get("delta"),
-            order_id=str(change["orderId"]),
-            seq=int(change["seq"]),
-            source=None if not source else SourcePosition(source["topic"], int(source["partition"]), int(source["offset"])),
-            record_position=SourcePosition(topic, partition, offset),
-        )
-    except MalformedRecord:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise MalformedRecord(f"{type(exc).__name__}: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +205,7 @@ class Replica:
             self._records += 1
             try:
                 updates.append(
-                    decode_view_record(message.value(), view=self._topics[topic], topic=topic, partition=partition, offset=offset)
+                    decode_view_update(message.value(), view=self._topics[topic], record_position=SourcePosition(topic, partition, offset))
                 )
             except MalformedRecord as exc:
                 self._malformed += 1

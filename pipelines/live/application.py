@@ -26,12 +26,15 @@ from quixstreams.models import TopicConfig
 from quixstreams.models.serializers import Serializer
 from quixstreams.state.rocksdb import RocksDBOptions
 
+from pipelines.dlq import DeadLetter
 from pipelines.live.row_cache import RowCache
 from pipelines.live.stats import PipelineStats
 from pipelines.live.steps import OrderStep, RekeyedStep
 from pipelines.projections import get_projection, view_spec
 from pipelines.settings import RewindSettings
 from pipelines.topics import DLQ_TOPIC_CONFIG, VIEW_TOPIC_CONFIG, check_reachable, view_topic
+from state.contracts import ViewUpdate
+from state.view_records import encode_view_update
 
 __all__ = ["LivePipeline", "build_pipeline", "run_pipeline"]
 
@@ -47,20 +50,15 @@ ROCKSDB_OPTIONS = RocksDBOptions(write_buffer_size=16 * 1024 * 1024, max_write_b
 class _DeadLetterValue(Serializer):
     """Writes a dead letter's original bytes untouched (the reason travels in headers)."""
 
-    def __call__(self, value: dict[str, Any], ctx: Any) -> bytes:
-        return value["raw"] if value["raw"] is not None else b""
+    def __call__(self, value: DeadLetter, ctx: Any) -> bytes:
+        return value.value if value.value is not None else b""
 
 
 class _ViewValue(Serializer):
-    """Writes a view record as JSON without the routing fields."""
+    """Writes a :class:`ViewUpdate` in the view-topic format (:mod:`state.view_records`)."""
 
-    def __init__(self) -> None:
-        import orjson  # Quix's own JSON dependency: fast, and exact for ints
-
-        self._dumps = orjson.dumps
-
-    def __call__(self, value: dict[str, Any], ctx: Any) -> bytes:
-        return self._dumps({k: v for k, v in value.items() if k != "t"})
+    def __call__(self, value: ViewUpdate, ctx: Any) -> bytes:
+        return encode_view_update(value)
 
 
 class _RewindApplication(Application):
@@ -159,24 +157,24 @@ def build_pipeline(
         config=TopicConfig(num_partitions=settings.orders_partitions, replication_factor=1, extra_config=VIEW_TOPIC_CONFIG),
     )
 
-    def route(value: dict[str, Any], *_: Any) -> Any:
-        return dlq if value["t"] == "dlq" else out
+    def route(value: DeadLetter | ViewUpdate, *_: Any) -> Any:
+        return dlq if value.__class__ is DeadLetter else out
 
     def publish(sdf: Any) -> None:
         # Dead letters keep their original key; view records are keyed by the view key.
         # No set_timestamp: view topics stamp records on append (see VIEW_TOPIC_CONFIG), and a
         # dead letter keeps its source record's timestamp.
-        sdf = sdf.set_headers(lambda value, key, ts, headers: value.get("headers") or [])
-        sdf.to_topic(route, key=lambda value: value["key"])
+        sdf = sdf.set_headers(lambda value, key, ts, headers: value.headers() if value.__class__ is DeadLetter else [])
+        sdf.to_topic(route, key=lambda value: value.key)
 
     sdf = app.dataframe(orders)
     sdf = sdf.apply(order_step, stateful=True, expand=True, metadata=True)
     if not rekeyed:
         publish(sdf)
     else:
-        dead = sdf.filter(lambda value: value["t"] == "dlq")
+        dead = sdf.filter(lambda value: value.__class__ is DeadLetter)
         publish(dead)
-        changes = sdf.filter(lambda value: value["t"] == "chg")
+        changes = sdf.filter(lambda value: value.__class__ is dict)  # RekeyedChange.to_json()
         changes = changes.group_by(lambda value: value["pk"], name=f"{view}-by-key")
         changes = changes.apply(RekeyedStep(projection, stats), stateful=True, expand=True, metadata=True)
         publish(changes)

@@ -6,13 +6,17 @@ changes, late window changes dead-lettered. Step 2 runs keyed by the view's part
 key after Quix's repartitioning (re-keyed views only): skip a change whose (orderId,
 seq) this key already counted, fold the change into the row.
 
-Items passed downstream are small dicts tagged by ``"t"``: "dlq" (a dead letter),
-"chg" (a change to re-key) or "out" (a view record to publish).
+Items passed downstream are typed: a :class:`~pipelines.dlq.DeadLetter` (to the DLQ), a
+:class:`~state.contracts.ViewUpdate` (to ``view.<name>``, encoded by :mod:`state.view_records`,
+the format the replica decodes), or a :class:`RekeyedChange` (the repartition hop of a
+re-keyed view; Quix carries it as JSON, so it crosses as ``RekeyedChange.to_json()``).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -25,8 +29,12 @@ from pipelines.live.row_cache import MISSING, RowCache
 from pipelines.live.stats import PipelineStats
 from pipelines.projections import Change, Projection, Row
 from schemas.fast_decode import FastDecoder
+from state.contracts import SourcePosition, ViewUpdate
 
-__all__ = ["OrderStep", "RekeyedStep", "view_record"]
+__all__ = ["OrderStep", "RekeyedStep", "RekeyedChange", "view_update", "LiveItem"]
+
+#: What step 1 hands downstream (see the module docstring).
+LiveItem = DeadLetter | ViewUpdate | dict[str, Any]
 
 ORDER_STATE_KEY = "order"
 #: The same store key as Quix's JSON serialisation of ORDER_STATE_KEY (so older state dirs and
@@ -39,28 +47,41 @@ STREAM_TIME_KEY = "streamTime"
 PARTITION_STATE_PREFIX = b"\x00rewind:partition"
 
 
-def view_record(view: str, change: Change, row: dict[str, Any], source: list[Any], *, rekeyed: bool) -> dict[str, Any]:
-    """The value published to ``view.<name>``.
+def view_update(view: str, change: Change, row: Row, source: SourcePosition, *, rekeyed: bool) -> ViewUpdate:
+    """The update published to ``view.<name>`` for ``change``, which made ``row``.
 
-    ``row`` is the new row; ``validFrom`` when it became valid (the row's max event time);
-    ``change`` the delta that made it, with the (orderId, seq) and the event time at which
-    that delta becomes visible (a read replica uses it to answer as-of reads of counter
-    views even when changes arrive out of event-time order); ``source`` the orders-topic
-    position of the event.
+    ``row_valid_from_ms`` is when the row became valid (its max event time);
+    ``change_valid_from_ms`` when the delta becomes visible (a read replica uses it to answer
+    as-of reads of counter views even when changes arrive out of event-time order); the
+    delta is None for a per-order view (the row is the version); ``source`` is the orders
+    record the change came from.
     """
-    return {
-        "t": "out",
-        "view": view,
-        "key": change.key,
-        "row": row,
-        "validFrom": row.get("validFrom", change.valid_from_ms),
-        "change": {"orderId": change.order_id, "seq": change.seq, "validFrom": change.valid_from_ms, "delta": change.delta if rekeyed else None},
-        "source": {"topic": source[0], "partition": source[1], "offset": source[2]},
-    }
+    return ViewUpdate(
+        view=view, key=change.key, row=row, row_valid_from_ms=row.get("validFrom", change.valid_from_ms),
+        change_valid_from_ms=change.valid_from_ms, delta=change.delta if rekeyed else None,
+        order_id=change.order_id, seq=change.seq, source=source,
+    )
 
 
-def _dead_letter_item(letter: DeadLetter) -> dict[str, Any]:
-    return {"t": "dlq", "key": letter.key, "raw": letter.value, "headers": letter.headers(), "validFrom": letter.timestamp_ms}
+@dataclass(frozen=True, slots=True)
+class RekeyedChange:
+    """A change on its way to the re-keyed step: the change, the key Quix partitions it by
+    (``partition_key``) and the orders record it came from."""
+
+    change: Change
+    partition_key: str
+    source: SourcePosition
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-friendly form Quix's repartition topic carries."""
+        src = self.source
+        return {**self.change.to_dict(), "pk": self.partition_key, "src": [src.topic, src.partition, src.offset]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "RekeyedChange":
+        """Inverse of :meth:`to_json`."""
+        topic, partition, offset = data["src"]
+        return cls(Change.from_dict(data), data["pk"], SourcePosition(topic, partition, offset))
 
 
 class OrderStep:
@@ -90,15 +111,14 @@ class OrderStep:
         self.rows.clear()
         self.stream_times.clear()
 
-    def _dead_letter(self, value: bytes, key: bytes | None, timestamp: int, verdict: Verdict, ctx: Any) -> dict[str, Any]:
-        letter = DeadLetter(
+    def _dead_letter(self, value: bytes, key: bytes | None, timestamp: int, verdict: Verdict, ctx: Any) -> DeadLetter:
+        return DeadLetter(
             key=key, value=value, reason_class=verdict.reason_class or "Rejected", reason=verdict.reason or "",
             source_topic=ctx.topic, source_partition=ctx.partition, source_offset=ctx.offset,
             pipeline=self._projection.name, timestamp_ms=timestamp,
         )
-        return _dead_letter_item(letter)
 
-    def __call__(self, value: bytes, key: bytes | None, timestamp: int, headers: Any, state: State[Any, Any]) -> list[dict[str, Any]]:
+    def __call__(self, value: bytes, key: bytes | None, timestamp: int, headers: Any, state: State[Any, Any]) -> list[LiveItem]:
         stats = self._stats
         stats.last_event_at = now = time.monotonic()
         if stats.first_event_at is None:
@@ -138,18 +158,18 @@ class OrderStep:
         state.set_bytes(ORDER_STATE_KEY_BYTES, orjson.dumps(after))
         self.rows.put(key, after)  # type: ignore[arg-type]
         stats.applied += 1
-        out: list[dict[str, Any]] = []
+        out: list[LiveItem] = []
         if verdict.late:
             stats.late += 1
             out.append(self._dead_letter(value, key, timestamp, verdict, ctx))
-        source = [ctx.topic, partition, ctx.offset]
+        source = SourcePosition(ctx.topic, partition, ctx.offset)
         changes = verdict.changes()
         if self._rekeyed:
-            out.extend({"t": "chg", "pk": _partition_key(self._projection, c), "src": source, **c.to_dict()} for c in changes)
+            out.extend(RekeyedChange(c, _partition_key(self._projection, c), source).to_json() for c in changes)
             return out
         for change in changes:
             stats.view_updates += 1
-            out.append(view_record(self._projection.name, change, self._projection.apply(None, change), source, rekeyed=False))
+            out.append(view_update(self._projection.name, change, self._projection.apply(None, change), source, rekeyed=False))
         return out
 
 
@@ -176,8 +196,9 @@ class RekeyedStep:
         self._projection = projection
         self._stats = stats
 
-    def __call__(self, value: dict[str, Any], key: Any, timestamp: int, headers: Any, state: State[Any, Any]) -> list[dict[str, Any]]:
-        change = Change.from_dict(value)
+    def __call__(self, value: dict[str, Any], key: Any, timestamp: int, headers: Any, state: State[Any, Any]) -> list[ViewUpdate]:
+        routed = RekeyedChange.from_json(value)
+        change = routed.change
         seen_key = SEEN_PREFIX + change.order_id
         # Changes of one order reach this key in seq order (one source partition, one
         # repartition partition), so "seq <= last counted" recognises a redelivery.
@@ -189,4 +210,4 @@ class RekeyedStep:
         row = self._projection.apply(state.get(row_key), change)
         state.set(row_key, row)
         self._stats.view_updates += 1
-        return [view_record(self._projection.name, change, row, value["src"], rekeyed=True)]
+        return [view_update(self._projection.name, change, row, routed.source, rekeyed=True)]

@@ -1,4 +1,4 @@
-"""The read replica against the real broker: view records in the exact view_record format, restart, read-your-writes."""
+"""The read replica against the real broker: view records in the live pipeline's exact format (state.view_records), restart, read-your-writes."""
 
 from __future__ import annotations
 
@@ -7,18 +7,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from confluent_kafka import Producer
 from fastapi.testclient import TestClient
 
-from pipelines.live.steps import view_record
+from pipelines.live.steps import view_update
 from pipelines.projections import Change, get_projection, view_spec
 from pipelines.topics import VIEW_TOPIC_CONFIG, ensure_topic
+from state.contracts import SourcePosition
 from state.http_api import create_app
 from state.query import QueryService
 from state.replica import Replica, view_topics
 from state.rocks_store import ReadOnlyStoreView, RocksStore, open_store
+from state.view_records import encode_view_update
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,7 @@ def wait_until(condition: Callable[[], bool], *, timeout_s: float = 30.0, what: 
 
 
 class ViewProducer:
-    """Publishes records exactly as the live pipeline does: value = view_record minus "t", key = view key (the topic stamps the append time)."""
+    """Publishes records exactly as the live pipeline does: value = encode_view_update(view_update(...)), key = view key (the topic stamps the append time)."""
 
     def __init__(self, bootstrap: str, topics: dict[str, str]) -> None:
         self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
@@ -52,9 +53,8 @@ class ViewProducer:
         projection = get_projection(view)
         row = projection.apply(self._rows.get((view, change.key)), change)  # the live fold, in arrival order
         self._rows[(view, change.key)] = row
-        record = view_record(view, change, row, ["orders", 0, source_offset], rekeyed=view_spec(view).rekeyed)
-        value = orjson.dumps({k: v for k, v in record.items() if k != "t"})
-        self._producer.produce(self._topic_of[view], key=change.key.encode(), value=value, timestamp=record["validFrom"],
+        update = view_update(view, change, row, SourcePosition("orders", 0, source_offset), rekeyed=view_spec(view).rekeyed)
+        self._producer.produce(self._topic_of[view], key=change.key.encode(), value=encode_view_update(update), timestamp=update.row_valid_from_ms,
                                on_delivery=self._delivered)
 
     def send_raw(self, view: str, value: bytes) -> None:

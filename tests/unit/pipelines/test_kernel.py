@@ -36,19 +36,21 @@ def rec(partition: int, offset: int, item: dict[str, Any] | bytes, *, key: str |
 
 def run_live(view: str, recs: list[RawRecord], monkeypatch: pytest.MonkeyPatch,
              transactions: dict[int, FakeTransaction] | None = None,
-             states: dict[tuple[int, bytes | None], FakeState] | None = None) -> tuple[list[dict[str, Any]], PipelineStats]:
+             states: dict[tuple[int, bytes | None], FakeState] | None = None) -> tuple[list[Any], PipelineStats]:
     """Every output item of the live step 1 for ``recs`` (one FakeState per key, one transaction per partition;
     pass the same ``transactions`` and ``states`` to a second call to model a restart with recovered state)."""
     stats = PipelineStats(view)
     step = live_steps.OrderStep(get_projection(view, grace_ms=GRACE_MS), stats, rekeyed=view != "order-status")
     transactions = transactions if transactions is not None else {}
     states = states if states is not None else {}
-    out: list[dict[str, Any]] = []
+    out: list[Any] = []
     for r in recs:
         tx = transactions.setdefault(r.partition(), FakeTransaction())
         state = states.setdefault((r.partition(), r.key()), FakeState(tx))
         monkeypatch.setattr(live_steps, "message_context", lambda r=r: FakeContext("orders", r.partition(), r.offset()))
-        out.extend(step(r.value(), r.key(), r.timestamp()[1], [], state))
+        value = r.value()
+        assert value is not None
+        out.extend(step(value, r.key(), r.timestamp()[1], [], state))
     return out, stats
 
 
@@ -62,13 +64,14 @@ def run_replay(view: str, recs: list[RawRecord]) -> tuple[list[DeadLetter], list
     return letters, changes, folder
 
 
-def live_letters(items: list[dict[str, Any]]) -> list[dict[str, str]]:
+def live_letters(items: list[Any]) -> list[dict[str, Any]]:
     """The live dead letters' headers, with the raw value under ``value``."""
     out = []
     for item in items:
-        if item["t"] == "dlq":
-            assert [name for name, _ in item["headers"]] == list(DLQ_HEADERS)
-            out.append(headers_to_dict(item["headers"]) | {"value": item["raw"]})
+        if isinstance(item, DeadLetter):
+            headers = item.headers()
+            assert [name for name, _ in headers] == list(DLQ_HEADERS)
+            out.append(headers_to_dict(headers) | {"value": item.value})
     return out
 
 
@@ -129,7 +132,7 @@ def test_late_window_change_is_judged_by_its_source_partitions_stream_time(monke
     assert [(h["rewind.source.partition"], h["rewind.source.offset"], h["rewind.reason.class"]) for h in got_live] == [("0", "9", LATE_EVENT)]
     assert [(d.source_partition, d.source_offset, d.reason_class, d.reason) for d in letters] == \
         [(0, 9, LATE_EVENT, got_live[0]["rewind.reason.message"])]
-    live_keys = sorted((c["key"], c["orderId"]) for c in live if c["t"] == "chg")
+    live_keys = sorted((c["key"], c["orderId"]) for c in live if isinstance(c, dict))
     replay_keys = sorted((c[0], c[2]) for c in changes)
     assert live_keys == replay_keys == sorted([(f"EUR:{T0 + 3 * HOUR_MS}", "o-2"), (f"EUR:{T0}", "o-3")])
     assert stats.late == folder.counters.late == 1

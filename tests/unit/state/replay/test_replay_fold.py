@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from pipelines.dlq import DeadLetter
 from pipelines.live import steps as live_steps
 from pipelines.live.stats import PipelineStats
 from pipelines.projections import get_projection
@@ -109,11 +110,13 @@ def test_duplicates_never_count_and_never_cut() -> None:
 def test_poison_in_the_middle_never_counts_and_never_cuts(poison: bytes | str) -> None:
     """Scenario: a bad record between seq 1 and seq 2, its occurredAt after T. We expect it dead-lettered,
     the order not cut, and seq 2 applied."""
+    bad: dict[str, Any] | bytes
     if poison == "impossible":
         bad = event("OrderDelivered", 2, T0 + 10_000)  # illegal in PLACED, seq = the next one
     elif poison == "gap":
         bad = event("InventoryReserved", 3, T0 + 10_000)  # seq 3 after 1: events are missing
     else:
+        assert isinstance(poison, bytes)
         bad = poison
     recs = records(event("OrderPlaced", 1, T0 + 100), bad, event("PaymentAuthorized", 2, T0 + 200))
     folder, changes = fold(recs, as_of_ms=T0 + 500)
@@ -173,20 +176,25 @@ def test_replay_and_live_step_agree(view: str, monkeypatch: pytest.MonkeyPatch) 
     ]
     recs = records(*evs)
     live = live_steps.OrderStep(get_projection(view), PipelineStats(view), rekeyed=view != "order-status")
-    states: dict[bytes, FakeState] = {}
+    states: dict[bytes | None, FakeState] = {}
     partition_store = FakeTransaction()  # one partition: every key's state shares its store
-    live_letters, live_changes = [], []
+    live_letters: list[tuple[str, int]] = []
+    live_changes: list[tuple[Any, ...]] = []
     for r in recs:
         monkeypatch.setattr(live_steps, "message_context", lambda r=r: FakeContext("orders", r.partition(), r.offset()))
-        for item in live(r.value(), r.key(), r.timestamp()[1], [], states.setdefault(r.key(), FakeState(partition_store))):
-            if item["t"] == "dlq":
-                headers = dict(item["headers"])
+        value = r.value()
+        assert value is not None
+        for item in live(value, r.key(), r.timestamp()[1], [], states.setdefault(r.key(), FakeState(partition_store))):
+            if isinstance(item, DeadLetter):
+                headers = dict(item.headers())
                 live_letters.append((headers["rewind.reason.class"].decode(), int(headers["rewind.source.offset"])))
-            elif item["t"] == "chg":
-                live_changes.append((item["key"], item["delta"], item["seq"], item["validFrom"], item["src"][2]))
+            elif isinstance(item, dict):  # a change on its way to the re-keyed step
+                routed = live_steps.RekeyedChange.from_json(item)
+                c = routed.change
+                live_changes.append((c.key, c.delta, c.seq, c.valid_from_ms, routed.source.offset))
             else:
-                change = item["change"]
-                live_changes.append((item["key"], item["row"], change["seq"], change["validFrom"], item["source"]["offset"]))
+                assert item.source is not None
+                live_changes.append((item.key, item.row, item.seq, item.change_valid_from_ms, item.source.offset))
     letters: list[tuple[str, int]] = []
     folder = OrderFolder(get_projection(view), topic="orders", decode=FastDecoder().decode,
                          on_dead_letter=lambda d: letters.append((d.reason_class, d.source_offset)))

@@ -1,0 +1,70 @@
+"""The ``view.<name>`` record format, in one place: the live pipeline encodes a
+:class:`~state.contracts.ViewUpdate`, the replica decodes the same type back.
+
+A record's value is JSON (orjson: exact for integers, money is integer minor units)::
+
+    {"view": NAME, "key": KEY, "row": {...}, "validFrom": ROW_VALID_FROM_MS,
+     "change": {"orderId": ..., "seq": ..., "validFrom": CHANGE_VALID_FROM_MS, "delta": {...} | null},
+     "source": {"topic": ..., "partition": ..., "offset": ...}}
+
+``source`` is the orders record the change came from (its own offset, not a next_offset);
+``delta`` is null for a per-order view (the row is the version). A record's own position on
+the view topic is not in it: the reader knows it (``record_position``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from state.contracts import SourcePosition, ViewUpdate
+
+__all__ = ["MalformedRecord", "encode_view_update", "decode_view_update"]
+
+
+class MalformedRecord(ValueError):
+    """A view-topic record that is not in this format (internal: the replica counts and skips it)."""
+
+
+def encode_view_update(update: ViewUpdate) -> bytes:
+    """The value of ``update`` on its view topic (``record_position`` is not encoded)."""
+    source = update.source
+    body: dict[str, Any] = {
+        "view": update.view,
+        "key": update.key,
+        "row": update.row,
+        "validFrom": update.row_valid_from_ms,
+        "change": {"orderId": update.order_id, "seq": update.seq, "validFrom": update.change_valid_from_ms, "delta": update.delta},
+        "source": None if source is None else {"topic": source.topic, "partition": source.partition, "offset": source.offset},
+    }
+    return orjson.dumps(body)
+
+
+def decode_view_update(value: bytes | None, *, view: str, record_position: SourcePosition) -> ViewUpdate:
+    """The :class:`ViewUpdate` of one record read from ``view``'s topic at ``record_position``;
+    :class:`MalformedRecord` when it is a tombstone, another view's record or not this format."""
+    if value is None:
+        raise MalformedRecord("tombstone: views never delete rows")
+    try:
+        record = orjson.loads(value)
+        change = record["change"]
+        source = record.get("source")
+        if record["view"] != view:
+            raise MalformedRecord(f"record of view {record['view']!r} on the topic of {view!r}")
+        return ViewUpdate(
+            view=view,
+            key=str(record["key"]),
+            row=record["row"],
+            row_valid_from_ms=int(record["validFrom"]),
+            change_valid_from_ms=int(change["validFrom"]),
+            delta=change.get("delta"),
+            order_id=str(change["orderId"]),
+            seq=int(change["seq"]),
+            source=None if not source else SourcePosition(source["topic"], int(source["partition"]), int(source["offset"])),
+            record_position=record_position,
+        )
+    except MalformedRecord:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise MalformedRecord(f"{type(exc).__name__}: {exc}") from exc
