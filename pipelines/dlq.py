@@ -7,6 +7,7 @@ redriven) and says in headers why and where it came from.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = ["DeadLetter", "DLQ_HEADERS", "headers_to_dict"]
@@ -51,6 +52,6 @@ class DeadLetter:
         return [(name, value.encode()) for name, value in zip(DLQ_HEADERS, values, strict=True)]
 
 
-def headers_to_dict(headers: list[tuple[str, bytes | None]] | None) -> dict[str, str]:
+def headers_to_dict(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str, str]:
     """Decode Kafka headers into a str -> str dict (last value wins)."""
     return {name: (value or b"").decode() for name, value in (headers or [])}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
+
+from quixstreams import State
 
 __all__ = ["FakeState", "FakeContext", "FakeTransaction"]
 
@@ -21,9 +24,9 @@ class FakeTransaction:
         self.data[(prefix, key)] = value
 
 
-class FakeState:
-    """Quix's per-key State over a dict: the calls the live steps make. States of one
-    partition share ``transaction`` (pass the same one to model that)."""
+class FakeState(State[Any, Any]):
+    """Quix's per-key State over a dict. States of one partition share ``transaction``
+    (pass the same one to model that)."""
 
     def __init__(self, transaction: FakeTransaction | None = None) -> None:
         self.data: dict[Any, Any] = {}
@@ -32,17 +35,20 @@ class FakeState:
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)
 
-    def set(self, key: str, value: Any) -> None:
+    def set(self, key: str, value: Any, ttl: timedelta | None = None) -> None:
         self.data[key] = value
 
     def get_bytes(self, key: bytes, default: Any = None) -> Any:
         return self.data.get(key, default)
 
-    def set_bytes(self, key: bytes, value: bytes) -> None:
+    def set_bytes(self, key: bytes, value: bytes, ttl: timedelta | None = None) -> None:
         self.data[key] = value
 
     def exists(self, key: str) -> bool:
         return key in self.data
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
 
 
 class FakeContext:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from state.rocks_open import raw_items
 from state.rocks_store import RocksStore
 
 __all__ = ["dump_store"]
@@ -13,6 +14,6 @@ def dump_store(path: Path) -> dict[bytes, bytes]:
     """Open the store at ``path``, read all of it, close it."""
     store = RocksStore(path)
     try:
-        return dict(store._db.items())
+        return dict(raw_items(store._db, from_key=b""))
     finally:
         store.close()

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 from typer.main import get_command
 
 from pipelines.settings import ENV_VARS
 from scripts.cli import app
 
 
-def _commands(group, prefix=()):  # type: ignore[no-untyped-def]
+def _commands(group: TyperGroup, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
     for name, cmd in group.commands.items():
         path = (*prefix, name)
         yield path, cmd
@@ -19,7 +22,9 @@ def _commands(group, prefix=()):  # type: ignore[no-untyped-def]
             yield from _commands(cmd, path)
 
 
-COMMANDS = list(_commands(get_command(app)))
+ROOT = get_command(app)
+assert isinstance(ROOT, TyperGroup)
+COMMANDS = list(_commands(ROOT))
 
 
 def test_there_are_commands() -> None:
@@ -32,7 +37,7 @@ def test_command_has_help_and_env_vars(path: tuple[str, ...], cmd: typer.core.Ty
     assert (cmd.help or "").strip(), f"`rewind {' '.join(path)}` has no help text"
     for param in cmd.params:
         if param.name in ENV_VARS:
-            assert param.envvar == ENV_VARS[param.name] and param.show_envvar, (
+            assert isinstance(param, TyperOption) and param.envvar == ENV_VARS[param.name] and param.show_envvar, (
                 f"--{param.name} of `rewind {' '.join(path)}` must show env var {ENV_VARS[param.name]}"
             )
         if not getattr(param, "help", None) and param.name != "help":

@@ -120,7 +120,8 @@ class PipelineChild:
                 self.proc.wait()
         for line in reversed(self.log_path.read_text(errors="replace").splitlines()):
             if line.startswith("REWIND_STATS "):
-                return json.loads(line.removeprefix("REWIND_STATS "))
+                counters: dict[str, int] = json.loads(line.removeprefix("REWIND_STATS "))
+                return counters
         return None
 
     def log_tail(self, lines: int = 20) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.live.supervisor import group_lag, group_members_with_partitions
+from pipelines.settings import RewindSettings
 from pipelines.topics import view_topic
 from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
 from scripts.workload.expected_views import expected_customers, mismatched_keys
@@ -38,7 +39,7 @@ def _produce(bootstrap: str, tmp_path: Path, *, orders: int, seed: int) -> tuple
     return settings, expected, len(workload.records)
 
 
-def _assert_view_equals(settings, expected: dict) -> None:  # type: ignore[no-untyped-def]
+def _assert_view_equals(settings: RewindSettings, expected: dict) -> None:
     def matches() -> bool:
         rows = latest_rows(settings.bootstrap(), view_topic(VIEW, prefix=settings.view_topic_prefix))
         return not mismatched_keys(rows, expected)
@@ -58,8 +59,11 @@ def test_kill_9_three_times_then_views_equal_the_oracle(kafka_bootstrap: str, tm
         before = committed_total(kafka_bootstrap, group, settings.orders_topic)
         # Kill once it has committed past a random point of the log (and made progress in this run).
         target = max(before + 1, int(total * fraction))
-        wait_until(lambda proc=proc, target=target: not proc.alive() or committed_total(kafka_bootstrap, group, settings.orders_topic) >= target,
-                   timeout_s=300, what=f"progress to {fraction:.0%}", interval_s=0.3)
+
+        def past_target(proc: PipelineProcess = proc, target: int = target) -> bool:
+            return not proc.alive() or committed_total(kafka_bootstrap, group, settings.orders_topic) >= target
+
+        wait_until(past_target, timeout_s=300, what=f"progress to {fraction:.0%}", interval_s=0.3)
         assert proc.alive(), proc.output_tail()
         proc.kill9()
     final = PipelineProcess.start(settings, VIEW, group=group, state_dir=tmp_path / "state", log_dir=tmp_path / "logs")

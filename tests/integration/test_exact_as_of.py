@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Producer
 
 from pipelines.topics import ORDERS_TOPIC_CONFIG, ensure_topic
-from state.replay import ReplayRequest, run_replay
+from state.replay.engine import ReplayRequest, run_replay
 from state.rocks_store import open_store
 from tests.unit.state.replay.test_replay_fold import CODEC, event
 

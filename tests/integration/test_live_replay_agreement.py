@@ -63,8 +63,11 @@ def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dic
         crashing.kill9()
         start("revenue-hourly", 2)
         for view in VIEW_NAMES:
-            wait_until(lambda view=view: group_caught_up(bootstrap, f"{name}-{view}", settings.orders_topic), timeout_s=300,
-                       what=f"{view} to consume everything", interval_s=1)
+
+            def caught_up(view: str = view) -> bool:
+                return group_caught_up(bootstrap, f"{name}-{view}", settings.orders_topic)
+
+            wait_until(caught_up, timeout_s=300, what=f"{view} to consume everything", interval_s=1)
         # The re-keyed views publish after their second step: wait until revenue adds up to the oracle's.
         with Oracle.open(oracle_path) as oracle:
             windows = {k: v for k, v in expected_revenue_windows(oracle).items() if v}

@@ -40,7 +40,7 @@ def test_every_event_read_back_equals_the_oracle(kafka_bootstrap: str, unique_na
         type_counts[env["eventType"]] += 1
 
     expected: dict[str, list] = defaultdict(list)
-    poison_types: Counter[str] = Counter()
+    poison_types: Counter[str | None] = Counter()
     with Oracle.open(tmp_path / "oracle.sqlite") as oracle:
         for row in oracle.events():
             if row.poison_kind in ("undecodable", "unknown_schema"):

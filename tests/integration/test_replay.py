@@ -35,8 +35,9 @@ from scripts.workload.expected_views import (
     expected_payments_daily,
     expected_skus,
 )
-from state.replay import NullProgress, ReplayRequest, ReplayResult, run_replay
+from state.replay.engine import ReplayRequest, ReplayResult, run_replay
 from state.replay.plan import ReplayPlan
+from state.replay.progress import NullProgress
 from state.rocks_store import open_store
 
 pytestmark = pytest.mark.integration
@@ -115,6 +116,7 @@ def customers_as_of(oracle: Oracle, t_ms: int) -> dict[str, dict[str, int]]:
         if e.order_id in cut or e.occurred_at_ms > t_ms:
             cut.add(e.order_id)
             continue
+        assert e.customer_id is not None and e.status_after is not None and e.ltv_delta_minor is not None, e  # a good event
         row = rows[e.customer_id]
         was_open = e.order_id in status and status[e.order_id] not in CLOSED
         status[e.order_id] = e.status_after

@@ -11,7 +11,7 @@ from pipelines.readback import data_end_offsets
 from pipelines.topics import view_topic
 from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
 from scripts.workload.expected_views import expected_customers, expected_order_status, mismatched_keys
-from state.replay import ReplayRequest, run_replay
+from state.replay.engine import ReplayRequest, run_replay
 from state.replica import Replica, view_topics
 from state.rocks_store import open_store
 from tests.integration.support import PipelineProcess, isolated_settings, latest_rows, wait_until
@@ -38,8 +38,11 @@ def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dic
     try:
         for view, proc in zip(VIEWS, procs, strict=True):
             topic = view_topic(view, prefix=settings.view_topic_prefix)
-            wait_until(lambda proc=proc, topic=topic, view=view: not proc.alive() or _equal(latest_rows(kafka_bootstrap, topic), final[view]),
-                       timeout_s=240, what=f"{view} to equal the oracle", interval_s=2)
+
+            def caught_up(proc: PipelineProcess = proc, topic: str = topic, view: str = view) -> bool:
+                return not proc.alive() or _equal(latest_rows(kafka_bootstrap, topic), final[view])
+
+            wait_until(caught_up, timeout_s=240, what=f"{view} to equal the oracle", interval_s=2)
             assert proc.alive(), proc.output_tail()
     finally:
         for proc in procs:

@@ -24,7 +24,7 @@ from state.rocks_store import open_store
 T0 = 1795273200000
 
 
-def _update(key: str, seq: int, t: int, status: str, offset: int):  # type: ignore[no-untyped-def]
+def _update(key: str, seq: int, t: int, status: str, offset: int):
     from state.contracts import SourcePosition, ViewUpdate
 
     row = {"orderId": key, "status": status, "lastSeq": seq, "validFrom": t}

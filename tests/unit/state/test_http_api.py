@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from state_builders import ORDER_TOPIC, counter_update, order_update
 
 from state.http_api import create_app
 from state.query import QueryService
 from state.replica import ReplicaStatus
 from state.rocks_store import ReadOnlyStoreView, RocksStore, open_store
+from tests.unit.state.state_builders import ORDER_TOPIC, counter_update, order_update
 
 T0 = 1795273200000  # 2026-11-21T15:00:00Z
 

@@ -37,7 +37,9 @@ def test_order_step_reads_the_store_when_the_cache_was_cleared(monkeypatch: pyte
     for r in recs:
         monkeypatch.setattr(live_steps, "message_context", lambda r=r: FakeContext("orders", 0, r.offset()))
         step.rows.clear()
-        outputs.append(step(r.value(), r.key(), r.timestamp()[1], [], state))
+        value = r.value()
+        assert value is not None
+        outputs.append(step(value, r.key(), r.timestamp()[1], [], state))
     stored = orjson.loads(state.data[live_steps.ORDER_STATE_KEY_BYTES])
     assert (stored["status"], stored["lastSeq"]) == ("PAYMENT_AUTHORIZED", 2)
     assert [len(o) for o in outputs] == [1, 1, 0]  # the redelivered seq 2 is a duplicate, found through the store

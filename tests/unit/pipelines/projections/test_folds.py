@@ -11,7 +11,7 @@ import pytest
 from pipelines.kernel import Verdict
 from pipelines.projections import OrderFoldResult, Row, get_projection, order_step
 from pipelines.projections.order_lifecycle import STATUS_AFTER
-from pipelines.projections.revenue_hourly import HOUR_MS
+from pipelines.projections.revenue_hourly import HOUR_MS, RevenueHourlyProjection
 from tests.lifecycle_spec import LIFECYCLE
 
 T0 = 1_700_000_000_000
@@ -50,6 +50,12 @@ class Folded:
     reason_class: str | None = None
     reason: str | None = None
 
+    @property
+    def row(self) -> Row:
+        """The row after an applied event."""
+        assert self.after is not None, (self.outcome, self.reason)
+        return self.after
+
 
 def fold_order_event(row: Row | None, e: dict[str, Any]) -> Folded:
     step = order_step(row, e)
@@ -71,13 +77,13 @@ def run(types: list[str], *, order_id: str = "o-1") -> list[Folded]:
 @pytest.mark.parametrize("path,final", [(HAPPY, "REFUNDED"), (CANCELLED_AFTER_RELEASE, "CANCELLED"), (FAILED_PAYMENT, "CANCELLED")])
 def test_legal_paths_reach_their_final_status(path: list[str], final: str) -> None:
     transitions = run(path)
-    row = transitions[-1].after
+    row = transitions[-1].row
     assert row["status"] == final and row["lastSeq"] == len(path)
     assert row["placedAt"] == T0 + 1000
 
 
 def test_happy_path_records_every_step_time_and_refund() -> None:
-    row = run(HAPPY)[-1].after
+    row = run(HAPPY)[-1].row
     assert [row[f] for f in ("placedAt", "paidAt", "reservedAt", "shippedAt", "deliveredAt", "refundedAt")] == [
         T0 + i * 1000 for i in range(1, 7)
     ]
@@ -111,8 +117,8 @@ def test_duplicates_and_gaps() -> None:
 
 
 def test_valid_from_never_decreases_when_a_clock_steps_back() -> None:
-    row = fold_order_event(None, event("OrderPlaced", 1, ts=T0 + 5000)).after
-    after = fold_order_event(row, event("PaymentAuthorized", 2, ts=T0 + 2000)).after
+    row = fold_order_event(None, event("OrderPlaced", 1, ts=T0 + 5000)).row
+    after = fold_order_event(row, event("PaymentAuthorized", 2, ts=T0 + 2000)).row
     assert after["paidAt"] == T0 + 2000 and after["validFrom"] == T0 + 5000
 
 
@@ -149,13 +155,14 @@ def test_revenue_hourly_windows_and_lateness() -> None:
     start = (T0 + 5000) - (T0 + 5000) % HOUR_MS
     assert key == f"EUR:{start}" and row["revenueMinor"] == 1300 - 150 and row["deliveries"] == 1 and row["refunds"] == 1
     projection = get_projection("revenue-hourly", grace_ms=60_000)
+    assert isinstance(projection, RevenueHourlyProjection)
     end = start + HOUR_MS
     assert projection.late_by_ms(f"EUR:{start}", stream_time_ms=end + 59_999) == 0
     assert projection.late_by_ms(f"EUR:{start}", stream_time_ms=end + 60_000) == 1
 
 
 def test_folds_do_not_mutate_their_input_row() -> None:
-    row = run(HAPPY[:2])[-1].after
+    row = run(HAPPY[:2])[-1].row
     snapshot = dict(row)
     fold_order_event(row, event("InventoryReserved", 3))
     assert row == snapshot

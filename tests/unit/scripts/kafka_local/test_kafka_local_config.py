@@ -44,7 +44,7 @@ def test_cluster_id_starting_with_dash_is_drawn_again(monkeypatch: pytest.Monkey
     dash_first = uuid.UUID(bytes=b"\xf8" + bytes(15))  # top 6 bits 111110 = 62 = '-'
     other = uuid.UUID(bytes=b"\x00" * 15 + b"\x01")
     draws = iter([dash_first, other])
-    monkeypatch.setattr(config.uuid, "uuid4", lambda: next(draws))
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))  # config.new_cluster_id calls uuid.uuid4()
     assert base64.urlsafe_b64encode(dash_first.bytes).decode().startswith("-")
     assert kl.new_cluster_id() == "AAAAAAAAAAAAAAAAAAAAAQ"
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from io import BytesIO
+from typing import Any
 
-from fastavro._write_py import BinaryEncoder
+from fastavro.io.binary_encoder import BinaryEncoder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,7 +52,7 @@ _long = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 _int = st.integers(min_value=-(2**31), max_value=2**31 - 1)
 _items = st.lists(st.fixed_dictionaries({"sku": _text, "quantity": _int, "unitPriceMinor": _long}), max_size=5)
 _refund_items = st.lists(st.fixed_dictionaries({"sku": _text, "quantity": _int}), max_size=5)
-_PAYLOADS = {
+_PAYLOADS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "OrderPlaced": st.fixed_dictionaries({"customerId": _text, "items": _items, "totalMinor": _long, "currency": _text}),
     "PaymentAuthorized": st.fixed_dictionaries({"paymentId": _text, "amountMinor": _long, "currency": _text}),
     "PaymentFailed": st.fixed_dictionaries({"reason": _text}),

@@ -33,6 +33,7 @@ def good_by_order(oracle: Oracle) -> dict[str, list[tuple[int, int, str]]]:
     out: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
     for row in oracle.events():
         if row.poison_kind is None:
+            assert row.seq is not None and row.event_type is not None, row  # a good event has both
             out[row.order_id].append((row.seq, row.occurred_at_ms, row.event_type))
     for events in out.values():
         events.sort()
@@ -88,7 +89,8 @@ def test_status_as_of_is_inclusive(oracle: Oracle, good_by_order: dict) -> None:
             if not visible_before or (k + 1 < len(events) and events[k + 1][1] <= occurred):
                 continue
             cases += 1
-            assert oracle.order_as_of(order_id, occurred).last_seq == k + 1
+            version = oracle.order_as_of(order_id, occurred)
+            assert version is not None and version.last_seq == k + 1
             earlier = oracle.order_as_of(order_id, occurred - 1)
             assert (0 if earlier is None else earlier.last_seq) < k + 1
         if cases > 500:

@@ -8,12 +8,12 @@ import pytest
 
 from schemas.codec import EventCodec
 from schemas.errors import CodecError, UnknownSchemaError
-from scripts.workload import Workload, next_status
+from scripts.workload import Emitted, Status, Workload, next_status
 
 CODEC = EventCodec()
 
 
-def _poison(workload: Workload, kind: str) -> list[tuple[int, object]]:
+def _poison(workload: Workload, kind: str) -> list[tuple[int, Emitted]]:
     return [(i, r) for i, r in enumerate(workload.records) if r.poison is not None and r.poison.kind == kind]
 
 
@@ -29,7 +29,7 @@ def test_share_and_kinds(poisoned: Workload) -> None:
 
 def test_undecodable_does_not_decode(poisoned: Workload) -> None:
     """Scenario: every undecodable record. We expect garbage without the marker, or a good record of its order cut short."""
-    kinds = Counter()
+    kinds: Counter[str] = Counter()
     for _, r in _poison(poisoned, "undecodable"):
         with pytest.raises(CodecError):
             CODEC.decode(r.value)
@@ -71,7 +71,7 @@ def test_impossible_transitions_are_illegal_where_they_sit(poisoned: Workload) -
     """Scenario: fold each order's records in emission order, rejecting illegal ones without advancing the seq.
     We expect every impossible_transition rejected, carrying the next seq, followed by the real event with that
     seq (or by nothing), and every good event accepted."""
-    status: dict[str, object] = {}
+    status: dict[str, Status | None] = {}
     last_seq: dict[str, int] = defaultdict(int)
     pending: dict[str, int] = {}  # order -> seq of a rejected impossible event still waiting for its real one
     impossible = 0

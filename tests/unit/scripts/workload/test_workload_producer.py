@@ -51,12 +51,14 @@ def small() -> Workload:
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def fake(monkeypatch: pytest.MonkeyPatch):
     ensured: list[tuple[str, str, int, dict]] = []
-    monkeypatch.setattr(
-        producer_module, "ensure_topic",
-        lambda bootstrap, name, *, partitions, config: ensured.append((bootstrap, name, partitions, config)) or True,
-    )
+
+    def ensure_topic(bootstrap: str, name: str, *, partitions: int, config: dict) -> bool:
+        ensured.append((bootstrap, name, partitions, config))
+        return True
+
+    monkeypatch.setattr(producer_module, "ensure_topic", ensure_topic)
     FakeProducer.instances.clear()
 
     def install(**kwargs: Any) -> list[tuple[str, str, int, dict]]:
@@ -76,7 +78,7 @@ def test_config_places_records_like_the_java_client() -> None:
     assert config["compression.type"] == "lz4" and config["linger.ms"] >= 5
 
 
-def test_sends_every_record_in_order_with_key_and_event_time(fake, small: Workload) -> None:  # type: ignore[no-untyped-def]
+def test_sends_every_record_in_order_with_key_and_event_time(fake, small: Workload) -> None:
     """Scenario: a workload with poison, a queue that fills up now and then. We expect every record, in emission
     order, key = orderId, timestamp = occurredAt, and the topic ensured with the settings' partitions."""
     ensured = fake(full_every=97)
@@ -89,19 +91,19 @@ def test_sends_every_record_in_order_with_key_and_event_time(fake, small: Worklo
     assert report.topic_created and report.events_per_s > 0
 
 
-def test_failed_deliveries_raise(fake, small: Workload) -> None:  # type: ignore[no-untyped-def]
+def test_failed_deliveries_raise(fake, small: Workload) -> None:
     fake(fail=(3, 9))
     with pytest.raises(ProduceError, match="2 of"):
         produce_workload(SETTINGS, small, topic="orders-x", progress=False)
 
 
-def test_undelivered_after_flush_raises(fake, small: Workload) -> None:  # type: ignore[no-untyped-def]
+def test_undelivered_after_flush_raises(fake, small: Workload) -> None:
     fake(stuck=5)
     with pytest.raises(ProduceError, match="5 of .* still undelivered"):
         produce_workload(SETTINGS, small, topic="orders-x", progress=False)
 
 
-def test_rate_limit_holds_the_pace(fake, small: Workload) -> None:  # type: ignore[no-untyped-def]
+def test_rate_limit_holds_the_pace(fake, small: Workload) -> None:
     """Scenario: 4000 records/s asked. We expect the send to take at least records/rate (minus one chunk)."""
     fake()
     records = list(small.records)[:600]
@@ -112,7 +114,7 @@ def test_rate_limit_holds_the_pace(fake, small: Workload) -> None:  # type: igno
     assert len(FakeProducer.instances[0].sent) == 600
 
 
-def test_rate_must_be_positive(fake, small: Workload) -> None:  # type: ignore[no-untyped-def]
+def test_rate_must_be_positive(fake, small: Workload) -> None:
     from schemas.errors import ConfigError
 
     fake()

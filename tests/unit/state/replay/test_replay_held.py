@@ -11,18 +11,19 @@ from state.replay.held import HeldChanges
 
 def test_releases_match_a_heap_on_valid_from_then_arrival() -> None:
     rnd = random.Random(3)
-    held, heap = HeldChanges(), []
+    held = HeldChanges()
+    heap: list[tuple[int, int, Any]] = []
     n = 0
     for step in range(200):
-        batch = [("k", {}, f"o{n + i}", 1, rnd.randint(step, step + 30), 0, n + i) for i in range(rnd.randint(0, 12))]
+        batch: list[Any] = [("k", {}, f"o{n + i}", 1, rnd.randint(step, step + 30), 0, n + i) for i in range(rnd.randint(0, 12))]
         held.add(batch)
         for change in batch:
             n += 1
             heapq.heappush(heap, (change[4], n, change))
         if step % 17 == 16:
             limit = rnd.randint(1, 20)
-            expected = [heapq.heappop(heap)[2] for _ in range(min(limit, len(heap)))]
-            assert held.release_first(limit) == expected
+            first = [heapq.heappop(heap)[2] for _ in range(min(limit, len(heap)))]
+            assert held.release_first(limit) == first
         watermark = step + rnd.randint(-5, 10)
         expected: list[Any] = []
         while heap and heap[0][0] < watermark:

@@ -73,7 +73,7 @@ def test_as_of_is_not_fooled_by_record_timestamps() -> None:
     """Scenario: a record stamped hours ahead of its neighbours (offset 1), and one stamped by the wall clock
     although it occurred at 1500 (offset 3). We expect the stop after offset 3: the facts judge by occurredAt."""
     stamped = FakeLog({0: [100, 9_000_000, 1200, 1_800_000_000_000, 2500, 2600]})
-    occurred = {0: [100, 9_000_000, 1200, 1500, 2500, 2600]}
+    occurred: dict[int, list[int | None]] = {0: [100, 9_000_000, 1200, 1500, 2500, 2600]}
     plan = plan_replay(stamped, "t", mode="as-of", as_of_ms=2000, facts=facts_over(occurred, range_records=1))
     assert dict(plan.stop_offsets) == {0: 4}
     assert dict(plan.offsets_at_as_of_ms or {}) == {0: 1}  # where a timestamp-based stop would have cut

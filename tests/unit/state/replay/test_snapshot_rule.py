@@ -20,6 +20,7 @@ from scripts.workload import WorkloadConfig, generate
 from state.replay.fold import OrderFolder, RawRecord
 from state.replay.orderrows import OrderRows
 from state.replay.output import ReplayManifest
+from state.replay.plan import ReplayMode
 from state.snapshots import Snapshot, choose_snapshot, snapshot_verdict
 
 L = 600_000
@@ -62,7 +63,7 @@ def manifest(**overrides: Any) -> ReplayManifest:
     return ReplayManifest(**base)
 
 
-CRITERIA = dict(view="order-status", topic="orders", partitions=3, fingerprint="f", stop_offsets={0: 20, 1: 20, 2: 20})
+CRITERIA: dict[str, Any] = dict(view="order-status", topic="orders", partitions=3, fingerprint="f", stop_offsets={0: 20, 1: 20, 2: 20})
 
 
 @pytest.mark.parametrize(
@@ -80,9 +81,9 @@ CRITERIA = dict(view="order-status", topic="orders", partitions=3, fingerprint="
         ({"fold_fingerprint": "other"}, "as-of", 5000, False),  # folded by other code
     ],
 )
-def test_verdict(overrides: dict[str, Any], mode: str, as_of: int | None, usable: bool) -> None:
+def test_verdict(overrides: dict[str, Any], mode: ReplayMode, as_of: int | None, usable: bool) -> None:
     """Scenario: one snapshot property at a time. We expect the rule of state.snapshots to decide."""
-    assert snapshot_verdict(manifest(**overrides), mode=mode, as_of_ms=as_of, **CRITERIA).usable is usable  # type: ignore[arg-type]
+    assert snapshot_verdict(manifest(**overrides), mode=mode, as_of_ms=as_of, **CRITERIA).usable is usable
 
 
 def test_choose_takes_the_newest_usable() -> None:
