@@ -5,7 +5,7 @@ from __future__ import annotations
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from schemas.errors import BrokerUnreachableError, TopicError
+from pipelines.errors import BrokerUnreachableError, TopicError
 
 __all__ = [
     "ORDERS_TOPIC_CONFIG",

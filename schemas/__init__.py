@@ -3,16 +3,10 @@
 from schemas.codec import Event, EventCodec
 from schemas.errors import (
     BadMagicError,
-    BrokerUnreachableError,
     CodecError,
     ConfigError,
     EncodeError,
-    ReplayError,
-    ReplayInterruptedError,
     RewindError,
-    SnapshotError,
-    SwapError,
-    TopicError,
     TruncatedEventError,
     UnknownSchemaError,
 )
@@ -32,10 +26,4 @@ __all__ = [
     "TruncatedEventError",
     "UnknownSchemaError",
     "EncodeError",
-    "BrokerUnreachableError",
-    "TopicError",
-    "ReplayError",
-    "ReplayInterruptedError",
-    "SnapshotError",
-    "SwapError",
 ]

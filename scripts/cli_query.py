@@ -22,7 +22,7 @@ def _store_dir(view: str, *, replica_dir: Path | None, state_dir: Path | None, r
     """The replica directory, or with ``replayed`` the view store of the replay output currently served."""
     if not replayed:
         return _replica_dir(replica_dir, state_dir)
-    from schemas.errors import StoreNotFoundError
+    from state.errors import StoreNotFoundError
     from state.replay import served_dir
 
     served = served_dir(build_settings(state_dir=state_dir).state_dir / "views", view)
@@ -35,12 +35,16 @@ def _remote(url: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
     """GET ``url + path``; an error answer becomes the matching RewindError (one line, non-zero exit)."""
     import httpx
 
-    from schemas import errors
+    from pipelines import errors as pipeline_errors
+    from schemas import errors as schema_errors
+    from schemas.errors import RewindError
+    from state import errors as state_errors
+    from state.errors import QueryServerError, ReplicaBehindError
 
     try:
         response = httpx.get(url.rstrip("/") + path, params={k: v for k, v in params.items() if v is not None}, timeout=65.0)
     except httpx.HTTPError as exc:
-        raise errors.QueryServerError(f"cannot reach query server {url}: {exc}") from exc
+        raise QueryServerError(f"cannot reach query server {url}: {exc}") from exc
     try:
         body = response.json()
     except ValueError:
@@ -51,10 +55,11 @@ def _remote(url: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
     name = body.get("error")
     if name == "ReplicaBehindError":
         behind = {t: {int(p): o for p, o in parts.items()} for t, parts in body.get("behind", {}).items()}
-        raise errors.ReplicaBehindError(detail, behind=behind)
-    cls = getattr(errors, name, None) if name else None
-    if not (isinstance(cls, type) and issubclass(cls, errors.RewindError)):
-        raise errors.QueryServerError(f"query server answered {response.status_code}: {detail}")
+        raise ReplicaBehindError(detail, behind=behind)
+    # The server names the error class; look it up in the packages' errors modules.
+    cls = next((getattr(m, name) for m in (state_errors, pipeline_errors, schema_errors) if name and hasattr(m, name)), None)
+    if not (isinstance(cls, type) and issubclass(cls, RewindError)):
+        raise QueryServerError(f"query server answered {response.status_code}: {detail}")
     raise cls(detail)
 
 
@@ -114,7 +119,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Query a view: a row now or as of a time, rows by index, or a row's history (JSON or --table)."""
-        from schemas.errors import QueryError
+        from state.errors import QueryError
 
         if (key is None) == (index is None):
             raise QueryError("give either a KEY or --index (not both)")

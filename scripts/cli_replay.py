@@ -17,7 +17,7 @@ console = Console(stderr=True)
 
 def _run_or_exit(request: Any, console: Console, *, progress: bool) -> Any:
     """Run one replay with a progress bar (or none); SIGINT/SIGTERM ends the command with exit code 130."""
-    from schemas.errors import ReplayInterruptedError
+    from state.errors import ReplayInterruptedError
     from state.replay import NullProgress, RichProgress, run_replay
 
     try:
@@ -132,7 +132,7 @@ def register(app: typer.Typer) -> None:
         kafka_bootstrap_servers: str | None = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
     ) -> None:
         """Write a snapshot of view NAME: a RocksDB checkpoint tagged with per-partition next offsets and the event-time watermark."""
-        from schemas.errors import SnapshotError
+        from state.errors import SnapshotError
         from state.replay import ReplayRequest, parse_time_ms, served_dir
         from state.replay.engine import checkpoint_view_store
         from state.snapshots import new_snapshot_dir, take_snapshot

@@ -30,7 +30,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from schemas.errors import KeyNotFoundError, QueryError, ReplicaBehindError, RewindError, StoreError, UnknownViewError
+from pipelines.errors import UnknownViewError
+from schemas.errors import RewindError
+from state.errors import KeyNotFoundError, QueryError, ReplicaBehindError, StoreError
 from state.query import DEFAULT_WAIT_MS, MAX_LIMIT, MAX_WAIT_MS, QueryService, position_json
 from state.records import dumps
 from state.replica import ReplicaStatus

@@ -21,8 +21,9 @@ never matched:
 
 from __future__ import annotations
 
+from pipelines.errors import UnknownViewError
 from pipelines.projections import VIEW_NAMES, VIEW_SPECS, IndexKind, IndexSpec
-from schemas.errors import UnknownIndexError, UnknownViewError
+from state.errors import UnknownIndexError
 
 __all__ = ["IndexKind", "IndexSpec", "INDEXES", "indexes_of", "find_index", "check_view"]
 

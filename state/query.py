@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pipelines.projections import get_projection
-from schemas.errors import KeyNotFoundError, QueryError, ReplicaBehindError
 from state.contracts import ApplyWatch, ReadOnlyView, VersionedRow
+from state.errors import KeyNotFoundError, QueryError, ReplicaBehindError
 from state.indexes import check_view, find_index, indexes_of
 from state.query_args import format_iso, format_position, missing, parse_min_position, parse_timestamp, time_fields
 

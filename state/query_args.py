@@ -34,7 +34,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.errors import InvalidPositionError, InvalidTimestampError
+from state.errors import InvalidPositionError, InvalidTimestampError
 
 __all__ = ["parse_timestamp", "format_iso", "time_fields", "parse_min_position", "format_position", "missing"]
 

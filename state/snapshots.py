@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas.errors import ReplayError, SnapshotError
+from state.errors import ReplayError, SnapshotError
 from state.replay.foldstate import FoldStateDB
 from state.replay.output import (
     FOLD_DIR,

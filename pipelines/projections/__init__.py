@@ -7,10 +7,10 @@ else from the spec.
 
 from __future__ import annotations
 
+from pipelines.errors import UnknownViewError
 from pipelines.projections import customer_summary, order_status, payments_daily, product_sales, revenue_hourly
 from pipelines.projections.base import Change, FoldOutcome, IndexKind, IndexSpec, Projection, Row, ViewKind, ViewSpec
 from pipelines.projections.order_lifecycle import OrderFoldResult, order_step
-from schemas.errors import UnknownViewError
 
 __all__ = [
     "Change",

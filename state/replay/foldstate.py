@@ -23,7 +23,7 @@ import orjson
 from rocksdict import BlockBasedOptions, Checkpoint, Options, WriteBatch
 
 from pipelines.projections import Row
-from schemas.errors import ReplayError
+from state.errors import ReplayError
 from state.rocks_open import open_rdict, raw_items, write_options
 
 __all__ = ["FoldStateDB"]

@@ -51,7 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas.errors import CodecError, ReplayError
+from schemas.errors import CodecError
+from state.errors import ReplayError
 
 __all__ = ["RangeFact", "LogFacts", "RecordSource", "DEFAULT_RANGE_RECORDS", "facts_path"]
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from schemas.errors import ReplayError
+from state.errors import ReplayError
 from state.replay.plan import ReplayMode
 
 __all__ = [

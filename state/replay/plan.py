@@ -29,7 +29,8 @@ from typing import Literal, Protocol
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from schemas.errors import ConfigError, ReplayError
+from schemas.errors import ConfigError
+from state.errors import ReplayError
 
 __all__ = [
     "ReplayMode",

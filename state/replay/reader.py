@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from schemas.errors import ReplayError
+from state.errors import ReplayError
 from state.replay.plan import consumer_config
 
 __all__ = ["PartitionRange", "BoundedReader"]

@@ -29,7 +29,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.errors import ConfigError, ReplayError, SwapError
+from schemas.errors import ConfigError
+from state.errors import ReplayError, SwapError
 from state.replay.output import fsync_dir, fsync_tree, read_manifest
 
 __all__ = ["CURRENT", "PREVIOUS", "SwapResult", "served_dir", "new_generation_dir", "build_paths", "publish", "swap_view", "prune"]

@@ -25,7 +25,6 @@ from pipelines.dlq import headers_to_dict
 from pipelines.readback import read_to_end
 from pipelines.settings import RewindSettings
 from pipelines.topics import admin_client
-from schemas.errors import ReplayInterruptedError
 from scripts import cli_replay
 from scripts.workload import Oracle, Workload, WorkloadConfig, generate, produce_workload, write_oracle
 from scripts.workload.expected_views import (
@@ -35,6 +34,7 @@ from scripts.workload.expected_views import (
     expected_payments_daily,
     expected_skus,
 )
+from state.errors import ReplayInterruptedError
 from state.replay.engine import ReplayRequest, ReplayResult, run_replay
 from state.replay.plan import ReplayPlan
 from state.replay.progress import NullProgress

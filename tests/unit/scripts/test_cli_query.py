@@ -15,8 +15,10 @@ import uvicorn
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from schemas.errors import InvalidTimestampError, KeyNotFoundError, QueryError, RewindError, UnknownViewError
+from pipelines.errors import UnknownViewError
+from schemas.errors import RewindError
 from scripts.cli_query import register
+from state.errors import InvalidTimestampError, KeyNotFoundError, QueryError
 from state.http_api import create_app
 from state.query import QueryService
 from state.rocks_store import open_store

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.errors import InvalidUpdateError
 from state import keys as K
+from state.errors import InvalidUpdateError
 
 i64 = st.integers(-(2**63), 2**63 - 1)
 

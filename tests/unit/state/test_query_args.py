@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.errors import InvalidPositionError, InvalidTimestampError
+from state.errors import InvalidPositionError, InvalidTimestampError
 from state.query_args import format_iso, format_position, missing, parse_min_position, parse_timestamp
 
 

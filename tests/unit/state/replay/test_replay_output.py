@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.errors import ReplayError
+from state.errors import ReplayError
 from state.replay.engine import _watermark_ms
 from state.replay.output import MANIFEST_NAME, ReplayManifest, fold_fingerprint, read_manifest, write_manifest
 from state.replay.plan import ReplayPlan

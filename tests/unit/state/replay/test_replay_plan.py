@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from schemas.errors import CodecError, ConfigError, ReplayError
+from schemas.errors import CodecError, ConfigError
+from state.errors import ReplayError
 from state.replay.logfacts import LogFacts
 from state.replay.plan import parse_time_ms, plan_replay
 from state.replay.workers import split_partitions

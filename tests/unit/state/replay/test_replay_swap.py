@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from schemas.errors import ConfigError, ReplayError, SwapError
+from schemas.errors import ConfigError
 from scripts.cli_common import build_settings
+from state.errors import ReplayError, SwapError
 from state.replay.output import ReplayManifest, write_manifest
 from state.replay.swap import CURRENT, PREVIOUS, build_paths, new_generation_dir, prune, publish, served_dir, swap_view
 
