@@ -20,6 +20,7 @@ It can never disagree with the codec, by construction:
 from __future__ import annotations
 
 from collections.abc import Callable
+from io import BytesIO
 from typing import Any
 
 from fastavro import schemaless_writer
@@ -153,7 +154,8 @@ def _compile(schema: Any) -> Callable[[bytes], Event]:
     source = _Generator(dict(schema.get("__named_schemas", {}))).function_source(schema)
     namespace: dict[str, Any] = {"_long": _long, "_Unsure": _Unsure}
     exec(compile(source, f"<fast reader {schema.get('name')}>", "exec"), namespace)  # generated from our own schemas, never from input
-    return namespace["read"]  # type: ignore[no-any-return]
+    read: Callable[[bytes], Event] = namespace["read"]  # the function the generated source defines
+    return read
 
 
 def _sample_value(schema: Any, named: dict[str, Any], depth: int = 0) -> Any:
@@ -174,8 +176,6 @@ class FastDecoder:
     """``decode(bytes) -> event`` with exactly ``EventCodec.decode``'s results and errors, faster."""
 
     def __init__(self, codec: EventCodec | None = None) -> None:
-        from io import BytesIO
-
         self._codec = codec or EventCodec()
         self._fast: dict[bytes, Callable[[bytes], Event]] = {}
         fallback = []

@@ -23,7 +23,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 from quixstreams import Application, State
@@ -38,10 +38,10 @@ from scripts.bench_common import make_topic, peak_rss_mb, raw_consume_decode
 IDLE_S = 5.0
 
 
-def run_ours(settings: RewindSettings, guarantee: str, state_dir: Path) -> float:
+def run_ours(settings: RewindSettings, guarantee: Literal["exactly-once", "at-least-once"], state_dir: Path) -> float:
     """Run the real `order-status` pipeline until idle; events/s between its first and last event."""
     pipeline = build_pipeline(settings, "order-status", group_id=f"bench-{uuid.uuid4().hex[:8]}", state_dir=state_dir,
-                              guarantee=guarantee, progress_interval_s=30)  # type: ignore[arg-type]
+                              guarantee=guarantee, progress_interval_s=30)
     stats = run_pipeline(pipeline, idle_timeout_s=IDLE_S)
     return stats.events_per_s()
 

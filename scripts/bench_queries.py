@@ -100,6 +100,7 @@ HTTP_WARMUP = 500
 
 def serve_only(path: Path, port: int) -> None:
     """The child process of step 3: the query API over the store, read-only, no replica loop."""
+    # Only this child serves HTTP: the parent (the load generator) does not import the server stack.
     import uvicorn
 
     from state.http_api import create_app

@@ -6,6 +6,8 @@ import sys
 import warnings
 
 import typer
+from typer import Abort, Exit
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from schemas.errors import RewindError
 from scripts import cli_kafka
@@ -53,9 +55,6 @@ _register_commands()
 
 def main() -> None:
     """Entry point: run the CLI; any deliberate error becomes one line on stderr and a non-zero exit."""
-    from typer import Abort, Exit
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError
-
     try:
         rc = app(standalone_mode=False)
     except Exit as exc:

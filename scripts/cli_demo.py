@@ -1,4 +1,8 @@
-"""`rewind demo`: the README's main job."""
+"""`rewind demo`: the README's main job.
+
+Each command imports what it runs inside its own body, so that ``rewind --help`` and the other
+commands do not pay for it (Quix, rocksdict, the replay engine).
+"""
 
 from __future__ import annotations
 

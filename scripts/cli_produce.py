@@ -1,4 +1,8 @@
-"""`rewind produce`: send a deterministic order workload to Kafka and write its oracle."""
+"""`rewind produce`: send a deterministic order workload to Kafka and write its oracle.
+
+Each command imports what it runs inside its own body, so that ``rewind --help`` and the other
+commands do not pay for it (Quix, rocksdict, the replay engine).
+"""
 
 from __future__ import annotations
 

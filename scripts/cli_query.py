@@ -1,4 +1,8 @@
-"""`rewind query` and `rewind serve`: read the views (now, as of T, by index, history) and serve them over HTTP."""
+"""`rewind query` and `rewind serve`: read the views (now, as of T, by index, history) and serve them over HTTP.
+
+Each command imports what it runs inside its own body, so that ``rewind --help`` and the other
+commands do not pay for it (Quix, rocksdict, the replay engine).
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ def _store_dir(view: str, *, replica_dir: Path | None, state_dir: Path | None, r
     if not replayed:
         return _replica_dir(replica_dir, state_dir)
     from state.errors import StoreNotFoundError
-    from state.replay import served_dir
+    from state.replay.swap import served_dir
 
     served = served_dir(build_settings(state_dir=state_dir).state_dir / "views", view)
     if served is None:

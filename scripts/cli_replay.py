@@ -1,4 +1,8 @@
-"""`rewind replay NAME` and `rewind snapshot NAME`: rebuild a view from the orders log, now or as of T."""
+"""`rewind replay NAME` and `rewind snapshot NAME`: rebuild a view from the orders log, now or as of T.
+
+Each command imports what it runs inside its own body, so that ``rewind --help`` and the other
+commands do not pay for it (Quix, rocksdict, the replay engine).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ console = Console(stderr=True)
 def _run_or_exit(request: Any, console: Console, *, progress: bool) -> Any:
     """Run one replay with a progress bar (or none); SIGINT/SIGTERM ends the command with exit code 130."""
     from state.errors import ReplayInterruptedError
-    from state.replay import NullProgress, RichProgress, run_replay
+    from state.replay.engine import run_replay
+    from state.replay.progress import NullProgress, RichProgress
 
     try:
         return run_replay(request, progress=RichProgress(console) if progress else NullProgress())
@@ -71,7 +76,9 @@ def register(app: typer.Typer) -> None:
         2. close and fsync it; 3. rename DIR.tmp -> DIR; 4. with --swap, flip <views-dir>/NAME/current to DIR.
         """
         from schemas.errors import ConfigError
-        from state.replay import ReplayRequest, new_generation_dir, parse_time_ms, swap_view
+        from state.replay.engine import ReplayRequest
+        from state.replay.plan import parse_time_ms
+        from state.replay.swap import new_generation_dir, swap_view
 
         if from_offset != 0:
             raise ConfigError("--from-offset: only 0 is supported (a fold that starts mid-log has no order state; snapshots give the speed-up)")
@@ -133,8 +140,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write a snapshot of view NAME: a RocksDB checkpoint tagged with per-partition next offsets and the event-time watermark."""
         from state.errors import SnapshotError
-        from state.replay import ReplayRequest, parse_time_ms, served_dir
-        from state.replay.engine import checkpoint_view_store
+        from state.replay.engine import ReplayRequest, checkpoint_view_store
+        from state.replay.plan import parse_time_ms
+        from state.replay.swap import served_dir
         from state.snapshots import new_snapshot_dir, take_snapshot
 
         settings = build_settings(state_dir=state_dir, orders_topic=orders_topic, max_lateness_ms=max_lateness_ms,

@@ -1,4 +1,8 @@
-"""`rewind run NAME`: one projection as a long-lived pipeline process."""
+"""`rewind run NAME`: one projection as a long-lived pipeline process.
+
+Each command imports what it runs inside its own body, so that ``rewind --help`` and the other
+commands do not pay for it (Quix, rocksdict, the replay engine).
+"""
 
 from __future__ import annotations
 

@@ -32,6 +32,9 @@ from scripts.workload.expected_views import (
     late_revenue,
     mismatched_keys,
 )
+from state.replay.engine import ReplayRequest, run_replay
+from state.replica import Replica, view_topics
+from state.rocks_store import open_store
 
 __all__ = ["MainJob", "MainJobFailed"]
 
@@ -177,10 +180,6 @@ class MainJob:
 
     def time_travel(self, oracle: Oracle) -> None:
         """"What was order X's status at T?" for three points in its life: replica as-of read, replay as of T, oracle."""
-        from state.replay import ReplayRequest, run_replay
-        from state.replica import Replica, view_topics
-        from state.rocks_store import open_store
-
         self.console.rule("[bold]5. Time travel: versioned read replica vs replay as of T vs oracle")
         topics = view_topics(prefix=self.settings.view_topic_prefix, views=("order-status",))
         store = open_store(self.run_dir / "replica")

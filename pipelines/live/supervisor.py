@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from pipelines.settings import RewindSettings
 
@@ -67,8 +68,6 @@ def _committed(consumer: Consumer, topic: str, *, timeout_s: float) -> dict[int,
 
 def group_members_with_partitions(bootstrap: str, group: str, *, timeout_s: float = 10.0) -> int:
     """How many members of consumer group ``group`` currently hold at least one partition."""
-    from confluent_kafka.admin import AdminClient
-
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     description = admin.describe_consumer_groups([group], request_timeout=timeout_s)[group].result(timeout=timeout_s)
     return sum(1 for member in description.members if member.assignment and member.assignment.topic_partitions)

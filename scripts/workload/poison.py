@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from schemas.codec import HEADER_LEN, MAGIC
 from scripts.workload.encoding import FastEncoder
-from scripts.workload.events import POISON_KINDS, Emitted, PoisonInfo, build_event, new_uuid
+from scripts.workload.events import POISON_KINDS, Emitted, PoisonInfo, PoisonKind, build_event, new_uuid
 from scripts.workload.model import Order, Status, illegal_event_types, next_status, rejection_reason
 
 if TYPE_CHECKING:
@@ -79,9 +79,9 @@ class Poisoner:
             out += after.get(k, ())
         return out
 
-    def _info(self, kind: str, reason: str) -> PoisonInfo:
+    def _info(self, kind: PoisonKind, reason: str) -> PoisonInfo:
         self._count += 1
-        return PoisonInfo(f"poison-{self._count:06d}", kind, reason)  # type: ignore[arg-type]
+        return PoisonInfo(f"poison-{self._count:06d}", kind, reason)
 
     def _undecodable(self, anchor: Emitted) -> Emitted:
         rng = self._rng

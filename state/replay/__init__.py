@@ -18,60 +18,11 @@ Modules, by responsibility:
 * :mod:`~state.replay.engine` – the steps, end to end.
 
 Snapshots (checkpoints that seed replays) are in :mod:`state.snapshots`.
+
+This package re-exports nothing: import each name from the module that defines it
+(``from state.replay.engine import ReplayRequest, run_replay``). Re-exporting the engine
+here would make a cycle, since :mod:`state.snapshots` needs ``foldstate``, ``output`` and
+``plan`` (importing any of them runs this file first) and the engine needs ``state.snapshots``.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
-# Public name -> defining module. Loaded on first use (PEP 562), so that importing one
-# submodule (state.snapshots needs foldstate and output) does not import the engine,
-# which itself needs state.snapshots.
-_EXPORTS = {
-    "ReplayRequest": "engine", "ReplayResult": "engine", "StoreOpener": "engine", "default_store_opener": "engine",
-    "run_replay": "engine", "checkpoint_view_store": "engine",
-    "FoldCounters": "fold", "FoldedChange": "fold", "OrderFolder": "fold", "RawRecord": "fold", "ViewFolder": "fold",
-    "ReplayManifest": "output", "fold_fingerprint": "output", "read_manifest": "output",
-    "ReplayMode": "plan", "ReplayPlan": "plan", "parse_time_ms": "plan", "plan_replay": "plan",
-    "NullProgress": "progress", "ReplayProgress": "progress", "RichProgress": "progress",
-    "SwapResult": "swap", "new_generation_dir": "swap", "prune": "swap", "served_dir": "swap", "swap_view": "swap",
-}
-
-__all__ = [
-    "ReplayRequest",
-    "ReplayResult",
-    "StoreOpener",
-    "default_store_opener",
-    "run_replay",
-    "checkpoint_view_store",
-    "FoldCounters",
-    "FoldedChange",
-    "OrderFolder",
-    "RawRecord",
-    "ViewFolder",
-    "ReplayManifest",
-    "fold_fingerprint",
-    "read_manifest",
-    "ReplayMode",
-    "ReplayPlan",
-    "parse_time_ms",
-    "plan_replay",
-    "NullProgress",
-    "ReplayProgress",
-    "RichProgress",
-    "SwapResult",
-    "new_generation_dir",
-    "prune",
-    "served_dir",
-    "swap_view",
-]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'state.replay' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"state.replay.{module}"), name)
-    globals()[name] = value
-    return value
+__all__: list[str] = []

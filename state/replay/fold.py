@@ -257,13 +257,13 @@ class OrderFolder:
             if outcome == "duplicate":
                 duplicates += 1
                 continue
-            order_id: str = verdict.order_id  # type: ignore[assignment]
+            order_id: str = verdict.order_id  # type: ignore[assignment]  # None only for a dead letter, handled above
             if outcome == "beyond":
                 # The prefix ends here: this event is not visible at T, so no later one of this order is.
                 cut.add(order_id)
                 beyond += 1
                 continue
-            after: Row = verdict.after  # type: ignore[assignment]
+            after: Row = verdict.after  # type: ignore[assignment]  # set for every applied event (Verdict's contract)
             put_row(order_id, partition, after)
             if rows_before is not None and order_id not in rows_before:
                 rows_before[order_id] = verdict.before

@@ -51,8 +51,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import KafkaException, TopicCollection
+from confluent_kafka.admin import AdminClient
+
 from schemas.errors import CodecError
 from state.errors import ReplayError
+from state.replay.reader import BoundedReader, PartitionRange
 
 __all__ = ["RangeFact", "LogFacts", "RecordSource", "DEFAULT_RANGE_RECORDS", "facts_path"]
 
@@ -224,8 +228,6 @@ def _contiguous_from_zero(ranges: list[RangeFact]) -> bool:
 
 def kafka_record_source(bootstrap: str, topic: str) -> RecordSource:
     """A :data:`RecordSource` over a Kafka topic (read_committed, assign only, no commits)."""
-    from state.replay.reader import BoundedReader, PartitionRange
-
     def read(ranges: Mapping[int, tuple[int, int]]) -> Iterator[tuple[int, int, bytes | None]]:
         reader = BoundedReader(bootstrap, topic, [PartitionRange(p, a, b) for p, (a, b) in ranges.items()], batch_size=5_000)
         for batch in reader.batches():
@@ -237,9 +239,6 @@ def kafka_record_source(bootstrap: str, topic: str) -> RecordSource:
 
 def kafka_topic_id(bootstrap: str, topic: str, *, timeout_s: float = 15.0) -> str:
     """The Kafka topic id of ``topic`` (:class:`ReplayError` when it cannot be described)."""
-    from confluent_kafka import KafkaException, TopicCollection
-    from confluent_kafka.admin import AdminClient
-
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
     try:
         future = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout_s)[topic]

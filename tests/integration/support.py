@@ -40,7 +40,7 @@ class PipelineProcess(PipelineChild):
     """A `rewind run NAME` child with test assertions on how it ends."""
 
     @classmethod
-    def start(cls, settings: RewindSettings, view: str, *, group: str, state_dir: Path, log_dir: Path,  # type: ignore[override]
+    def start(cls, settings: RewindSettings, view: str, *, group: str, state_dir: Path, log_dir: Path,  # type: ignore[override]  # a log directory, not a file
               extra_args: tuple[str, ...] = ()) -> PipelineProcess:
         child = PipelineChild.start(settings, view, group=group, state_dir=state_dir,
                                     log_path=log_dir / f"{view}-{time.monotonic_ns()}.log", extra_args=extra_args)

@@ -20,7 +20,7 @@ from pipelines.topics import view_topic
 from schemas.codec import EventCodec
 from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
 from scripts.workload.expected_views import expected_revenue_windows, late_revenue
-from state.replay import ReplayRequest, run_replay
+from state.replay.engine import ReplayRequest, run_replay
 from state.rocks_store import open_store
 from tests.integration.support import PipelineProcess, group_caught_up, isolated_settings, latest_rows, read_topic, wait_until
 

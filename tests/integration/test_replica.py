@@ -103,7 +103,8 @@ def test_replica_applies_view_records_and_resumes_after_restart_without_double_c
 
     assert store.position() == producer.end
     assert [v.row["status"] for v in store.history("order-status", "o1")] == ["PLACED", "PAYMENT_AUTHORIZED"]
-    assert store.get_as_of("order-status", "o1", T0 + 999).row["status"] == "PLACED"  # type: ignore[union-attr]
+    as_of = store.get_as_of("order-status", "o1", T0 + 999)
+    assert as_of is not None and as_of.row["status"] == "PLACED"
     versions = [(v.valid_from_ms, v.row["lifetimeValueMinor"]) for v in store.history("customer-summary", "c1")]
     assert versions == [(T0 + 1000, 10), (T0 + 3000, 110)]
     assert store.counts.applied == 5 and store.counts.corrections == 0

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import typer
 import uvicorn
+from typer.core import TyperGroup, TyperOption
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -60,14 +61,15 @@ def run(app: typer.Typer, *args: str) -> str:
 def test_every_command_and_option_has_help(app: typer.Typer) -> None:
     """Scenario: --help of query and serve. We expect help text everywhere and REWIND_REPLICA_DIR shown."""
     group = get_command(app)
+    assert isinstance(group, TyperGroup)
     for name in ("query", "serve"):
-        command = group.commands[name]  # type: ignore[attr-defined]
+        command = group.commands[name]
         assert (command.help or "").strip()
         for param in command.params:
-            if param.param_type_name == "option":
+            if isinstance(param, TyperOption):
                 assert param.help, f"{name} --{param.name} has no help"
         replica = next(p for p in command.params if p.name == "replica_dir")
-        assert replica.envvar == "REWIND_REPLICA_DIR" and replica.show_envvar
+        assert isinstance(replica, TyperOption) and replica.envvar == "REWIND_REPLICA_DIR" and replica.show_envvar
 
 
 def test_query_from_the_replica_directory(app: typer.Typer, replica_dir: Path) -> None:

@@ -48,5 +48,5 @@ def test_up_rejects_bad_arguments_before_starting_anything(
     paths: kl.LocalKafkaPaths, kwargs: dict[str, object], message: str
 ) -> None:
     with pytest.raises(kl.KafkaLocalError, match=message):
-        kl.up(paths=paths, **kwargs)  # type: ignore[arg-type]
+        kl.up(paths=paths, **kwargs)  # type: ignore[arg-type]  # deliberately bad values
     assert not paths.pid_file.exists()

@@ -27,4 +27,4 @@ def test_paths_are_absolute_and_frozen(tmp_path: Path, monkeypatch: pytest.Monke
     assert paths.run_dir == tmp_path.resolve() / "rel" / "run"
     assert paths.lib_dir.is_absolute()
     with pytest.raises(dataclasses.FrozenInstanceError):
-        paths.run_dir = tmp_path  # type: ignore[misc]
+        paths.run_dir = tmp_path  # type: ignore[misc]  # the frozen dataclass must refuse this

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from itertools import pairwise
 
 import pytest
@@ -15,9 +16,9 @@ from scripts.workload import Emitted, Workload, WorkloadConfig, generate, next_s
 CODEC = EventCodec()
 
 
-def _by_order(records: object) -> dict[str, list[Emitted]]:
+def _by_order(records: Iterable[Emitted]) -> dict[str, list[Emitted]]:
     out: dict[str, list[Emitted]] = defaultdict(list)
-    for r in records:  # type: ignore[attr-defined]
+    for r in records:
         out[r.order_id].append(r)
     return out
 

@@ -9,11 +9,11 @@ import pytest
 from state.errors import ReplayError
 from state.replay.engine import _watermark_ms
 from state.replay.output import MANIFEST_NAME, ReplayManifest, fold_fingerprint, read_manifest, write_manifest
-from state.replay.plan import ReplayPlan
+from state.replay.plan import ReplayMode, ReplayPlan
 
 
-def plan(mode: str, *, as_of: int | None, stop: dict[int, int], high: dict[int, int]) -> ReplayPlan:
-    return ReplayPlan(topic="t", mode=mode, as_of_ms=as_of, start_offsets=dict.fromkeys(stop, 0),  # type: ignore[arg-type]
+def plan(mode: ReplayMode, *, as_of: int | None, stop: dict[int, int], high: dict[int, int]) -> ReplayPlan:
+    return ReplayPlan(topic="t", mode=mode, as_of_ms=as_of, start_offsets=dict.fromkeys(stop, 0),
                       stop_offsets=stop, high_watermarks=high)
 
 
