@@ -1,6 +1,10 @@
-"""Micro-benchmark of ``RocksStore.apply``: µs per update, per view, no Kafka.
+"""Micro-benchmark of a store writer's ``apply``: µs per update, per view, no Kafka.
 
     python scripts/bench_apply.py [--updates 200000] [--batch 20000] [--views order-status,customer-summary,product-sales]
+                                  [--writers store,loader]
+
+Writers: ``store`` is :class:`state.rocks_store.RocksStore` (the replica's), ``loader`` is
+:class:`state.rocks_loader.RocksLoader` (a replay build's). Both must leave the same digest.
 
 Builds ``updates`` synthetic ViewUpdates per view (the way the replay sink makes them:
 order-status rows with 5 versions per order, counter changes folded with the view's
@@ -25,9 +29,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from pipelines.projections import Change, get_projection  # noqa: E402
-from state.contracts import SourcePosition, ViewUpdate  # noqa: E402
-from state.rocks_store import open_store  # noqa: E402
 from scripts.bench_synthetic import T0, order_status_updates  # noqa: E402
+from state.contracts import SourcePosition, ViewUpdate  # noqa: E402
+from state.rocks_loader import RocksLoader  # noqa: E402
+from state.rocks_store import RocksStore  # noqa: E402
 
 TOPIC = "orders"
 
@@ -71,10 +76,13 @@ def digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def run(view: str, n: int, batch: int) -> tuple[float, str]:
+WRITERS = {"store": RocksStore, "loader": RocksLoader}
+
+
+def run(view: str, n: int, batch: int, writer: str) -> tuple[float, str]:
     updates = make(view, n)
     with tempfile.TemporaryDirectory(prefix="bench-apply-") as tmp:
-        store = open_store(Path(tmp) / "s")
+        store = WRITERS[writer](Path(tmp) / "s")
         elapsed = 0.0
         for start in range(0, len(updates), batch):
             chunk = updates[start : start + batch]
@@ -91,11 +99,13 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=20_000)
     parser.add_argument("--views", default="order-status,customer-summary,product-sales")
+    parser.add_argument("--writers", default="store,loader", help=f"Of {', '.join(WRITERS)}.")
     args = parser.parse_args()
     for view in args.views.split(","):
-        elapsed, dig = run(view, args.updates, args.batch)
-        print(f"{view:18s} {args.updates} updates  {elapsed:6.2f} s  {elapsed / args.updates * 1e6:6.2f} us/update  "
-              f"{args.updates / elapsed:9.0f} /s  digest {dig}", flush=True)
+        for writer in args.writers.split(","):
+            elapsed, dig = run(view, args.updates, args.batch, writer)
+            print(f"{view:18s} {writer:7s} {args.updates} updates  {elapsed:6.2f} s  {elapsed / args.updates * 1e6:6.2f} us/update  "
+                  f"{args.updates / elapsed:9.0f} /s  digest {dig}", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,11 @@
 
 1. Produce N events (the workload generator and producer) to a fresh topic, unless --topic is given.
 2. Raw consume + decode, one process: the codec (what a naive replay pays) and the fast decoder.
-3. Replay from offset zero, per view: into the RocksDB view store, and into a counting store
-   (the engine alone: consume, decode, fold, merge, build every ViewUpdate).
+3. Replay from offset zero, per view, into each store of ``--stores``: ``rocks``, the replay's
+   own writer (:class:`state.rocks_loader.RocksLoader`: encodes without reading); ``rocks-apply``,
+   the plain :class:`state.rocks_store.RocksStore` (what the loader must beat by 15 % on a view to
+   keep its encoding for that view); ``counting``, a store that only counts (the engine alone:
+   consume, decode, fold, merge, build every ViewUpdate).
 4. Replay as of T: from offset zero vs from a snapshot taken at T - 6 h.
 5. Peak RSS (parent + workers, sampled from /proc) of order-status replays into the RocksDB
    store, up to 25/50/75/100 % of the log (``up-to`` mode): how memory grows with the events.
@@ -46,32 +49,30 @@ console = Console(stderr=True)
 HOUR_MS = 3_600_000
 
 
-class CountingStore:
-    """A WritableProjectionStore that only counts: measures the replay engine without store cost."""
+def counting_store(path: Path) -> Any:
+    """A WritableProjectionStore that only counts (its rows are dropped): the replay engine without store cost."""
+    from state.contracts import Position, ViewUpdate
+    from state.memory_store import MemoryStore
 
-    def __init__(self, path: Path, *, write_only: bool = False) -> None:
-        self.updates = 0
-        self._position: dict[str, dict[int, int]] = {}
+    class CountingStore(MemoryStore):
+        def apply(self, updates: Sequence[ViewUpdate], *, position: Position) -> int:
+            """Keep the position only."""
+            for topic, parts in position.items():
+                self.data.position.setdefault(topic, {}).update(parts)
+            return len(updates)
 
-    def apply(self, updates: Sequence[Any], *, position: Any) -> int:
-        """Count the updates, keep the position."""
-        self.updates += len(updates)
-        self._position = {t: dict(p) for t, p in position.items()}
-        return len(updates)
+    return CountingStore()
 
-    def write_encoded(
-        self, view: str, ops: Sequence[Any], *, updates: int, source_ends: Any, position: Any, rederive: Sequence[Any] = ()
-    ) -> None:
-        """Count pre-encoded updates (the store writes encoded by the workers or the sink), keep the position."""
-        self.updates += updates
-        self._position = {t: dict(p) for t, p in position.items()}
 
-    def position(self) -> dict[str, dict[int, int]]:
-        """The last position applied."""
-        return self._position
+def rocks_store(path: Path) -> Any:
+    """The plain RocksDB store (every group through KeyApplier, reading what it needs)."""
+    from state.rocks_store import RocksStore
 
-    def close(self) -> None:
-        """Nothing to release."""
+    return RocksStore(path)
+
+
+#: ``--stores`` names -> store openers (None: the replay's own, the RocksLoader).
+STORES: dict[str, Any] = {"counting": counting_store, "rocks": None, "rocks-apply": rocks_store}
 
 
 def produce(bootstrap: str, events: int) -> tuple[str, Any]:
@@ -118,9 +119,10 @@ def replay_once(
     bootstrap: str, topic: str, view: str, *, workers: int, store: str, work: Path, into: Path | None = None, **kwargs: Any
 ) -> dict[str, Any]:
     """Steps 3-4: one replay into a fresh directory; its figures."""
-    from state.replay import NullProgress, ReplayRequest, run_replay
+    from state.replay.engine import ReplayRequest, run_replay
+    from state.replay.progress import NullProgress
 
-    opener = CountingStore if store == "counting" else None
+    opener = STORES[store]
     into = into or work / f"{view}-{store}-{uuid.uuid4().hex[:6]}"
     request = ReplayRequest(view=view, bootstrap=bootstrap, topic=topic, into=into, workers=workers, **kwargs)
     cpu_before = _tree_cpu_s()
@@ -154,7 +156,8 @@ _MEMORY_CHILD = """
 import json, sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from state.replay import NullProgress, ReplayRequest, run_replay
+from state.replay.engine import ReplayRequest, run_replay
+from state.replay.progress import NullProgress
 r = run_replay(ReplayRequest(view={view!r}, bootstrap={bootstrap!r}, topic={topic!r}, into=Path({into!r}), mode="up-to",
                as_of_ms={t}, workers={workers}), progress=NullProgress())
 print(json.dumps({{"records": r.records_read}}))
@@ -206,9 +209,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep-topic", action="store_true", help="Do not delete the topic this run produced.")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="Replay worker processes.")
     parser.add_argument("--views", default="order-status,customer-summary,product-sales,revenue-hourly", help="Views to replay from zero.")
+    parser.add_argument("--stores", default="counting,rocks,rocks-apply", help=f"Stores to replay into from zero (of {', '.join(STORES)}).")
+    parser.add_argument("--skip-as-of", action="store_true", help="Skip the as-of replays (step 4).")
     parser.add_argument("--skip-memory", action="store_true", help="Skip the peak-RSS runs.")
     parser.add_argument("--skip-costs", action="store_true", help="Skip the per-step CPU costs.")
     args = parser.parse_args(argv)
+    stores = args.stores.split(",")
+    if any(store not in STORES for store in stores):
+        parser.error(f"--stores: each of {', '.join(STORES)}")
     bootstrap = RewindSettings().bootstrap()
     console.print(f"load average {os.getloadavg()}, {os.cpu_count()} cores, broker {bootstrap}")
     work = Path(tempfile.mkdtemp(prefix="bench-replay-"))
@@ -230,22 +238,23 @@ def main(argv: list[str] | None = None) -> None:
         # Step 3
         results["from_zero"] = []
         for view in args.views.split(","):
-            for store in ("counting", "rocks"):
+            for store in stores:
                 figures = replay_once(bootstrap, topic, view, workers=args.workers, store=store, work=work)
                 shutil.rmtree(figures.pop("output"), ignore_errors=True)
                 results["from_zero"].append(figures)
                 console.print(f"from zero {view} -> {store} store: {figures['events_per_s']:,}/s ({figures['fold_s']}s)")
         # Step 4
-        t = config.start_ms + int((config.end_ms - config.start_ms) * 2 / 3)
-        snapshots = work / "snapshots"
-        built = replay_once(bootstrap, topic, "order-status", workers=args.workers, store="rocks", work=work,
-                            into=new_snapshot_dir(snapshots, "order-status"), mode="up-to", as_of_ms=t - 6 * HOUR_MS)
-        zero = replay_once(bootstrap, topic, "order-status", workers=args.workers, store="rocks", work=work, mode="as-of", as_of_ms=t)
-        seeded = replay_once(bootstrap, topic, "order-status", workers=args.workers, store="rocks", work=work, mode="as-of",
-                             as_of_ms=t, snapshots_root=snapshots)
-        results["as_of"] = {"t_ms": t, "snapshot_build": built, "from_zero": zero, "from_snapshot": seeded}
-        console.print(f"as of T: from zero {zero['total_s']}s ({zero['records']:,} records), from snapshot "
-                      f"{seeded['total_s']}s ({seeded['records']:,} records)")
+        if not args.skip_as_of:
+            t = config.start_ms + int((config.end_ms - config.start_ms) * 2 / 3)
+            snapshots = work / "snapshots"
+            built = replay_once(bootstrap, topic, "order-status", workers=args.workers, store="rocks", work=work,
+                                into=new_snapshot_dir(snapshots, "order-status"), mode="up-to", as_of_ms=t - 6 * HOUR_MS)
+            zero = replay_once(bootstrap, topic, "order-status", workers=args.workers, store="rocks", work=work, mode="as-of", as_of_ms=t)
+            seeded = replay_once(bootstrap, topic, "order-status", workers=args.workers, store="rocks", work=work, mode="as-of",
+                                 as_of_ms=t, snapshots_root=snapshots)
+            results["as_of"] = {"t_ms": t, "snapshot_build": built, "from_zero": zero, "from_snapshot": seeded}
+            console.print(f"as of T: from zero {zero['total_s']}s ({zero['records']:,} records), from snapshot "
+                          f"{seeded['total_s']}s ({seeded['records']:,} records)")
         # Step 5
         results["memory"] = []
         if not args.skip_memory:
@@ -280,11 +289,13 @@ def _print_table(results: dict[str, Any]) -> None:
     for key, label in (("raw_codec", "raw consume+decode (codec)"), ("raw_fast", "raw consume+decode (fast decoder)")):
         r = results[key]
         table.add_row(label, f"{r['records']:,}", str(r["seconds"]), f"{r['events_per_s']:,}", "1 process")
+    plain = {r["view"]: r["events_per_s"] for r in results["from_zero"] if r["store"] == "rocks-apply"}
     for r in results["from_zero"]:
         ceiling = round((results["cores"] or 1) / r["cpu_us_per_event"] * 1e6) if r["cpu_us_per_event"] else 0
+        versus = f"; {r['events_per_s'] / plain[r['view']] - 1:+.0%} vs rocks-apply" if r["store"] == "rocks" and plain.get(r["view"]) else ""
         table.add_row(f"replay {r['view']} -> {r['store']}", f"{r['records']:,}", str(r["fold_s"]), f"{r['events_per_s']:,}",
                       f"{r['events_per_s'] / raw:.2f}x raw; {r['updates']:,} versions; "
-                      f"{r['cpu_us_per_event']} µs CPU/event (all cores busy: {ceiling:,}/s)")
+                      f"{r['cpu_us_per_event']} µs CPU/event (all cores busy: {ceiling:,}/s){versus}")
     as_of = results.get("as_of", {})
     for key in ("snapshot_build", "from_zero", "from_snapshot"):
         if key in as_of:

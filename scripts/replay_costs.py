@@ -13,11 +13,11 @@ on the first whole partitions of the topic (whole partitions: every order's whol
 1. consume: read the records (librdkafka, confluent-kafka Message objects);
 2. decode: the fast Avro decoder;
 3. fold: the projection's fold, in worker batches (decode + fold, less step 2);
-4. encode: order-status only, the store writes the worker encodes (:mod:`state.replay.rowwrites`);
-5. transfer: pickling a worker batch and unpickling it in the parent;
-6. parent: the store sink, the one writer (its thread only): re-keyed views merge, fold and
-   encode there; every view copies its writes into RocksDB's WriteBatch and memtable;
-7. flush: RocksDB's own threads, sorting and writing the memtables to SST files
+4. transfer: pickling a worker batch and unpickling it in the parent;
+5. parent: the store sink and the replay's writer (:class:`state.rocks_loader.RocksLoader`),
+   its thread only: re-keyed views merge and fold there; every view's updates are encoded
+   into RocksDB's WriteBatch and memtable;
+6. flush: RocksDB's own threads, sorting and writing the memtables to SST files
    (compactions excluded: a lower bound).
 
 Each figure is a lower bound of what the same step costs inside a replay (there it shares
@@ -49,9 +49,9 @@ from rich.table import Table  # noqa: E402
 
 from pipelines.projections import VIEW_NAMES  # noqa: E402
 
-#: Runs of each repeatable step (decode, fold, encode, transfer); the fastest counts.
+#: Runs of each repeatable step (decode, fold, transfer); the fastest counts.
 REPEAT = 3
-STEPS = ("consume", "decode", "fold", "encode", "transfer", "parent", "flush")
+STEPS = ("consume", "decode", "fold", "transfer", "parent", "flush")
 
 
 def _cpu(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -124,9 +124,8 @@ def view_costs(view: str, topic: str, sample: list[Any], stops: dict[int, int], 
     from schemas.errors import CodecError
     from schemas.fast_decode import FastDecoder
     from state.replay.fold import OrderFolder, ViewFolder, is_rekeyed
-    from state.replay.rowwrites import encode_order_rows
     from state.replay.sink import StoreSink
-    from state.rocks_store import open_store
+    from state.rocks_loader import RocksLoader
 
     decode = FastDecoder().decode
     batches = [sample[i : i + batch_size] for i in range(0, len(sample), batch_size)]
@@ -142,29 +141,23 @@ def view_costs(view: str, topic: str, sample: list[Any], stops: dict[int, int], 
     costs["decode"], _ = _best_cpu(decode_all)
     rekeyed = is_rekeyed(view)
 
-    def fold_all() -> list[tuple[list[Any], dict[str, Any]]]:
+    def fold_all() -> list[list[Any]]:
         folder = OrderFolder(get_projection(view), topic=topic, decode=decode)
         folded = []
         for batch in batches:
             out: list[Any] = []
-            folder.rows_before = {}
             folder.fold(batch, out)
-            folded.append((out, folder.rows_before))
+            folded.append(out)
         return folded
 
-    decode_fold, folded = _best_cpu(fold_all)
+    decode_fold, messages = _best_cpu(fold_all)
     costs["fold"] = max(0.0, decode_fold - costs["decode"])
-    if rekeyed:
-        costs["encode"] = 0.0
-        messages: list[Any] = [out for out, _ in folded]
-    else:
-        costs["encode"], messages = _best_cpu(lambda: [encode_order_rows(topic, out, before, view="order-status") for out, before in folded])
     costs["transfer"], received = _best_cpu(
         lambda: [pickle.loads(pickle.dumps(m, protocol=pickle.HIGHEST_PROTOCOL)) for m in messages]
     )
     work = Path(tempfile.mkdtemp(prefix="replay-costs-"))
     try:
-        store = open_store(work / "view", wal=False, write_only=True)
+        store = RocksLoader(work / "view")
         view_folder = ViewFolder(get_projection(view)) if rekeyed else None
         sink = StoreSink(store, view=view, topic=topic, start_offsets={p: 0 for p in stops}, stop_offsets=stops,
                          view_folder=view_folder, max_lateness_ms=600_000)
@@ -172,11 +165,8 @@ def view_costs(view: str, topic: str, sample: list[Any], stops: dict[int, int], 
         reached = [({r.partition(): r.offset() + 1 for r in batch}, _max_timestamps(batch)) for batch in batches]
 
         def write_all() -> None:
-            for message, (next_offsets, max_ts) in zip(received, reached):
-                if rekeyed:
-                    sink.add(message, next_offsets, max_ts)
-                else:
-                    sink.add_encoded(message, next_offsets, max_ts)
+            for message, (next_offsets, max_ts) in zip(received, reached, strict=True):
+                sink.add(message, next_offsets, max_ts)
             sink.next_offsets.update(stops)
             sink.flush(final=True)
             store.close()  # waits for the memtables' flushes: RocksDB's share of the cost
@@ -224,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.records < 1 or args.aim < 1:
         parser.error("--records and --aim must be positive")
-    from schemas.errors import ReplayError
+    from state.errors import ReplayError
 
     views = args.views.split(",")
     unknown = [v for v in views if v not in VIEW_NAMES]

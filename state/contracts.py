@@ -5,7 +5,11 @@ Three roles, smallest first (the query side only ever receives :class:`ReadOnlyV
 * :class:`ReadOnlyView` – latest row, row as of a time, history, secondary-index scans, position.
 * :class:`VersionedStore` – the as-of contract in one place (a ReadOnlyView is one).
 * :class:`WritableProjectionStore` – applies view updates and the position they came
-  from in one atomic batch.
+  from in one atomic batch. Every writer implements it, and nothing writes a store any
+  other way: :class:`state.rocks_store.RocksStore` (the replica),
+  :class:`state.rocks_loader.RocksLoader` (a replay's build: same bytes, no reads) and
+  :class:`state.memory_store.MemoryStore` (the reference). One test suite
+  (tests/unit/state/store_contract.py) runs against each.
 
 Time and versions
 -----------------
@@ -19,10 +23,13 @@ the key's first version it returns None, which means "no row as of T" – the sa
 answer as for a key that never existed. Versions are never expired; retention of the
 replica is unbounded (history is the product).
 
-For counter views (customer-summary, product-sales, revenue-hourly) changes may reach
-the replica out of event-time order; the store then places each change at its own
-``change_valid_from_ms`` and re-derives the later versions, so the as-of answer is the
-fold of exactly the changes visible at T.
+For counter views (customer-summary, product-sales, revenue-hourly, payments-daily)
+changes may reach the replica out of event-time order; the store then places each change
+at its own ``change_valid_from_ms`` and re-derives the later versions, so the as-of answer
+is the fold of exactly the changes visible at T: one version per distinct change time.
+When the row published with a call's last change differs from that fold (its history was
+compacted away before the store saw it), the difference is stored as a correction change
+at the call's first change time, so the latest row equals the published one.
 
 Positions
 ---------
@@ -41,7 +48,7 @@ the orders log; see :mod:`state.query_args`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
@@ -183,8 +190,14 @@ class WritableProjectionStore(VersionedStore, Protocol):
         The check uses the position stored *before* this call, so several updates made
         by one source record (same ``record_position``) must arrive in the same call.
         A change already stored (same view, key, orderId and seq; for order-status a seq
-        at or below the row's) is also a counted no-op. The stored position only moves
-        forward: per partition it becomes max(stored, ``position``).
+        at or below the row's) is also a counted no-op. An order-status row valid from
+        before the row's latest version is stored at the latest's valid_from (it never
+        decreases), replacing it. The stored position only moves forward: per partition it
+        becomes max(stored, ``position``); the view's source position likewise, to one past
+        the highest ``source`` offset of the updates not skipped by position.
+
+        All or nothing: an update the store refuses (an unknown view, a counter update
+        without delta) raises, and nothing of the call is written.
         """
         ...
 

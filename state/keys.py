@@ -32,7 +32,7 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from schemas.errors import InvalidUpdateError
+from state.errors import InvalidUpdateError
 
 __all__ = [
     "NS_META",

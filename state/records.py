@@ -34,10 +34,7 @@ __all__ = [
     "dumps",
     "loads",
     "encode_version",
-    "encode_version_fields",
-    "encode_change_fields",
     "decode_version",
-    "encode_latest",
     "decode_latest",
     "encode_change",
     "decode_change",
@@ -83,35 +80,20 @@ def encode_version(version: StoredVersion) -> bytes:
     return _dumps({"r": version.row, "s": _source_to_json(version.source), "q": version.seq})
 
 
-def encode_version_fields(row: Mapping[str, Any], topic: str, partition: int, offset: int, seq: int | None) -> bytes:
-    """:func:`encode_version` of a version with this row, seq and source, without building one."""
-    return _dumps({"r": row, "s": [topic, partition, offset], "q": seq})
-
-
 def decode_version(valid_from_ms: int, data: bytes) -> StoredVersion:
     """Inverse of :func:`encode_version` (valid_from comes from the key)."""
     obj = _loads(data)
     return StoredVersion(valid_from_ms, obj["r"], _source_from_json(obj["s"]), obj["q"])
 
 
-def encode_latest(version: StoredVersion) -> bytes:
-    """Value of an ``L`` key: the valid_from, then the version record."""
-    return enc_int(version.valid_from_ms) + encode_version(version)
-
-
 def decode_latest(data: bytes) -> StoredVersion:
-    """Inverse of :func:`encode_latest`."""
+    """A version from the value of an ``L`` key: ``t(valid_from)`` then its :func:`encode_version` record."""
     return decode_version(dec_int(data[:INT_BYTES]), data[INT_BYTES:])
 
 
 def encode_change(change: StoredChange) -> bytes:
     """Value of a ``C`` key (valid_from, orderId and seq are in the key)."""
     return _dumps({"d": change.delta, "s": _source_to_json(change.source)})
-
-
-def encode_change_fields(delta: Mapping[str, Any], topic: str, partition: int, offset: int) -> bytes:
-    """:func:`encode_change` of a change with this delta and source, without building one."""
-    return _dumps({"d": delta, "s": [topic, partition, offset]})
 
 
 def decode_change(valid_from_ms: int, order_id: str, seq: int, data: bytes) -> StoredChange:

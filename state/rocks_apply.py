@@ -30,15 +30,15 @@ Cost notes (the replay parent applies every update through here, serially):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
 from pipelines.projections import Change, get_projection, view_spec
-from schemas.errors import InvalidUpdateError
 from state import keys as K
 from state.contracts import ViewUpdate
+from state.errors import InvalidUpdateError
 from state.indexes import IndexSpec, indexes_of
 from state.records import (
     StoredChange,
@@ -51,7 +51,7 @@ from state.records import (
     encode_version,
 )
 
-__all__ = ["ApplyCounts", "KeyApplier", "append_row_versions", "CORRECTION_ORDER_ID"]
+__all__ = ["ApplyCounts", "KeyApplier", "IndexValues", "index_values", "append_row_versions", "counter_diff", "CORRECTION_ORDER_ID"]
 
 #: orderId of a correction change (sorts before every real orderId at the same time).
 CORRECTION_ORDER_ID = ""
@@ -251,7 +251,7 @@ class KeyApplier:
             # differs when records were compacted away before we read them (a replica built
             # from an old compacted topic): record the difference as a correction change at
             # the group's first change time, so the latest row and everything after agree.
-            diff = _counter_diff(last.row, new[-1].row)
+            diff = counter_diff(last.row, new[-1].row)
             if diff:
                 seq = last.record_position.offset if last.record_position is not None else last.seq
                 correction = StoredChange(first_ms, CORRECTION_ORDER_ID, seq, diff, None)
@@ -326,7 +326,7 @@ class KeyApplier:
                         delete(_current_entry(ix, key_lp, previous_value, previous.valid_from_ms))
                 if new_values[-1] is not None:
                     put(_current_entry(ix, key_lp, new_values[-1], new[-1].valid_from_ms), b"")
-        # == encode_latest(new[-1]), reusing its version record encoded in step 1.
+        # The latest record (t(valid_from) + version record), reusing new[-1]'s record encoded in step 1.
         put(rk.latest, K.enc_int(new[-1].valid_from_ms) + encoded)
 
     def _append_version(self, view: str, rk: _RowKeys, base: StoredVersion | None, version: StoredVersion) -> None:
@@ -387,7 +387,7 @@ def _fold_versions(
     return out
 
 
-def _counter_diff(published: Any, derived: Any) -> dict[str, int]:
+def counter_diff(published: Any, derived: Any) -> dict[str, int]:
     """Per integer field (validFrom excepted), published minus derived, where they differ."""
     diff = {}
     for name, value in published.items():
@@ -417,20 +417,26 @@ def _merge_same_key(fresh: list[StoredChange], stored: list[StoredChange]) -> li
     return list(by_id.values())
 
 
-def append_row_versions(
-    batch: Any, view: str, key: str, latest: tuple[int, Any] | None, versions: Sequence[tuple[int, Any, bytes]]
-) -> None:
-    """What :meth:`KeyApplier.apply_group` writes for an order-status row, in the one case a replay
-    worker meets, without ViewUpdate or StoredVersion objects (it runs once per event).
+#: The encoded index values of one row version, one per index of its view (:func:`index_values`).
+IndexValues = tuple[bytes | None, ...]
 
-    ``latest``: the stored latest version's (valid_from_ms, row), None for a new row.
+
+def index_values(view: str, row: Mapping[str, Any]) -> IndexValues:
+    """The encoded value of ``row`` in each index of ``view``, in declaration order (None: not indexed)."""
+    return tuple(_index_value_of_row(ix, row) for ix in _index_keys(view))
+
+
+def append_row_versions(
+    batch: Any, view: str, key: str, latest: tuple[int, IndexValues] | None, versions: Sequence[tuple[int, Any, bytes]]
+) -> None:
+    """What :meth:`KeyApplier.apply_group` writes when a row's new versions all start at or after its
+    latest one, without reading the database (for :class:`state.rocks_loader.RocksLoader`).
+
+    ``latest``: the stored latest version's valid_from_ms and :func:`index_values`, None for a new row.
     ``versions``: (valid_from_ms, row, encoded version record) of the new versions, one per
     distinct valid_from, strictly increasing, none before ``latest``'s; the first may be at
-    ``latest``'s valid_from and then replaces it. (The worker's fold guarantees it: seq
-    strictly increases and validFrom never decreases per order, so nothing is a duplicate
-    or clamped; a later seq at the same valid_from is already collapsed by the caller.)
-    The database then holds exactly what apply_group would write (no key is deleted after
-    it is put).
+    ``latest``'s valid_from and then replaces it. The database then holds exactly what
+    apply_group would write (no key is deleted after it is put).
     """
     rk = _RowKeys(view, key)
     put, delete = batch.put, batch.delete
@@ -439,17 +445,16 @@ def append_row_versions(
     replaces = latest is not None and latest[0] == first_ms
     indexes = _index_keys(view)
     key_lp = rk.key_lp
-    for ix in indexes:
-        if latest is None:
-            continue
-        value = _index_value_of_row(ix, latest[1])
-        if value is None:
-            continue
-        # The latest version stops being current, and stops being open-ended.
-        delete(_current_entry(ix, key_lp, value, latest[0]))
-        delete(_versioned_entry(ix, key_lp, value, latest[0], None)[0])
-        if not replaces:
-            put(*_versioned_entry(ix, key_lp, value, latest[0], first_ms))
+    if latest is not None:
+        latest_ms, latest_values = latest
+        for ix, value in zip(indexes, latest_values):
+            if value is None:
+                continue
+            # The latest version stops being current, and stops being open-ended.
+            delete(_current_entry(ix, key_lp, value, latest_ms))
+            delete(_versioned_entry(ix, key_lp, value, latest_ms, None)[0])
+            if not replaces:
+                put(*_versioned_entry(ix, key_lp, value, latest_ms, first_ms))
     last = len(versions) - 1
     for i, (valid_from_ms, row, encoded) in enumerate(versions):
         put(version_key(valid_from_ms), encoded)
@@ -460,7 +465,7 @@ def append_row_versions(
                 if i == last:
                     put(_current_entry(ix, key_lp, value, valid_from_ms), b"")
     valid_from_ms, _, encoded = versions[-1]
-    put(rk.latest, K.enc_int(valid_from_ms) + encoded)  # == encode_latest of the last version
+    put(rk.latest, K.enc_int(valid_from_ms) + encoded)  # the latest record: t(valid_from) + version record
 
 
 def _index_value_of_row(ix: _IndexKeys, row: Any) -> bytes | None:

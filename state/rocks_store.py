@@ -1,9 +1,16 @@
 """The RocksDB (rocksdict) backend of the store contracts in :mod:`state.contracts`.
 
 One database per directory, raw byte keys (layout in :mod:`state.keys`), JSON values
-(:mod:`state.records`). The process that opens a store writable owns it; readers in
-other processes may open it read-only (:func:`open_store` with ``read_only=True``) and
-see it as of the moment they opened it.
+(:mod:`state.records`). Three classes, one per role:
+
+* :class:`RocksReadOnlyStore` – a :class:`~state.contracts.ReadOnlyView` opened read-only
+  (no lock: works while another process writes the directory; sees it as of the open);
+* :class:`RocksStore` – the :class:`~state.contracts.WritableProjectionStore` (and
+  :class:`~state.contracts.ApplyWatch`) of the process that owns the directory;
+* :class:`ReadOnlyStoreView` – the read-only face of a RocksStore, for the query side.
+
+The replay's bulk writer, :class:`state.rocks_loader.RocksLoader`, is a second
+WritableProjectionStore on the same skeleton (:class:`RocksWriter`).
 """
 
 from __future__ import annotations
@@ -13,28 +20,32 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal, overload
 
-from rocksdict import BlockBasedOptions, Cache, Checkpoint, MemtableFactory, Options, ReadOptions, WriteBatch, WriteOptions
+from rocksdict import BlockBasedOptions, Cache, Checkpoint, MemtableFactory, Options, Rdict, ReadOptions, WriteBatch
 
 from pipelines.projections import VIEW_NAMES
-from schemas.errors import StoreError, StoreFormatError, StoreNotFoundError, UnknownIndexError
 from state import keys as K
-from state.rocks_open import open_rdict, save_options
 from state.contracts import Position, VersionedRow, ViewUpdate
+from state.errors import StoreError, StoreFormatError, StoreNotFoundError, UnknownIndexError
 from state.indexes import check_view, find_index
 from state.records import StoredVersion, decode_latest, decode_valid_to, decode_version
 from state.rocks_apply import ApplyCounts, KeyApplier
+from state.rocks_open import open_rdict, raw_items, write_options
 
-__all__ = ["RocksStore", "ReadOnlyStoreView", "open_store"]
+__all__ = ["RocksReadOnlyStore", "RocksWriter", "RocksStore", "ReadOnlyStoreView", "open_store", "store_options"]
 
 _BLOCK_CACHE_BYTES = 256 * 1024 * 1024
 
 
-def _options(*, write_only: bool = False) -> Options:
+def store_options(*, vector_memtable: bool = False) -> Options:
+    """The options every store directory is opened with.
+
+    ``vector_memtable``: appends (~10x cheaper per put than the skiplist, measured; the
+    writer holds the GIL throughout) and sorts once when flushed, but every read sorts a
+    copy of it: only for a writer that reads almost never (:class:`state.rocks_loader.RocksLoader`).
+    """
     options = Options(raw_mode=True)
     options.create_if_missing(True)
-    if write_only:
-        # A vector memtable appends (~10x cheaper per put than the skiplist, measured; the
-        # writer holds the GIL throughout) and sorts once when flushed, but a read must scan it.
+    if vector_memtable:
         options.set_memtable_factory(MemtableFactory.vector())
         options.set_allow_concurrent_memtable_write(False)
     options.set_max_background_jobs(4)
@@ -53,50 +64,18 @@ def _row(view: str, key: str, version: StoredVersion, valid_to_ms: int | None) -
     return VersionedRow(view, key, version.row, version.valid_from_ms, valid_to_ms, version.source)
 
 
-class RocksStore:
-    """A :class:`~state.contracts.WritableProjectionStore` (and ApplyWatch) in one RocksDB directory.
+class _RocksReads:
+    """The :class:`~state.contracts.ReadOnlyView` of one open database (shared by every class here)."""
 
-    ``wal=False`` skips RocksDB's write-ahead log: for a store built from scratch and thrown
-    away if the build fails (a replay's build directory), since :meth:`close` flushes the
-    memtables to table files anyway. A crash before close then loses recent writes.
-    ``write_only=True`` makes writes cheaper and reads slow (they scan unflushed writes):
-    for a loader that only calls :meth:`write_encoded` until it closes the store (its
-    ``rederive`` reads come after a flush).
-    """
-
-    def __init__(self, path: Path, *, read_only: bool = False, wal: bool = True, write_only: bool = False) -> None:
-        self.path = Path(path)
-        self.read_only = read_only
-        self._write_options = WriteOptions()
-        self._write_options.disable_wal = not wal
-        self._write_only = write_only and not read_only
-        self.counts = ApplyCounts()
-        self._write_lock = threading.Lock()
-        self._applied = threading.Condition()
-        if read_only and not (self.path / "CURRENT").exists():
-            raise StoreNotFoundError(f"no replica store in {self.path} (run `rewind serve` to build one)")
-        self._db = open_rdict(self.path, _options(write_only=self._write_only), read_only=read_only, error=StoreError, what="store")
-        self._check_format()
+    def __init__(self, path: Path, db: Rdict) -> None:
+        self.path = path
+        self._db = db
         self._position = self._load_position()
         self._source_position = self._load_source_position()
 
-    # -- open ----------------------------------------------------------------------------
-
-    def _check_format(self) -> None:
-        meta_key = K.NS_META + K.lp(K.META_FORMAT)
-        found = self._db.get(meta_key)
-        if found is None and not self.read_only:
-            self._db.put(meta_key, K.FORMAT_VERSION)
-        elif found is not None and found != K.FORMAT_VERSION:
-            self._db.close()
-            raise StoreFormatError(
-                f"store {self.path} has format {found.decode(errors='replace')}, this build reads "
-                f"{K.FORMAT_VERSION.decode()}: delete the directory and rebuild it"
-            )
-
     def _prefixed(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
         out = []
-        for key, value in self._db.items(from_key=prefix):
+        for key, value in raw_items(self._db, from_key=prefix):
             if not key.startswith(prefix):
                 break
             out.append((key, value))
@@ -115,8 +94,6 @@ class RocksStore:
             view, topic, partition = K.parse_source_position_key(key)
             out.setdefault(view, {}).setdefault(topic, {})[partition] = K.dec_int(value)
         return out
-
-    # -- ReadOnlyView ----------------------------------------------------------------------
 
     def views(self) -> list[str]:
         """Every view this store can hold (the replica consumes all of them)."""
@@ -141,14 +118,14 @@ class RocksStore:
         it.seek_for_prev(prefix + K.enc_int(as_of_ms))
         if not it.valid():
             return None
-        found = it.key()
+        found: bytes = it.key()
         if len(found) != len(prefix) + K.INT_BYTES or not found.startswith(prefix):
             return None
         version = decode_version(K.dec_int(found[len(prefix) :]), it.value())
         it.next()
         valid_to_ms = None
         if it.valid():
-            after = it.key()
+            after: bytes = it.key()
             if len(after) == len(found) and after.startswith(prefix):
                 valid_to_ms = K.dec_int(after[len(prefix) :])
         return _row(view, key, version, valid_to_ms)
@@ -158,7 +135,7 @@ class RocksStore:
         check_view(view)
         prefix = K.version_prefix(view, key)
         versions: list[StoredVersion] = []
-        for found, value in self._db.items(from_key=prefix):
+        for found, value in raw_items(self._db, from_key=prefix):
             if not found.startswith(prefix) or len(found) != len(prefix) + K.INT_BYTES:
                 break
             versions.append(decode_version(K.dec_int(found[len(prefix) :]), value))
@@ -225,7 +202,7 @@ class RocksStore:
 
     def position(self) -> dict[str, dict[int, int]]:
         """``{topic: {partition: next_offset}}`` of every input this store applied (a copy)."""
-        # apply() publishes a new dict and never mutates a published one: no lock needed,
+        # A writer publishes a new dict and never mutates a published one: no lock needed,
         # so a query never waits for a batch being written.
         return {topic: dict(parts) for topic, parts in self._position.items()}
 
@@ -234,22 +211,76 @@ class RocksStore:
         check_view(view)
         return {topic: dict(parts) for topic, parts in self._source_position.get(view, {}).items()}
 
-    # -- WritableProjectionStore -----------------------------------------------------------
+
+def _check_format(db: Rdict, path: Path, *, writable: bool) -> None:
+    """Refuse a store of another format version; a writer stamps a new store with this one."""
+    meta_key = K.NS_META + K.lp(K.META_FORMAT)
+    found = db.get(meta_key)
+    if found is None and writable:
+        db.put(meta_key, K.FORMAT_VERSION)
+    elif found is not None and found != K.FORMAT_VERSION:
+        db.close()
+        raise StoreFormatError(
+            f"store {path} has format {found.decode(errors='replace')}, this build reads "
+            f"{K.FORMAT_VERSION.decode()}: delete the directory and rebuild it"
+        )
+
+
+class RocksReadOnlyStore(_RocksReads):
+    """A store directory opened read-only: a :class:`~state.contracts.ReadOnlyView`, nothing more.
+
+    Raises :class:`StoreNotFoundError` when ``path`` holds no store (nothing is created).
+    """
+
+    def __init__(self, path: Path) -> None:
+        path = Path(path)
+        if not (path / "CURRENT").exists():
+            raise StoreNotFoundError(f"no replica store in {path} (run `rewind serve` to build one)")
+        db = open_rdict(path, store_options(), read_only=True, error=StoreError, what="store")
+        _check_format(db, path, writable=False)
+        super().__init__(path, db)
+        self._closed = False
+
+    def close(self) -> None:
+        """Release the database (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self._db.close()
+
+
+class RocksWriter(_RocksReads):
+    """The :meth:`apply` of every RocksDB writer; a subclass decides how a (view, key) group is written (step 3).
+
+    ``wal=False`` skips RocksDB's write-ahead log: for a store built from scratch and thrown
+    away if the build fails (a replay's build directory), since :meth:`close` flushes the
+    memtables to table files anyway. A crash before close then loses recent writes.
+    """
+
+    def __init__(self, path: Path, *, options: Options, wal: bool) -> None:
+        path = Path(path)
+        db = open_rdict(path, options, read_only=False, error=StoreError, what="store")
+        _check_format(db, path, writable=True)
+        super().__init__(path, db)
+        self._write_options = write_options(wal=wal)
+        self.counts = ApplyCounts()
+        self._write_lock = threading.Lock()
+        self._applied = threading.Condition()
+        self._closed = False
 
     def apply(self, updates: Sequence[ViewUpdate], *, position: Position) -> int:
         """Apply ``updates`` and advance the position in ONE WriteBatch; returns how many applied.
 
         1. Validate every update's view (UnknownViewError) before anything is written.
         2. Skip updates whose record_position is below the stored next_offset (counted).
-        3. Group the rest per (view, key), in arrival order, and let KeyApplier turn each
-           group into versions, changes and index entries in the batch (duplicates counted).
+        3. Group the rest per (view, key), in arrival order; :meth:`_write_groups` turns them
+           into versions, changes and index entries in the batch (duplicates counted).
         4. Put the position (max of stored and given, per partition) and each view's
            source position into the same batch.
         5. Write the batch (atomic), then publish the new position to readers and wake waiters.
         """
-        if self.read_only:
-            raise StoreError(f"store {self.path} is open read-only")
         with self._write_lock:
+            if self._closed:
+                raise StoreError(f"store {self.path} is closed")
             # Step 1 (each distinct view once, in order of first appearance)
             for view in dict.fromkeys([update.view for update in updates]):
                 check_view(view)
@@ -277,64 +308,24 @@ class RocksStore:
             # Step 3
             batch = WriteBatch(raw_mode=True)
             counts = ApplyCounts()
-            applier = KeyApplier(self._db, batch, counts)
-            applied = sum(applier.apply_group(view, key, group) for (view, key), group in groups.items())
+            applied = self._write_groups(groups, batch, counts)
             # Steps 4-5
             self._commit(batch, position, source_ends)
+            self._written()
             self._count(counts, applied=applied, skipped_position=skipped)
         with self._applied:
             self._applied.notify_all()
         return applied
 
-    def write_batch(self) -> WriteBatch:
-        """An empty batch to encode writes into and hand to :meth:`write_encoded` as its ``ops``
-        (the operations then need no copying: a put per operation is the replay parent's hot path)."""
-        return WriteBatch(raw_mode=True)
+    def _write_groups(self, groups: Mapping[tuple[str, str], Sequence[ViewUpdate]], batch: WriteBatch, counts: ApplyCounts) -> int:
+        """Step 3 of :meth:`apply`: write each (view, key) group into ``batch``; return how many updates applied.
 
-    def write_encoded(
-        self, view: str, ops: Sequence[tuple[bytes, bytes | None]] | WriteBatch, *, updates: int,
-        source_ends: Mapping[str, Mapping[int, int]],
-        position: Position, rederive: Sequence[ViewUpdate] = (),
-    ) -> None:
-        """Write operations KeyApplier encoded elsewhere, and advance the position, in ONE WriteBatch.
-
-        For a writer that encodes without reading this store (:mod:`state.replay.rowwrites`,
-        :mod:`state.replay.counterwrites`): ``ops`` are puts ``(key, value)`` and deletes
-        ``(key, None)``, in order, or a :meth:`write_batch` holding them; they apply ``updates`` updates of ``view`` whose highest
-        source offsets are ``source_ends`` (topic -> partition -> offset), ``rederive``
-        included: updates of keys no op touches, applied as :meth:`apply` would (KeyApplier,
-        reading the database) into the same batch. Nothing is skipped: the caller only
-        encodes records at or past this store's position.
+        Raise before anything is committed to refuse the whole call (nothing is written then).
         """
-        if self.read_only:
-            raise StoreError(f"store {self.path} is open read-only")
-        check_view(view)
-        with self._write_lock:
-            batch = ops if isinstance(ops, WriteBatch) else WriteBatch(raw_mode=True)
-            counts = ApplyCounts()
-            applied = updates - len(rederive)
-            if rederive:
-                if self._write_only:
-                    # A read scans (sorts) the whole vector memtable: flush it first, so that the
-                    # re-derivation's reads (rare: changes that step back in time) stay cheap.
-                    self._db.flush()
-                groups: dict[str, list[ViewUpdate]] = {}
-                for update in rederive:
-                    groups.setdefault(update.key, []).append(update)
-                applier = KeyApplier(self._db, batch, counts)
-                applied += sum(applier.apply_group(view, key, group) for key, group in groups.items())
-            if not isinstance(ops, WriteBatch):
-                put, delete = batch.put, batch.delete
-                for key, value in ops:
-                    if value is None:
-                        delete(key)
-                    else:
-                        put(key, value)
-            ends = {(view, topic, partition): offset for topic, parts in source_ends.items() for partition, offset in parts.items()}
-            self._commit(batch, position, ends)
-            self._count(counts, applied=applied, skipped_position=0)
-        with self._applied:
-            self._applied.notify_all()
+        raise NotImplementedError
+
+    def _written(self) -> None:
+        """Called after a batch of :meth:`_write_groups` is committed (a writer's caches may now advance)."""
 
     def _commit(self, batch: WriteBatch, position: Position, source_ends: Mapping[tuple[str, str, int], int]) -> None:
         """Steps 4-5 of :meth:`apply` (under the write lock)."""
@@ -350,11 +341,7 @@ class RocksStore:
             parts = new_sources.setdefault(view, {}).setdefault(topic, {})
             if offset + 1 > parts.get(partition, -1):
                 parts[partition] = offset + 1
-        for view, tps in new_sources.items():
-            for topic, parts in tps.items():
-                for partition, next_offset in parts.items():
-                    if self._source_position.get(view, {}).get(topic, {}).get(partition) != next_offset:
-                        batch.put(K.source_position_key(view, topic, partition), K.enc_int(next_offset))
+                batch.put(K.source_position_key(view, topic, partition), K.enc_int(offset + 1))
         # Step 5
         try:
             self._db.write(batch, self._write_options)
@@ -388,14 +375,27 @@ class RocksStore:
     def close(self) -> None:
         """Flush and release the database (idempotent)."""
         with self._write_lock:
-            if getattr(self, "_closed", False):
+            if self._closed:
                 return
             self._closed = True
-            if not self.read_only:
-                self._db.flush()
+            self._db.flush()
             self._db.close()
-            if self._write_only:
-                save_options(self.path, _options(), error=StoreError, what="store")  # readers get no vector memtable
+
+
+class RocksStore(RocksWriter):
+    """A :class:`~state.contracts.WritableProjectionStore` (and ApplyWatch) in one RocksDB directory.
+
+    Each (view, key) group is written by :class:`~state.rocks_apply.KeyApplier`, which reads
+    what it needs (latest version, stored changes) from the database.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, options=store_options(), wal=True)
+
+    def _write_groups(self, groups: Mapping[tuple[str, str], Sequence[ViewUpdate]], batch: WriteBatch, counts: ApplyCounts) -> int:
+        """Step 3 of :meth:`RocksWriter.apply`: every group through KeyApplier."""
+        applier = KeyApplier(self._db, batch, counts)
+        return sum(applier.apply_group(view, key, group) for (view, key), group in groups.items())
 
 
 class ReadOnlyStoreView:
@@ -444,21 +444,17 @@ class ReadOnlyStoreView:
         self._store.wait_for_apply(timeout_s=timeout_s)
 
     def close(self) -> None:
-        """Release the underlying store when this view owns it (opened by :func:`open_store`)."""
+        """Release the underlying store."""
         self._store.close()
 
 
 @overload
-def open_store(path: Path, *, read_only: Literal[False] = False, wal: bool = True, write_only: bool = False) -> RocksStore: ...
+def open_store(path: Path, *, read_only: Literal[False] = False) -> RocksStore: ...
 @overload
-def open_store(path: Path, *, read_only: Literal[True]) -> ReadOnlyStoreView: ...
-def open_store(path: Path, *, read_only: bool = False, wal: bool = True, write_only: bool = False) -> RocksStore | ReadOnlyStoreView:
-    """Open (creating if needed) the RocksDB store in ``path`` (``wal``, ``write_only``: see :class:`RocksStore`).
-
-    ``read_only=True`` opens it in RocksDB's read-only mode (no lock: works while a
-    ``rewind serve`` process writes it; sees it as of now) behind a
-    :class:`ReadOnlyStoreView`; raises :class:`StoreNotFoundError` if there is no store.
-    """
+def open_store(path: Path, *, read_only: Literal[True]) -> RocksReadOnlyStore: ...
+def open_store(path: Path, *, read_only: bool = False) -> RocksStore | RocksReadOnlyStore:
+    """Open the store in ``path``: a :class:`RocksStore` (creating it), or with ``read_only=True``
+    a :class:`RocksReadOnlyStore` (raises :class:`StoreNotFoundError` if there is none)."""
     if read_only:
-        return ReadOnlyStoreView(RocksStore(path, read_only=True))
-    return RocksStore(path, wal=wal, write_only=write_only)
+        return RocksReadOnlyStore(path)
+    return RocksStore(path)

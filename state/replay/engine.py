@@ -24,19 +24,22 @@ from typing import Protocol
 
 from pipelines.gc_pause import gc_paused
 from pipelines.projections import get_projection
-from schemas.errors import ConfigError, ReplayInterruptedError
+from schemas.errors import ConfigError
 from schemas.fast_decode import FastDecoder
 from state.contracts import WritableProjectionStore
+from state.errors import ReplayInterruptedError
 from state.replay.fold import FoldCounters, ViewFolder, is_rekeyed
 from state.replay.foldstate import FoldStateDB
-from state.replay.output import FOLD_DIR, VIEW_DIR, ReplayManifest, fold_fingerprint, linked_copy, write_manifest
 from state.replay.logfacts import DEFAULT_RANGE_RECORDS, LogFacts, facts_path, kafka_record_source, kafka_topic_id
+from state.replay.output import FOLD_DIR, VIEW_DIR, ReplayManifest, fold_fingerprint, write_manifest
 from state.replay.plan import KafkaOffsetSource, OffsetSource, ReplayMode, ReplayPlan, StopFacts, plan_replay
 from state.replay.progress import NullProgress, ReplayProgress
-from state.replay.sink import EncodedStore, StoreSink
+from state.replay.sink import StoreSink
 from state.replay.stopping import stop_on_signals
 from state.replay.swap import build_paths, publish
-from state.replay.workers import Batch, Done, EncodedBatch, WorkerPool, WorkerSpec, split_partitions
+from state.replay.workers import Batch, Done, WorkerPool, WorkerSpec, split_partitions
+from state.rocks_loader import RocksLoader
+from state.rocks_store import RocksStore
 from state.snapshots import Snapshot, choose_snapshot, list_snapshots, restore_snapshot
 
 __all__ = ["StoreOpener", "ReplayRequest", "ReplayResult", "run_replay", "default_store_opener", "checkpoint_view_store"]
@@ -46,33 +49,23 @@ SPILL_PREFIX = "spill-"
 
 
 class StoreOpener(Protocol):
-    """Opens (creating) a writable view store in a directory. ``write_only``: the replay will
-    only write to it (pre-encoded writes; a re-derivation reads after a flush) until it closes it."""
+    """Opens (creating) the writable view store of a replay build in a directory."""
 
-    def __call__(self, path: Path, *, write_only: bool = False) -> WritableProjectionStore: ...
+    def __call__(self, path: Path) -> WritableProjectionStore: ...
 
 
-def default_store_opener(path: Path, *, write_only: bool = False) -> WritableProjectionStore:
-    """The RocksDB view store (state.rocks_store) of a replay build, without a write-ahead log."""
-    from state.rocks_store import open_store
-
-    # No write-ahead log: the build directory is removed if the replay fails, and the store
-    # is closed (memtables flushed) before the manifest is written and the directory published.
-    return open_store(path, wal=False, write_only=write_only)
+def default_store_opener(path: Path) -> WritableProjectionStore:
+    """The replay's bulk writer (:class:`state.rocks_loader.RocksLoader`): nobody reads a build before it is closed."""
+    return RocksLoader(path)
 
 
 def checkpoint_view_store(source: Path, dest: Path) -> None:
-    """Copy the (closed) view store in ``source`` to new directory ``dest``: its RocksDB checkpoint
-    when the store offers one, else a copy with table files hard-linked."""
-    store = default_store_opener(source)
+    """Copy the (closed) view store in ``source`` to new directory ``dest`` (its RocksDB checkpoint)."""
+    store = RocksStore(source)
     try:
-        checkpoint = getattr(store, "checkpoint", None)
-        if checkpoint is not None:
-            checkpoint(dest)
-            return
+        store.checkpoint(dest)
     finally:
         store.close()
-    linked_copy(source, dest)
 
 
 @dataclass(frozen=True)
@@ -106,9 +99,9 @@ class ReplayRequest:
     dlq_topic: str | None = None
     #: Windowed views: how long after a window ends changes still count (None: the view's default).
     grace_ms: int | None = None
-    #: Records per worker batch. Order-status batches carry encoded store writes (~0.9 kB a
-    #: record), and up to WorkerPool's queue bound of them wait in the parent: 5k keeps that
-    #: near 20 MB (measured: 20k batches and a queue of 16 cost ~700 MB more peak RSS, same speed).
+    #: Records per worker batch. Order-status batches carry an order row per record, and up
+    #: to WorkerPool's queue bound of them wait in the parent: 5k keeps that near 20 MB
+    #: (measured: 20k batches and a queue of 16 cost ~700 MB more peak RSS, same speed).
     batch_size: int = 5_000
     store_batch_updates: int = 20_000
     max_rows_in_memory: int = 50_000
@@ -242,9 +235,8 @@ def _build(
         plan = plan.with_start(seed.next_offsets)
     else:
         tmp.mkdir(parents=True)
-    # Step 4 (the workers, or the sink for a re-keyed view, encode the writes: the store is
-    # only written to, but for the rare re-derivation, which flushes first)
-    store = open_store(tmp / VIEW_DIR, write_only=True)
+    # Step 4
+    store = open_store(tmp / VIEW_DIR)
     fold_db: FoldStateDB | None = None
     pool: WorkerPool | None = None
     try:
@@ -259,16 +251,15 @@ def _build(
         sink = StoreSink(store, view=request.view, topic=request.topic, start_offsets=plan.start_offsets,
                          stop_offsets=plan.stop_offsets, view_folder=view_folder, max_lateness_ms=request.max_lateness_ms,
                          batch_updates=request.store_batch_updates)
-        # Step 5 (order-status rows are keyed like the partitions: the workers encode their writes)
+        # Step 5
         seed_stream_time = {int(p): t for p, t in (seed.counters.get("stream_time_ms", {}) if seed is not None else {}).items()}
-        encode_rows = view_folder is None and isinstance(store, EncodedStore)
         specs = [
             WorkerSpec(
                 worker_id=i, bootstrap=request.bootstrap, topic=request.topic, view=request.view, ranges=ranges,
                 as_of_ms=request.as_of_ms if request.mode == "as-of" else None, grace_ms=request.grace_ms,
                 seed_fold_dir=str(tmp / FOLD_DIR) if seed is not None else None, dlq_topic=request.dlq_topic,
                 spill_dir=str(tmp / f"{SPILL_PREFIX}{i}"), max_rows_in_memory=request.max_rows_in_memory,
-                batch_size=request.batch_size, encode_rows=encode_rows, seed_stream_time_ms=seed_stream_time,
+                batch_size=request.batch_size, seed_stream_time_ms=seed_stream_time,
             )
             for i, ranges in enumerate(split_partitions(plan, max(1, request.workers)))
         ]
@@ -286,10 +277,6 @@ def _build(
         for message in pool.messages(should_stop=stop.is_set):
             if isinstance(message, Batch):
                 sink.add(message.changes, message.next_offsets, message.max_timestamp_ms)
-                records += message.records
-                progress.update(message.next_offsets, records=message.records)
-            elif isinstance(message, EncodedBatch):
-                sink.add_encoded(message.writes, message.next_offsets, message.max_timestamp_ms)
                 records += message.records
                 progress.update(message.next_offsets, records=message.records)
             elif isinstance(message, Done):

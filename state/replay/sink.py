@@ -29,35 +29,21 @@ A position must never pass a change still held back (the store would skip it as 
 applied): the position written with a batch is, per partition, the smallest of the
 offsets read and the offsets of changes still held.
 
-Order-status into a store that takes pre-encoded writes (:class:`EncodedStore`): the
-workers encode the writes (:mod:`state.replay.rowwrites`) and :meth:`StoreSink.add_encoded`
-only queues them; they are written with the position in the same way.
+The sink writes only through :meth:`~state.contracts.WritableProjectionStore.apply`; the
+replay's store is :class:`state.rocks_loader.RocksLoader`, which encodes the updates without
+reading the database.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from state.contracts import Position, SourcePosition, ViewUpdate, WritableProjectionStore
-from state.replay.counterwrites import CounterWrites
+from state.contracts import SourcePosition, ViewUpdate, WritableProjectionStore
 from state.replay.fold import ViewFolder
 from state.replay.held import HeldChanges
-from state.replay.rowwrites import EncodedWrites, RecordingBatch
 
-__all__ = ["StoreSink", "EncodedStore"]
-
-
-@runtime_checkable
-class EncodedStore(Protocol):
-    """A store that also takes writes encoded elsewhere (:meth:`state.rocks_store.RocksStore.write_encoded`)."""
-
-    def write_encoded(
-        self, view: str, ops: Sequence[tuple[bytes, bytes | None]] | Any, *, updates: int,
-        source_ends: Mapping[str, Mapping[int, int]], position: Position, rederive: Sequence[ViewUpdate] = (),
-    ) -> None:
-        """Write ``ops`` (operations, or the store's own write batch holding them) and apply ``rederive`` (``updates`` updates in all) and advance the position, atomically."""
-        ...
+__all__ = ["StoreSink"]
 
 _NO_WATERMARK = -(2**63)
 _ALL = 2**63
@@ -97,14 +83,6 @@ class StoreSink:
         self._max_ts: dict[int, int] = {}
         self._held = HeldChanges()
         self._pending: list[ViewUpdate] = []
-        # Pre-encoded writes (add_encoded): operations, how many updates they apply, source ends.
-        self._pending_ops: list[tuple[bytes, bytes | None]] = []
-        self._pending_op_updates = 0
-        self._source_ends: dict[int, int] = {}
-        # Re-keyed views into an EncodedStore: writes encoded from the folded rows (counterwrites).
-        self._counter_writes = (
-            CounterWrites(view, topic) if view_folder is not None and isinstance(store, EncodedStore) else None
-        )
         self.updates_written = 0
 
     def _advance(self, next_offsets: Mapping[int, int], max_timestamp_ms: Mapping[int, int]) -> None:
@@ -114,20 +92,6 @@ class StoreSink:
         for partition, ts in max_timestamp_ms.items():
             if ts > self._max_ts.get(partition, _NO_WATERMARK):
                 self._max_ts[partition] = ts
-
-    def add_encoded(self, writes: EncodedWrites, next_offsets: Mapping[int, int], max_timestamp_ms: Mapping[int, int]) -> None:
-        """:meth:`add` for a worker batch whose store writes the worker encoded (order-status only)."""
-        assert self._folder is None, "re-keyed views are folded here, not in the workers"
-        self._advance(next_offsets, max_timestamp_ms)
-        self._pending_ops.extend(writes.ops)
-        self._pending_op_updates += writes.updates
-        ends = self._source_ends
-        for partition, offset in writes.source_ends.items():
-            if offset > ends.get(partition, -1):
-                ends[partition] = offset
-        # An update is several operations: the same bound on updates per store batch as add().
-        if self._pending_op_updates >= self._batch_updates:
-            self.flush()
 
     def add(self, changes: Iterable[tuple[Any, ...]], next_offsets: Mapping[int, int], max_timestamp_ms: Mapping[int, int]) -> None:
         """Take one worker batch: its changes (:class:`~state.replay.fold.FoldedChange` tuples), the
@@ -143,8 +107,7 @@ class StoreSink:
                 # One partition far behind the others would hold everything else back: bound
                 # the memory, and let the store re-derive what then arrives out of order.
                 self._release(held.release_first(len(held) - self._max_held // 2))
-        queued = len(self._pending) if self._counter_writes is None else self._counter_writes.updates
-        if queued >= self._batch_updates:
+        if len(self._pending) >= self._batch_updates:
             self.flush()
 
     def _rows_to_updates(self, changes: Iterable[tuple[Any, ...]]) -> None:
@@ -169,13 +132,6 @@ class StoreSink:
         fold = self._folder.apply
         view, topic = self._view, self._topic
         append = self._pending.append
-        if self._counter_writes is not None:
-            rows, add = self._folder.rows, self._counter_writes.add
-            for key, delta, order_id, seq, valid_from_ms, partition, offset in released:
-                before = rows.get(key)
-                add(key, before, fold(key, delta, order_id, seq, valid_from_ms), delta, order_id, seq, valid_from_ms,
-                    partition, offset)
-            return
         for key, delta, order_id, seq, valid_from_ms, partition, offset in released:
             row = fold(key, delta, order_id, seq, valid_from_ms)
             source = SourcePosition(topic, partition, offset)
@@ -190,32 +146,11 @@ class StoreSink:
                 position[partition] = offset
         return position
 
-    def _write_encoded(self, ops: Any, updates: int, ends: dict[int, int], rederive: Sequence[ViewUpdate] = ()) -> None:
-        """One :meth:`EncodedStore.write_encoded` of ``ops`` with the position reached."""
-        assert isinstance(self._store, EncodedStore)
-        self._store.write_encoded(self._view, ops, updates=updates, source_ends={self._topic: ends},
-                                  position={self._topic: self._safe_position()}, rederive=rederive)
-        self.updates_written += updates
-
     def flush(self, *, final: bool = False) -> None:
         """Apply what is queued (with ``final``: everything held too), with the position reached,
         in one store batch; also when empty, since records that changed nothing still advance it."""
         if final and self._folder is not None:
             self._release(self._held.release(_ALL))
-        if self._counter_writes is not None:
-            # A store's own write batch saves copying every operation (RocksStore.write_batch).
-            new_batch = getattr(self._store, "write_batch", None)
-            batch = new_batch() if new_batch is not None else RecordingBatch()
-            rederive, ends, updates = self._counter_writes.take(batch)
-            self._write_encoded(batch.ops if isinstance(batch, RecordingBatch) else batch, updates, ends, rederive)
-            return
-        if self._pending_ops or self._source_ends:
-            assert not self._pending
-            ops, self._pending_ops = self._pending_ops, []
-            updates, self._pending_op_updates = self._pending_op_updates, 0
-            ends, self._source_ends = self._source_ends, {}
-            self._write_encoded(ops, updates, ends)
-            return
         pending, self._pending = self._pending, []
         self._store.apply(pending, position={self._topic: self._safe_position()})
         self.updates_written += len(pending)

@@ -4,8 +4,7 @@ Orders are partition-local (key = orderId), so each worker folds its partitions'
 alone and sends the parent its changes; the parent merges them (re-keyed views) and is
 the only writer of the store. Messages, worker -> parent, in this order per worker:
 
-1. :class:`Batch` per consumed batch: changes, and the next_offsets they reach (or, with
-   ``encode_rows``, :class:`EncodedBatch`: the store writes of those changes, encoded here);
+1. :class:`Batch` per consumed batch: changes, and the next_offsets they reach;
 2. :class:`Done` with its counters, once every order row it changed is in its spill
    directory (:mod:`state.replay.orderrows`); or :class:`Failed` with a traceback, at any point.
 
@@ -32,7 +31,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -40,19 +39,17 @@ from confluent_kafka import Producer
 
 from pipelines.dlq import DeadLetter
 from pipelines.projections import get_projection
-from schemas.errors import ReplayError, ReplayInterruptedError
 from schemas.fast_decode import FastDecoder
+from state.errors import ReplayError, ReplayInterruptedError
 from state.replay.fold import OrderFolder
 from state.replay.foldstate import FoldStateDB
 from state.replay.orderrows import OrderRows
 from state.replay.plan import ReplayPlan
 from state.replay.reader import BoundedReader, PartitionRange
-from state.replay.rowwrites import EncodedWrites, encode_order_rows
 
 __all__ = [
     "WorkerSpec",
     "Batch",
-    "EncodedBatch",
     "Done",
     "Failed",
     "WorkerMessage",
@@ -80,8 +77,6 @@ class WorkerSpec:
     dlq_topic: str | None = None
     batch_size: int = 5_000
     consumer_overrides: Mapping[str, Any] = field(default_factory=dict)
-    #: Order-status only: send each batch's store writes encoded (:mod:`state.replay.rowwrites`).
-    encode_rows: bool = False
     #: Stream time per partition where the seed snapshot ends (the kernel's step 2); empty: from offset zero.
     seed_stream_time_ms: Mapping[int, int] = field(default_factory=dict)
 
@@ -93,16 +88,6 @@ class Batch(NamedTuple):
 
     worker_id: int
     changes: list[tuple[Any, ...]]
-    next_offsets: dict[int, int]
-    max_timestamp_ms: dict[int, int]
-    records: int
-
-
-class EncodedBatch(NamedTuple):
-    """:class:`Batch` with the store writes of its changes instead of the changes."""
-
-    worker_id: int
-    writes: EncodedWrites
     next_offsets: dict[int, int]
     max_timestamp_ms: dict[int, int]
     records: int
@@ -124,7 +109,7 @@ class Failed(NamedTuple):
     error: str
 
 
-WorkerMessage = Batch | EncodedBatch | Done | Failed
+WorkerMessage = Batch | Done | Failed
 
 
 def split_partitions(plan: ReplayPlan, workers: int) -> list[tuple[PartitionRange, ...]]:
@@ -198,12 +183,6 @@ def _fold(spec: WorkerSpec, rows: OrderRows, *, should_stop: Callable[[], bool])
     # Step 1: fold batch by batch.
     for records in reader.batches(should_stop=should_stop):
         out: list[Any] = []
-        if spec.encode_rows:
-            folder.rows_before = {}
-            folder.fold(records, out)
-            writes = encode_order_rows(spec.topic, out, folder.rows_before, view=spec.view)
-            yield EncodedBatch(spec.worker_id, writes, dict(reader.next_offsets), dict(reader.max_timestamp_ms), len(records))
-            continue
         folder.fold(records, out)
         yield Batch(spec.worker_id, out, dict(reader.next_offsets), dict(reader.max_timestamp_ms), len(records))
     if should_stop():
@@ -230,7 +209,7 @@ def _worker_main(spec: WorkerSpec, conn: Connection, stop: Any) -> None:
             conn.send_bytes(dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
     except (BrokenPipeError, EOFError):
         return  # the parent is gone: nothing to report to
-    except BaseException:  # noqa: BLE001 - every failure is reported to the parent, which raises it
+    except BaseException:
         try:
             conn.send_bytes(dumps(Failed(spec.worker_id, traceback.format_exc())))
         except (BrokenPipeError, EOFError, OSError):

@@ -1,38 +1,24 @@
-"""Counter-view writes encoded from the parent's folded rows (state.replay.counterwrites) leave the
-store byte for byte as the store's own apply does: in-order and stepping-back changes, changes
-at the latest version's time, any batch split, and a replay seeded with rows already stored."""
+"""Counter views replayed through the sink into the replay's bulk writer (state.rocks_loader) leave the
+store byte for byte as RocksStore.apply does: in-order and stepping-back changes, changes at the
+latest version's time, any batch split, and a replay seeded with rows already stored."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pipelines.projections import get_projection
-from state.contracts import ViewUpdate
 from state.replay.fold import ViewFolder
-from state.replay.sink import EncodedStore, StoreSink
+from state.replay.sink import StoreSink
+from state.rocks_loader import RocksLoader
 from state.rocks_store import RocksStore
 from tests.rocks_dump import dump_store
 
 TOPIC = "orders"
 T0 = 1_704_067_200_000
-
-
-class PlainStore:
-    """A RocksStore seen without write_encoded: the sink then sends ViewUpdates to apply()."""
-
-    def __init__(self, store: RocksStore) -> None:
-        self._store = store
-
-    def apply(self, updates: Sequence[ViewUpdate], *, position: Mapping[str, Mapping[int, int]]) -> int:
-        return self._store.apply(updates, position=position)
-
-    def close(self) -> None:
-        self._store.close()
 
 
 def _changes(view: str, n: int, seed: int) -> list[tuple[Any, ...]]:
@@ -58,7 +44,7 @@ def _changes(view: str, n: int, seed: int) -> list[tuple[Any, ...]]:
     return out
 
 
-def _replay(path: Path, view: str, phases: list[list[tuple[Any, ...]]], batch: int, *, encoded: bool,
+def _replay(path: Path, view: str, phases: list[list[tuple[Any, ...]]], batch: int, *, loader: bool,
             lateness_ms: int, max_held: int) -> int:
     """Each phase: a replay into the same store, seeded with the folder rows the previous one left.
     Returns how many versions the store re-derived (changes that stepped back)."""
@@ -66,9 +52,7 @@ def _replay(path: Path, view: str, phases: list[list[tuple[Any, ...]]], batch: i
     rows: dict[str, Any] = {}
     starts = {0: 0, 1: 0}
     for changes in phases:
-        rocks = RocksStore(path, wal=False, write_only=encoded)  # as the replay opens it
-        store: Any = rocks if encoded else PlainStore(rocks)
-        assert isinstance(store, EncodedStore) == encoded
+        store = RocksLoader(path) if loader else RocksStore(path)
         folder = ViewFolder(get_projection(view), rows={k: dict(v) for k, v in rows.items()})
         stops = {p: max([c[6] + 1 for c in changes if c[5] == p], default=starts[p]) for p in (0, 1)}
         sink = StoreSink(store, view=view, topic=TOPIC, start_offsets=starts, stop_offsets=stops, view_folder=folder,
@@ -83,7 +67,7 @@ def _replay(path: Path, view: str, phases: list[list[tuple[Any, ...]]], batch: i
             sink.add(list(chunk), next_offsets, dict(max_ts))
         sink.next_offsets.update(stops)
         sink.flush(final=True)
-        rederived += rocks.counts.rederived_versions
+        rederived += store.counts.rederived_versions
         store.close()
         rows, starts = folder.rows, stops
     return rederived
@@ -91,20 +75,21 @@ def _replay(path: Path, view: str, phases: list[list[tuple[Any, ...]]], batch: i
 
 @pytest.mark.parametrize("view", ["product-sales", "customer-summary"])
 @pytest.mark.parametrize(("batch", "lateness_ms", "max_held"), [(1, 50, 1000), (4, 50, 1000), (7, 0, 1000), (5, 50, 3), (50, 10, 8)])
-def test_encoded_counter_writes_equal_the_stores_own(tmp_path: Path, view: str, batch: int, lateness_ms: int,
-                                                     max_held: int) -> None:
+def test_the_loader_writes_what_the_store_writes(tmp_path: Path, view: str, batch: int, lateness_ms: int, max_held: int) -> None:
+    """Scenario: the same changes replayed in two phases (the second seeded) into each writer. We expect the same bytes."""
     changes = _changes(view, 120, seed=batch * 31 + max_held)
     phases = [changes[:70], changes[70:]]
-    _replay(tmp_path / "plain", view, phases, batch, encoded=False, lateness_ms=lateness_ms, max_held=max_held)
-    _replay(tmp_path / "encoded", view, phases, batch, encoded=True, lateness_ms=lateness_ms, max_held=max_held)
-    assert dump_store(tmp_path / "encoded") == dump_store(tmp_path / "plain")
+    _replay(tmp_path / "plain", view, phases, batch, loader=False, lateness_ms=lateness_ms, max_held=max_held)
+    _replay(tmp_path / "loaded", view, phases, batch, loader=True, lateness_ms=lateness_ms, max_held=max_held)
+    assert dump_store(tmp_path / "loaded") == dump_store(tmp_path / "plain")
 
 
 def test_stepping_back_changes_are_rederived_by_the_store(tmp_path: Path) -> None:
-    """A key whose change steps back in time goes through the store's KeyApplier (counted)."""
+    """Scenario: held changes released early (max_held 2, no lateness allowance), so some step back in time.
+    We expect the loader to re-derive them (counted) and the position to reach every partition's end."""
     changes = _changes("customer-summary", 60, seed=7)
-    assert _replay(tmp_path / "encoded", "customer-summary", [changes], 10, encoded=True, lateness_ms=0, max_held=2) > 0
-    store = RocksStore(tmp_path / "encoded")
+    assert _replay(tmp_path / "loaded", "customer-summary", [changes], 10, loader=True, lateness_ms=0, max_held=2) > 0
+    store = RocksStore(tmp_path / "loaded")
     try:
         assert store.position() == {TOPIC: {p: max(c[6] for c in changes if c[5] == p) + 1 for p in (0, 1)}}
     finally:

@@ -1,5 +1,5 @@
-"""Order-status writes encoded in the worker (state.replay.rowwrites) leave the store byte for
-byte as the store's own apply does, however the records are split into batches."""
+"""Order-status replayed through the sink into the replay's bulk writer (state.rocks_loader) leaves the
+store byte for byte as RocksStore.apply does, however the records are split into batches."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pipelines.projections import get_projection
 from schemas.fast_decode import FastDecoder
 from state.replay.fold import OrderFolder, RawRecord
 from state.replay.orderrows import OrderRows
-from state.replay.rowwrites import encode_order_rows
-from state.replay.sink import EncodedStore, StoreSink
-from state.rocks_store import open_store
+from state.replay.sink import StoreSink
+from state.rocks_loader import RocksLoader
+from state.rocks_store import RocksStore
 from tests.rocks_dump import dump_store
 from tests.unit.state.replay.test_replay_fold import T0, event, records
 
@@ -44,53 +44,34 @@ def _log() -> list[RawRecord]:
     return out
 
 
-def _replay(path: Path, log: list[RawRecord], batch: int, *, encoded: bool, rows: OrderRows | None = None) -> OrderFolder:
-    store = open_store(path, wal=not encoded, write_only=encoded)
+def _replay(path: Path, log: list[RawRecord], batch: int, *, loader: bool, rows: OrderRows | None = None) -> OrderFolder:
+    store = RocksLoader(path) if loader else RocksStore(path)
     folder = OrderFolder(get_projection("order-status"), topic=TOPIC, decode=FastDecoder().decode, as_of_ms=None, rows=rows)
     sink = StoreSink(store, view="order-status", topic=TOPIC, start_offsets={0: log[0].offset()},
                      stop_offsets={0: log[-1].offset() + 1}, view_folder=None, batch_updates=2)
     for start in range(0, len(log), batch):
         chunk = log[start : start + batch]
         out: list[tuple[Any, ...]] = []
-        next_offsets = {0: chunk[-1].offset() + 1}
-        if encoded:
-            folder.rows_before = {}
-            folder.fold(chunk, out)
-            sink.add_encoded(encode_order_rows(TOPIC, out, folder.rows_before, view="order-status"), next_offsets, {})
-        else:
-            folder.fold(chunk, out)
-            sink.add(out, next_offsets, {})
+        folder.fold(chunk, out)
+        sink.add(out, {0: chunk[-1].offset() + 1}, {})
     sink.flush(final=True)
     store.close()
     return folder
 
 
 @pytest.mark.parametrize("batch", [1, 2, 5, 100])
-def test_encoded_writes_equal_the_stores_own(tmp_path: Path, batch: int) -> None:
+def test_the_loader_writes_what_the_store_writes(tmp_path: Path, batch: int) -> None:
+    """Scenario: the log replayed into each writer, in worker batches of ``batch`` records. We expect the same bytes."""
     log = _log()
-    _replay(tmp_path / "plain", log, 7, encoded=False)
-    _replay(tmp_path / "encoded", log, batch, encoded=True)
-    assert dump_store(tmp_path / "encoded") == dump_store(tmp_path / "plain")
+    _replay(tmp_path / "plain", log, 7, loader=False)
+    _replay(tmp_path / "loaded", log, batch, loader=True)
+    assert dump_store(tmp_path / "loaded") == dump_store(tmp_path / "plain")
 
 
-def test_encoded_writes_continue_a_seeded_store(tmp_path: Path) -> None:
-    """A snapshot's store and rows, continued with encoded writes, equal one replay of everything."""
+def test_the_loader_continues_a_seeded_store(tmp_path: Path) -> None:
+    """Scenario: a snapshot's store and rows, continued by the loader. We expect one replay of everything."""
     log = _log()
-    _replay(tmp_path / "whole", log, 100, encoded=False)
-    seed = _replay(tmp_path / "seeded", log[:8], 3, encoded=False)
-    _replay(tmp_path / "seeded", log[8:], 4, encoded=True, rows=seed.rows)
+    _replay(tmp_path / "whole", log, 100, loader=False)
+    seed = _replay(tmp_path / "seeded", log[:8], 3, loader=False)
+    _replay(tmp_path / "seeded", log[8:], 4, loader=True, rows=seed.rows)
     assert dump_store(tmp_path / "seeded") == dump_store(tmp_path / "whole")
-
-
-def test_a_write_only_store_reopens_as_an_ordinary_one(tmp_path: Path) -> None:
-    """Its vector memtable (cheap appends, scanning reads) is not what later openers get."""
-    store = open_store(tmp_path / "s", wal=False, write_only=True)
-    assert isinstance(store, EncodedStore)
-    store.write_encoded("order-status", [(b"k", b"v")], updates=1, source_ends={TOPIC: {0: 4}}, position={TOPIC: {0: 5}})
-    store.close()
-    reader = open_store(tmp_path / "s", read_only=True)
-    try:
-        assert reader.position() == {TOPIC: {0: 5}}
-    finally:
-        reader.close()
-    assert dump_store(tmp_path / "s")[b"k"] == b"v"
