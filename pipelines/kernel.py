@@ -137,7 +137,7 @@ def process_record(
     """
     # Step 1
     try:
-        event = decode(value)  # type: ignore[arg-type]
+        event = decode(value)  # type: ignore[arg-type]  # None (a tombstone) fails to decode: a dead letter
     except CodecError as exc:
         return Verdict("dead", stream_time_ms, reason_class=type(exc).__name__, reason=str(exc))
     envelope = event["envelope"]
@@ -156,12 +156,12 @@ def process_record(
     # Step 4
     after = order_step(before, event)
     if after.__class__ is OrderFoldResult:
-        result: OrderFoldResult = after  # type: ignore[assignment]
+        result: OrderFoldResult = after  # type: ignore[assignment]  # narrowed by the exact class test above
         if result.outcome == "duplicate":
             return Verdict("duplicate", stream_time_ms, order_id, event, before)
         return Verdict("dead", stream_time_ms, order_id, event, before, None, _NO_DELTAS, _NO_DELTAS,
                        result.reason_class or "Rejected", result.reason or "")
-    row: Row = after  # type: ignore[assignment]
+    row: Row = after  # type: ignore[assignment]  # not an OrderFoldResult: the new row
     if as_of_ms is not None and row["validFrom"] > as_of_ms:
         return Verdict("beyond", stream_time_ms, order_id, event, before)
     # Step 5

@@ -78,7 +78,7 @@ class RekeyedChange:
         return {**self.change.to_dict(), "pk": self.partition_key, "src": [src.topic, src.partition, src.offset]}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "RekeyedChange":
+    def from_json(cls, data: Mapping[str, Any]) -> RekeyedChange:
         """Inverse of :meth:`to_json`."""
         topic, partition, offset = data["src"]
         return cls(Change.from_dict(data), data["pk"], SourcePosition(topic, partition, offset))
@@ -137,11 +137,11 @@ class OrderStep:
 
         def row_of(_order_id: str) -> Row | None:
             # The state is scoped to the message key, which the kernel has checked is the orderId.
-            row = self.rows.get(key)  # type: ignore[arg-type]
+            row = self.rows.get(key)  # type: ignore[arg-type]  # the kernel checked key == orderId, so not None
             if row is MISSING:
                 stored = state.get_bytes(ORDER_STATE_KEY_BYTES)
                 row = None if stored is None else orjson.loads(stored)
-            return row  # type: ignore[no-any-return]
+            return row  # type: ignore[no-any-return]  # orjson/RowCache give Any; rows are JSON objects
 
         verdict = process_record(self._projection, key, value, decode=self._decode, row_of=row_of, stream_time_ms=stream_time)
         if keeps_stream_time:
@@ -156,7 +156,7 @@ class OrderStep:
             stats.dead_lettered += 1
             return [self._dead_letter(value, key, timestamp, verdict, ctx)]
         state.set_bytes(ORDER_STATE_KEY_BYTES, orjson.dumps(after))
-        self.rows.put(key, after)  # type: ignore[arg-type]
+        self.rows.put(key, after)  # type: ignore[arg-type]  # applied: key was checked == orderId
         stats.applied += 1
         out: list[LiveItem] = []
         if verdict.late:
@@ -175,7 +175,7 @@ class OrderStep:
 
 def _partition_state(state: State[Any, Any]) -> TransactionState:
     """Partition-wide state next to the per-key state Quix hands a step (same transaction)."""
-    return TransactionState(prefix=PARTITION_STATE_PREFIX, transaction=state._transaction)  # type: ignore[attr-defined]
+    return TransactionState(prefix=PARTITION_STATE_PREFIX, transaction=state._transaction)  # type: ignore[attr-defined]  # Quix gives no public partition-wide state
 
 
 def _partition_key(projection: Projection, change: Change) -> str:

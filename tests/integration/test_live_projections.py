@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipelines.dlq import headers_to_dict
+from pipelines.settings import RewindSettings
 from pipelines.topics import view_topic
 from schemas.codec import EventCodec
 from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
@@ -75,13 +77,17 @@ def ran(produced: tuple) -> dict:
         # the re-key step) equal the oracle; revenue-hourly is checked in its test.
         for view in VIEWS:
             group = f"{settings.orders_topic}-{view}"
-            wait_until(lambda group=group, view=view: group_caught_up(bootstrap, group, settings.orders_topic) or not procs[view].alive(),
-                       timeout_s=300, what=f"{view} to consume everything", interval_s=1)
+            def consumed(group: str = group, view: str = view) -> bool:
+                return group_caught_up(bootstrap, group, settings.orders_topic) or not procs[view].alive()
+
+            wait_until(consumed, timeout_s=300, what=f"{view} to consume everything", interval_s=1)
             assert procs[view].alive(), procs[view].output_tail()
         for view, exp in expected.items():
             topic = view_topic(view, prefix=settings.view_topic_prefix)
-            wait_until(lambda topic=topic, exp=exp, view=view: not _mismatches(latest_rows(bootstrap, topic), exp) or not procs[view].alive(),
-                       timeout_s=120, what=f"{view} to match the oracle", interval_s=2)
+            def matches(topic: str = topic, exp: dict[str, Any] = exp, view: str = view) -> bool:
+                return not _mismatches(latest_rows(bootstrap, topic), exp) or not procs[view].alive()
+
+            wait_until(matches, timeout_s=120, what=f"{view} to match the oracle", interval_s=2)
         wait_until(lambda: _revenue_with_late(settings, oracle_path)[0] == _nonzero(expected_windows), timeout_s=120,
                    what="revenue-hourly windows + late events to match the oracle", interval_s=2)
         stats = {v: procs[v].terminate() for v in VIEWS}
@@ -116,7 +122,7 @@ def _nonzero(windows: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in windows.items() if v}
 
 
-def _revenue_with_late(settings, oracle_path: Path) -> tuple[dict[str, int], int]:  # type: ignore[no-untyped-def]
+def _revenue_with_late(settings: RewindSettings, oracle_path: Path) -> tuple[dict[str, int], int]:
     """Window revenue from view.revenue-hourly plus the revenue of the late events in the DLQ, and the late count."""
     topic = view_topic("revenue-hourly", prefix=settings.view_topic_prefix)
     revenue = {k: v["row"]["revenueMinor"] for k, v in latest_rows(settings.bootstrap(), topic).items()}
