@@ -5,10 +5,9 @@
 1. Produce N events (the workload generator and producer) to a fresh topic, unless --topic is given.
 2. Raw consume + decode, one process: the codec (what a naive replay pays) and the fast decoder.
 3. Replay from offset zero, per view, into each store of ``--stores``: ``rocks``, the replay's
-   own writer (:class:`state.rocks_loader.RocksLoader`: encodes without reading); ``rocks-apply``,
-   the plain :class:`state.rocks_store.RocksStore` (what the loader must beat by 15 % on a view to
-   keep its encoding for that view); ``counting``, a store that only counts (the engine alone:
-   consume, decode, fold, merge, build every ViewUpdate).
+   own RocksDB view store; ``counting``, a store that only counts (the engine alone: consume,
+   decode, fold, merge, build every ViewUpdate). A faster writer for some view would be a
+   third store here, kept only if it beats ``rocks`` by 15 % on that view.
 4. Replay as of T: from offset zero vs from a snapshot taken at T - 6 h.
 5. Peak RSS (parent + workers, sampled from /proc) of order-status replays into the RocksDB
    store, up to 25/50/75/100 % of the log (``up-to`` mode): how memory grows with the events.
@@ -64,15 +63,8 @@ def counting_store(path: Path) -> Any:
     return CountingStore()
 
 
-def rocks_store(path: Path) -> Any:
-    """The plain RocksDB store (every group through KeyApplier, reading what it needs)."""
-    from state.rocks_store import RocksStore
-
-    return RocksStore(path)
-
-
-#: ``--stores`` names -> store openers (None: the replay's own, the RocksLoader).
-STORES: dict[str, Any] = {"counting": counting_store, "rocks": None, "rocks-apply": rocks_store}
+#: ``--stores`` names -> store openers (None: the replay's own).
+STORES: dict[str, Any] = {"counting": counting_store, "rocks": None}
 
 
 def produce(bootstrap: str, events: int) -> tuple[str, Any]:
@@ -209,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep-topic", action="store_true", help="Do not delete the topic this run produced.")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="Replay worker processes.")
     parser.add_argument("--views", default="order-status,customer-summary,product-sales,revenue-hourly", help="Views to replay from zero.")
-    parser.add_argument("--stores", default="counting,rocks,rocks-apply", help=f"Stores to replay into from zero (of {', '.join(STORES)}).")
+    parser.add_argument("--stores", default="counting,rocks", help=f"Stores to replay into from zero (of {', '.join(STORES)}).")
     parser.add_argument("--skip-as-of", action="store_true", help="Skip the as-of replays (step 4).")
     parser.add_argument("--skip-memory", action="store_true", help="Skip the peak-RSS runs.")
     parser.add_argument("--skip-costs", action="store_true", help="Skip the per-step CPU costs.")
@@ -289,13 +281,11 @@ def _print_table(results: dict[str, Any]) -> None:
     for key, label in (("raw_codec", "raw consume+decode (codec)"), ("raw_fast", "raw consume+decode (fast decoder)")):
         r = results[key]
         table.add_row(label, f"{r['records']:,}", str(r["seconds"]), f"{r['events_per_s']:,}", "1 process")
-    plain = {r["view"]: r["events_per_s"] for r in results["from_zero"] if r["store"] == "rocks-apply"}
     for r in results["from_zero"]:
         ceiling = round((results["cores"] or 1) / r["cpu_us_per_event"] * 1e6) if r["cpu_us_per_event"] else 0
-        versus = f"; {r['events_per_s'] / plain[r['view']] - 1:+.0%} vs rocks-apply" if r["store"] == "rocks" and plain.get(r["view"]) else ""
         table.add_row(f"replay {r['view']} -> {r['store']}", f"{r['records']:,}", str(r["fold_s"]), f"{r['events_per_s']:,}",
                       f"{r['events_per_s'] / raw:.2f}x raw; {r['updates']:,} versions; "
-                      f"{r['cpu_us_per_event']} µs CPU/event (all cores busy: {ceiling:,}/s){versus}")
+                      f"{r['cpu_us_per_event']} µs CPU/event (all cores busy: {ceiling:,}/s)")
     as_of = results.get("as_of", {})
     for key in ("snapshot_build", "from_zero", "from_snapshot"):
         if key in as_of:

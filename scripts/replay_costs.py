@@ -14,9 +14,8 @@ on the first whole partitions of the topic (whole partitions: every order's whol
 2. decode: the fast Avro decoder;
 3. fold: the projection's fold, in worker batches (decode + fold, less step 2);
 4. transfer: pickling a worker batch and unpickling it in the parent;
-5. parent: the store sink and the replay's writer (:class:`state.rocks_loader.RocksLoader`),
-   its thread only: re-keyed views merge and fold there; every view's updates are encoded
-   into RocksDB's WriteBatch and memtable;
+5. parent: the store sink and the replay's store (its thread only): re-keyed views merge and
+   fold there; every view's updates are applied into RocksDB's WriteBatch and memtable;
 6. flush: RocksDB's own threads, sorting and writing the memtables to SST files
    (compactions excluded: a lower bound).
 
@@ -123,9 +122,9 @@ def view_costs(view: str, topic: str, sample: list[Any], stops: dict[int, int], 
     from pipelines.projections import get_projection
     from schemas.errors import CodecError
     from schemas.fast_decode import FastDecoder
+    from state.replay.engine import default_store_opener
     from state.replay.fold import OrderFolder, ViewFolder, is_rekeyed
     from state.replay.sink import StoreSink
-    from state.rocks_loader import RocksLoader
 
     decode = FastDecoder().decode
     batches = [sample[i : i + batch_size] for i in range(0, len(sample), batch_size)]
@@ -157,7 +156,7 @@ def view_costs(view: str, topic: str, sample: list[Any], stops: dict[int, int], 
     )
     work = Path(tempfile.mkdtemp(prefix="replay-costs-"))
     try:
-        store = RocksLoader(work / "view")
+        store = default_store_opener(work / "view")
         view_folder = ViewFolder(get_projection(view)) if rekeyed else None
         sink = StoreSink(store, view=view, topic=topic, start_offsets={p: 0 for p in stops}, stop_offsets=stops,
                          view_folder=view_folder, max_lateness_ms=600_000)

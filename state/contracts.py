@@ -6,9 +6,8 @@ Three roles, smallest first (the query side only ever receives :class:`ReadOnlyV
 * :class:`VersionedStore` – the as-of contract in one place (a ReadOnlyView is one).
 * :class:`WritableProjectionStore` – applies view updates and the position they came
   from in one atomic batch. Every writer implements it, and nothing writes a store any
-  other way: :class:`state.rocks_store.RocksStore` (the replica),
-  :class:`state.rocks_loader.RocksLoader` (a replay's build: same bytes, no reads) and
-  :class:`state.memory_store.MemoryStore` (the reference). One test suite
+  other way: :class:`state.rocks_store.RocksStore` (the replica, and a replay's build,
+  without WAL) and :class:`state.memory_store.MemoryStore` (the reference). One test suite
   (tests/unit/state/store_contract.py) runs against each.
 
 Time and versions

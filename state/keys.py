@@ -114,7 +114,8 @@ def enc_int(value: int) -> bytes:
 
 def dec_int(data: bytes) -> int:
     """Inverse of :func:`enc_int`."""
-    return _U64.unpack(data)[0] - _SIGN
+    unsigned: int = _U64.unpack(data)[0]
+    return unsigned - _SIGN
 
 
 def enc_desc(value: int) -> bytes:
@@ -129,7 +130,8 @@ def enc_desc(value: int) -> bytes:
 
 def dec_desc(data: bytes) -> int:
     """Inverse of :func:`enc_desc`."""
-    return (_U64_MAX - _U64.unpack(data)[0]) - _SIGN
+    unsigned: int = _U64.unpack(data)[0]
+    return (_U64_MAX - unsigned) - _SIGN
 
 
 def lp(text: str) -> bytes:
@@ -217,12 +219,7 @@ def change_prefix(view: str, key: str) -> bytes:
 
 def change_key(view: str, key: str, change_valid_from_ms: int, order_id: str, seq: int) -> bytes:
     """Key of one counter change; the same (orderId, seq) always maps to the same key, so a redelivery is found."""
-    return change_prefix(view, key) + change_suffix(change_valid_from_ms, order_id, seq)
-
-
-def change_suffix(change_valid_from_ms: int, order_id: str, seq: int) -> bytes:
-    """The part of :func:`change_key` after :func:`change_prefix` (a writer of many changes of one row reuses the prefix)."""
-    return enc_int(change_valid_from_ms) + lp(order_id) + enc_int(seq)
+    return change_prefix(view, key) + enc_int(change_valid_from_ms) + lp(order_id) + enc_int(seq)
 
 
 def parse_change_key(key: bytes, prefix_len: int) -> tuple[int, str, int]:

@@ -12,9 +12,9 @@ the standard library on the read path):
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from state.contracts import SourcePosition
 from state.keys import INT_BYTES, dec_int, enc_int

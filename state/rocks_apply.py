@@ -30,7 +30,7 @@ Cost notes (the replay parent applies every update through here, serially):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
@@ -51,7 +51,7 @@ from state.records import (
     encode_version,
 )
 
-__all__ = ["ApplyCounts", "KeyApplier", "IndexValues", "index_values", "append_row_versions", "counter_diff", "CORRECTION_ORDER_ID"]
+__all__ = ["ApplyCounts", "KeyApplier", "CORRECTION_ORDER_ID"]
 
 #: orderId of a correction change (sorts before every real orderId at the same time).
 CORRECTION_ORDER_ID = ""
@@ -251,7 +251,7 @@ class KeyApplier:
             # differs when records were compacted away before we read them (a replica built
             # from an old compacted topic): record the difference as a correction change at
             # the group's first change time, so the latest row and everything after agree.
-            diff = counter_diff(last.row, new[-1].row)
+            diff = _counter_diff(last.row, new[-1].row)
             if diff:
                 seq = last.record_position.offset if last.record_position is not None else last.seq
                 correction = StoredChange(first_ms, CORRECTION_ORDER_ID, seq, diff, None)
@@ -306,7 +306,7 @@ class KeyApplier:
                 new_values = [_index_value(ix, v) for v in new]
                 base_value = None if base is None else _index_value(ix, base)
                 values.append((old_values, new_values, base_value))
-                for version, value, valid_to_ms in zip(old, old_values, old_ends):
+                for version, value, valid_to_ms in zip(old, old_values, old_ends, strict=False):
                     if value is not None:
                         delete(_versioned_entry(ix, key_lp, value, version.valid_from_ms, valid_to_ms)[0])
                 if base is not None and base_value is not None:
@@ -314,12 +314,12 @@ class KeyApplier:
                     entry = _versioned_entry(ix, key_lp, base_value, base.valid_from_ms, old[0].valid_from_ms if old else None)
                     delete(entry[0])
                     put(*_versioned_entry(ix, key_lp, base_value, base.valid_from_ms, new[0].valid_from_ms))
-                for version, value, valid_to_ms in zip(new, new_values, new_ends):
+                for version, value, valid_to_ms in zip(new, new_values, new_ends, strict=False):
                     if value is not None:
                         put(*_versioned_entry(ix, key_lp, value, version.valid_from_ms, valid_to_ms))
             # Step 3
             previous = old[-1] if old else base
-            for ix, (old_values, new_values, base_value) in zip(indexes, values):
+            for ix, (old_values, new_values, base_value) in zip(indexes, values, strict=False):
                 if previous is not None:
                     previous_value = old_values[-1] if old else base_value
                     if previous_value is not None:
@@ -354,7 +354,7 @@ class KeyApplier:
                 if value is not None:
                     put(*_versioned_entry(ix, key_lp, value, valid_from_ms, None))
             # Step 3
-            for ix, (value, base_value) in zip(indexes, values):
+            for ix, (value, base_value) in zip(indexes, values, strict=False):
                 if base_value is not None:
                     assert base is not None
                     delete(_current_entry(ix, key_lp, base_value, base.valid_from_ms))
@@ -387,7 +387,7 @@ def _fold_versions(
     return out
 
 
-def counter_diff(published: Any, derived: Any) -> dict[str, int]:
+def _counter_diff(published: Any, derived: Any) -> dict[str, int]:
     """Per integer field (validFrom excepted), published minus derived, where they differ."""
     diff = {}
     for name, value in published.items():
@@ -417,70 +417,14 @@ def _merge_same_key(fresh: list[StoredChange], stored: list[StoredChange]) -> li
     return list(by_id.values())
 
 
-#: The encoded index values of one row version, one per index of its view (:func:`index_values`).
-IndexValues = tuple[bytes | None, ...]
-
-
-def index_values(view: str, row: Mapping[str, Any]) -> IndexValues:
-    """The encoded value of ``row`` in each index of ``view``, in declaration order (None: not indexed)."""
-    return tuple(_index_value_of_row(ix, row) for ix in _index_keys(view))
-
-
-def append_row_versions(
-    batch: Any, view: str, key: str, latest: tuple[int, IndexValues] | None, versions: Sequence[tuple[int, Any, bytes]]
-) -> None:
-    """What :meth:`KeyApplier.apply_group` writes when a row's new versions all start at or after its
-    latest one, without reading the database (for :class:`state.rocks_loader.RocksLoader`).
-
-    ``latest``: the stored latest version's valid_from_ms and :func:`index_values`, None for a new row.
-    ``versions``: (valid_from_ms, row, encoded version record) of the new versions, one per
-    distinct valid_from, strictly increasing, none before ``latest``'s; the first may be at
-    ``latest``'s valid_from and then replaces it. The database then holds exactly what
-    apply_group would write (no key is deleted after it is put).
-    """
-    rk = _RowKeys(view, key)
-    put, delete = batch.put, batch.delete
-    version_key = rk.version_key
-    first_ms = versions[0][0]
-    replaces = latest is not None and latest[0] == first_ms
-    indexes = _index_keys(view)
-    key_lp = rk.key_lp
-    if latest is not None:
-        latest_ms, latest_values = latest
-        for ix, value in zip(indexes, latest_values):
-            if value is None:
-                continue
-            # The latest version stops being current, and stops being open-ended.
-            delete(_current_entry(ix, key_lp, value, latest_ms))
-            delete(_versioned_entry(ix, key_lp, value, latest_ms, None)[0])
-            if not replaces:
-                put(*_versioned_entry(ix, key_lp, value, latest_ms, first_ms))
-    last = len(versions) - 1
-    for i, (valid_from_ms, row, encoded) in enumerate(versions):
-        put(version_key(valid_from_ms), encoded)
-        for ix in indexes:
-            value = _index_value_of_row(ix, row)
-            if value is not None:
-                put(*_versioned_entry(ix, key_lp, value, valid_from_ms, versions[i + 1][0] if i < last else None))
-                if i == last:
-                    put(_current_entry(ix, key_lp, value, valid_from_ms), b"")
-    valid_from_ms, _, encoded = versions[-1]
-    put(rk.latest, K.enc_int(valid_from_ms) + encoded)  # the latest record: t(valid_from) + version record
-
-
-def _index_value_of_row(ix: _IndexKeys, row: Any) -> bytes | None:
-    """:func:`_index_value` of a version with this row (for callers that have no version object)."""
-    value = ix.spec.value_of(row)
+def _index_value(ix: _IndexKeys, version: StoredVersion) -> bytes | None:
+    """The encoded index value of ``version``: equality ``lp(str(value))``, ranking ``enc_desc(int(value))``; None: not indexed."""
+    value = ix.spec.value_of(version.row)
     if value is None:
         return None
     if ix.equality:
         return K.lp_name(str(value))
     return K.enc_desc(int(value))
-
-
-def _index_value(ix: _IndexKeys, version: StoredVersion) -> bytes | None:
-    """The encoded index value of ``version``: equality ``lp(str(value))``, ranking ``enc_desc(int(value))``; None: not indexed."""
-    return _index_value_of_row(ix, version.row)
 
 
 def _versioned_entry(

@@ -9,8 +9,7 @@ One database per directory, raw byte keys (layout in :mod:`state.keys`), JSON va
   :class:`~state.contracts.ApplyWatch`) of the process that owns the directory;
 * :class:`ReadOnlyStoreView` – the read-only face of a RocksStore, for the query side.
 
-The replay's bulk writer, :class:`state.rocks_loader.RocksLoader`, is a second
-WritableProjectionStore on the same skeleton (:class:`RocksWriter`).
+RocksStore is the only RocksDB writer: the replica's, and a replay's (without WAL).
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal, overload
 
-from rocksdict import BlockBasedOptions, Cache, Checkpoint, MemtableFactory, Options, Rdict, ReadOptions, WriteBatch
+from rocksdict import BlockBasedOptions, Cache, Checkpoint, Options, Rdict, ReadOptions, WriteBatch
 
 from pipelines.projections import VIEW_NAMES
 from state import keys as K
@@ -31,23 +30,15 @@ from state.records import StoredVersion, decode_latest, decode_valid_to, decode_
 from state.rocks_apply import ApplyCounts, KeyApplier
 from state.rocks_open import open_rdict, raw_items, write_options
 
-__all__ = ["RocksReadOnlyStore", "RocksWriter", "RocksStore", "ReadOnlyStoreView", "open_store", "store_options"]
+__all__ = ["RocksReadOnlyStore", "RocksStore", "ReadOnlyStoreView", "open_store"]
 
 _BLOCK_CACHE_BYTES = 256 * 1024 * 1024
 
 
-def store_options(*, vector_memtable: bool = False) -> Options:
-    """The options every store directory is opened with.
-
-    ``vector_memtable``: appends (~10x cheaper per put than the skiplist, measured; the
-    writer holds the GIL throughout) and sorts once when flushed, but every read sorts a
-    copy of it: only for a writer that reads almost never (:class:`state.rocks_loader.RocksLoader`).
-    """
+def _options() -> Options:
+    """The options every store directory is opened with."""
     options = Options(raw_mode=True)
     options.create_if_missing(True)
-    if vector_memtable:
-        options.set_memtable_factory(MemtableFactory.vector())
-        options.set_allow_concurrent_memtable_write(False)
     options.set_max_background_jobs(4)
     table = BlockBasedOptions()
     table.set_block_cache(Cache(_BLOCK_CACHE_BYTES))
@@ -236,7 +227,7 @@ class RocksReadOnlyStore(_RocksReads):
         path = Path(path)
         if not (path / "CURRENT").exists():
             raise StoreNotFoundError(f"no replica store in {path} (run `rewind serve` to build one)")
-        db = open_rdict(path, store_options(), read_only=True, error=StoreError, what="store")
+        db = open_rdict(path, _options(), read_only=True, error=StoreError, what="store")
         _check_format(db, path, writable=False)
         super().__init__(path, db)
         self._closed = False
@@ -248,17 +239,19 @@ class RocksReadOnlyStore(_RocksReads):
             self._db.close()
 
 
-class RocksWriter(_RocksReads):
-    """The :meth:`apply` of every RocksDB writer; a subclass decides how a (view, key) group is written (step 3).
+class RocksStore(_RocksReads):
+    """A :class:`~state.contracts.WritableProjectionStore` (and ApplyWatch) in one RocksDB directory.
 
+    Each (view, key) group of an apply is written by :class:`~state.rocks_apply.KeyApplier`,
+    which reads what it needs (latest version, stored changes) from the database.
     ``wal=False`` skips RocksDB's write-ahead log: for a store built from scratch and thrown
     away if the build fails (a replay's build directory), since :meth:`close` flushes the
     memtables to table files anyway. A crash before close then loses recent writes.
     """
 
-    def __init__(self, path: Path, *, options: Options, wal: bool) -> None:
+    def __init__(self, path: Path, *, wal: bool = True) -> None:
         path = Path(path)
-        db = open_rdict(path, options, read_only=False, error=StoreError, what="store")
+        db = open_rdict(path, _options(), read_only=False, error=StoreError, what="store")
         _check_format(db, path, writable=True)
         super().__init__(path, db)
         self._write_options = write_options(wal=wal)
@@ -272,8 +265,8 @@ class RocksWriter(_RocksReads):
 
         1. Validate every update's view (UnknownViewError) before anything is written.
         2. Skip updates whose record_position is below the stored next_offset (counted).
-        3. Group the rest per (view, key), in arrival order; :meth:`_write_groups` turns them
-           into versions, changes and index entries in the batch (duplicates counted).
+        3. Group the rest per (view, key), in arrival order, and let KeyApplier turn each
+           group into versions, changes and index entries in the batch (duplicates counted).
         4. Put the position (max of stored and given, per partition) and each view's
            source position into the same batch.
         5. Write the batch (atomic), then publish the new position to readers and wake waiters.
@@ -308,24 +301,14 @@ class RocksWriter(_RocksReads):
             # Step 3
             batch = WriteBatch(raw_mode=True)
             counts = ApplyCounts()
-            applied = self._write_groups(groups, batch, counts)
+            applier = KeyApplier(self._db, batch, counts)
+            applied = sum(applier.apply_group(view, key, group) for (view, key), group in groups.items())
             # Steps 4-5
             self._commit(batch, position, source_ends)
-            self._written()
             self._count(counts, applied=applied, skipped_position=skipped)
         with self._applied:
             self._applied.notify_all()
         return applied
-
-    def _write_groups(self, groups: Mapping[tuple[str, str], Sequence[ViewUpdate]], batch: WriteBatch, counts: ApplyCounts) -> int:
-        """Step 3 of :meth:`apply`: write each (view, key) group into ``batch``; return how many updates applied.
-
-        Raise before anything is committed to refuse the whole call (nothing is written then).
-        """
-        raise NotImplementedError
-
-    def _written(self) -> None:
-        """Called after a batch of :meth:`_write_groups` is committed (a writer's caches may now advance)."""
 
     def _commit(self, batch: WriteBatch, position: Position, source_ends: Mapping[tuple[str, str, int], int]) -> None:
         """Steps 4-5 of :meth:`apply` (under the write lock)."""
@@ -380,22 +363,6 @@ class RocksWriter(_RocksReads):
             self._closed = True
             self._db.flush()
             self._db.close()
-
-
-class RocksStore(RocksWriter):
-    """A :class:`~state.contracts.WritableProjectionStore` (and ApplyWatch) in one RocksDB directory.
-
-    Each (view, key) group is written by :class:`~state.rocks_apply.KeyApplier`, which reads
-    what it needs (latest version, stored changes) from the database.
-    """
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, options=store_options(), wal=True)
-
-    def _write_groups(self, groups: Mapping[tuple[str, str], Sequence[ViewUpdate]], batch: WriteBatch, counts: ApplyCounts) -> int:
-        """Step 3 of :meth:`RocksWriter.apply`: every group through KeyApplier."""
-        applier = KeyApplier(self._db, batch, counts)
-        return sum(applier.apply_group(view, key, group) for (view, key), group in groups.items())
 
 
 class ReadOnlyStoreView:

@@ -38,7 +38,6 @@ from state.replay.sink import StoreSink
 from state.replay.stopping import stop_on_signals
 from state.replay.swap import build_paths, publish
 from state.replay.workers import Batch, Done, WorkerPool, WorkerSpec, split_partitions
-from state.rocks_loader import RocksLoader
 from state.rocks_store import RocksStore
 from state.snapshots import Snapshot, choose_snapshot, list_snapshots, restore_snapshot
 
@@ -55,8 +54,10 @@ class StoreOpener(Protocol):
 
 
 def default_store_opener(path: Path) -> WritableProjectionStore:
-    """The replay's bulk writer (:class:`state.rocks_loader.RocksLoader`): nobody reads a build before it is closed."""
-    return RocksLoader(path)
+    """The RocksDB view store of a replay build, without a write-ahead log (:class:`state.rocks_store.RocksStore`)."""
+    # No write-ahead log: the build directory is removed if the replay fails, and the store
+    # is closed (memtables flushed) before the manifest is written and the directory published.
+    return RocksStore(path, wal=False)
 
 
 def checkpoint_view_store(source: Path, dest: Path) -> None:
@@ -193,7 +194,7 @@ def run_replay(
         plan = plan_replay(source, request.topic, mode=request.mode, as_of_ms=request.as_of_ms, facts=facts)
     finally:
         if offsets is None:
-            source.close()  # type: ignore[attr-defined]
+            source.close()  # type: ignore[attr-defined]  # the KafkaOffsetSource opened above has close(); OffsetSource does not
     fingerprint = fold_fingerprint()
     # Step 2
     snapshot: Snapshot | None = None

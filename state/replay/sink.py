@@ -29,9 +29,7 @@ A position must never pass a change still held back (the store would skip it as 
 applied): the position written with a batch is, per partition, the smallest of the
 offsets read and the offsets of changes still held.
 
-The sink writes only through :meth:`~state.contracts.WritableProjectionStore.apply`; the
-replay's store is :class:`state.rocks_loader.RocksLoader`, which encodes the updates without
-reading the database.
+The sink writes only through :meth:`~state.contracts.WritableProjectionStore.apply`.
 """
 
 from __future__ import annotations

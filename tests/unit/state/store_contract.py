@@ -1,8 +1,7 @@
 """The store contract as a reusable test suite: subclass :class:`StoreContractSuite` per writer.
 
-Every WritableProjectionStore runs it: the RocksDB store (durable and without WAL), the
-replay's bulk writer (state.rocks_loader) and the in-memory reference store
-(state.memory_store). A subclass defines ``open_store(path)`` (a writer in ``path``,
+Every WritableProjectionStore runs it: the RocksDB store (durable, and without WAL as a
+replay builds it) and the in-memory reference store (state.memory_store). A subclass defines ``open_store(path)`` (a writer in ``path``,
 continuing what an earlier one closed there) and inherits every test. Expected values are
 written by hand from the contract (state/contracts.py) and the views' definitions (a
 customer-summary row is its counters' sums), never computed by a store or a projection.
@@ -10,7 +9,9 @@ customer-summary row is its counters' sums), never computed by a store or a proj
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.errors import UnknownViewError
-from state.contracts import ReadOnlyView, SourcePosition, WritableProjectionStore
+from state.contracts import ReadOnlyView, SourcePosition, VersionedRow, WritableProjectionStore
 from state.errors import InvalidUpdateError, StoreError, UnknownIndexError
 from tests.unit.state.state_builders import ORDER_TOPIC, counter_update, order_update
 
@@ -26,6 +27,12 @@ CS = "customer-summary"
 
 #: The property tests run once per writer (a subclass each), which hypothesis sees as "differing executors".
 _PER_WRITER = [HealthCheck.function_scoped_fixture, HealthCheck.differing_executors]
+
+
+def present(found: VersionedRow | None) -> VersionedRow:
+    """The version a test expects to be there."""
+    assert found is not None
+    return found
 
 
 def customer_row(key: str, *, placed: int, ltv: int, valid_from_ms: int) -> dict[str, object]:
@@ -41,7 +48,7 @@ class StoreContractSuite:
         raise NotImplementedError
 
     @pytest.fixture
-    def store(self, tmp_path: Path):  # type: ignore[no-untyped-def]
+    def store(self, tmp_path: Path) -> Iterator[WritableProjectionStore]:
         store = self.open_store(tmp_path / "store")
         yield store
         store.close()
@@ -61,9 +68,9 @@ class StoreContractSuite:
         """Scenario: versions at 100 and 200. We expect as-of 200 to see the version at 200, as-of 199 the one at 100."""
         store.apply([order_update("o1", 1, 100, "PLACED", offset=0), order_update("o1", 2, 200, "PAYMENT_AUTHORIZED", offset=1)],
                     position={ORDER_TOPIC: {0: 2}})
-        assert store.get_as_of("order-status", "o1", 200).row["status"] == "PAYMENT_AUTHORIZED"  # type: ignore[union-attr]
-        assert store.get_as_of("order-status", "o1", 199).row["status"] == "PLACED"  # type: ignore[union-attr]
-        assert store.get_as_of("order-status", "o1", 100).valid_from_ms == 100  # type: ignore[union-attr]
+        assert present(store.get_as_of("order-status", "o1", 200)).row["status"] == "PAYMENT_AUTHORIZED"
+        assert present(store.get_as_of("order-status", "o1", 199)).row["status"] == "PLACED"
+        assert present(store.get_as_of("order-status", "o1", 100)).valid_from_ms == 100
 
     def test_none_before_first_version_and_for_unknown_keys(self, store: WritableProjectionStore) -> None:
         """Scenario: one version at 100. We expect None as of 99, for an unknown key, and for a key sorting next to it."""
@@ -81,7 +88,7 @@ class StoreContractSuite:
         store.apply(updates, position={ORDER_TOPIC: {0: 4}})
         history = store.history("order-status", "o1")
         assert [(v.valid_from_ms, v.valid_to_ms) for v in history] == [(100, 150), (150, 300), (300, None)]
-        assert store.get_as_of("order-status", "o1", 200).valid_to_ms == 300  # type: ignore[union-attr]
+        assert present(store.get_as_of("order-status", "o1", 200)).valid_to_ms == 300
         current = store.get("order-status", "o1")
         assert current is not None and current.valid_to_ms is None and current.valid_from_ms == 300
         assert current.source == SourcePosition("orders", 0, 30)
@@ -130,8 +137,8 @@ class StoreContractSuite:
         store.apply([counter_update(CS, "c1", "o3", 5, 400, {"lifetimeValueMinor": 1000}, offset=2)], position={})
         ltv = [(v.valid_from_ms, v.row["lifetimeValueMinor"], v.valid_to_ms) for v in store.history(CS, "c1")]
         assert ltv == [(300, 10, 400), (400, 1010, 500), (500, 1110, None)]
-        assert store.get_as_of(CS, "c1", 450).row["lifetimeValueMinor"] == 1010  # type: ignore[union-attr]
-        assert store.get(CS, "c1").row["validFrom"] == 500  # type: ignore[union-attr]
+        assert present(store.get_as_of(CS, "c1", 450)).row["lifetimeValueMinor"] == 1010
+        assert present(store.get(CS, "c1")).row["validFrom"] == 500
         assert [r.row["lifetimeValueMinor"] for r in store.scan_index(CS, "lifetimeValue", as_of_ms=450)] == [1010]
 
     def test_redelivered_counter_change_is_not_counted_twice(self, store: WritableProjectionStore) -> None:
@@ -140,12 +147,12 @@ class StoreContractSuite:
         again = counter_update(CS, "c1", "o1", 1, 300, {"ordersPlaced": 1}, offset=7)
         assert store.apply([change], position={}) == 1
         assert store.apply([again, again], position={}) == 0
-        assert store.get(CS, "c1").row["ordersPlaced"] == 1  # type: ignore[union-attr]
+        assert present(store.get(CS, "c1")).row["ordersPlaced"] == 1
 
     def test_counter_update_without_delta_is_refused_and_nothing_is_written(self, store: WritableProjectionStore) -> None:
         """Scenario: a batch holds a good update and a counter update without delta. We expect an error and no write at all."""
         bad = counter_update(CS, "c2", "o1", 1, 300, {"ordersPlaced": 1}, offset=1)
-        bad = type(bad)(**{**{f: getattr(bad, f) for f in bad.__slots__}, "delta": None})  # type: ignore[attr-defined]
+        bad = dataclasses.replace(bad, delta=None)
         with pytest.raises(InvalidUpdateError):
             store.apply([order_update("o1", 1, 100, "PLACED", offset=0), bad], position={ORDER_TOPIC: {0: 1}})
         assert store.get("order-status", "o1") is None
@@ -171,29 +178,29 @@ class StoreContractSuite:
         with tempfile.TemporaryDirectory() as tmp:
             store = self.open_store(Path(tmp) / "s")
             try:
-                for lo, hi in zip([0, *cuts], [*cuts, len(arrival)]):
+                for lo, hi in zip([0, *cuts], [*cuts, len(arrival)], strict=True):
                     store.apply(arrival[lo:hi], position={})
                 for key in ("c1", "c2", "c3"):
-                    mine = [(t * 10, v) for t, v, k in changes if k == key]
-                    times = sorted({t for t, _ in mine})
-                    for as_of in range(-10, 520, 5):
-                        visible = [(t, v) for t, v in mine if t <= as_of]
-                        expected = customer_row(key, placed=len(visible), ltv=sum(v for _, v in visible),
-                                                valid_from_ms=max(t for t, _ in visible)) if visible else None
-                        got = store.get_as_of(CS, key, as_of)
-                        assert (got.row if got else None) == expected, (key, as_of)
+                    mine = [(t * 10, amount) for t, amount, k in changes if k == key]
+                    times = sorted({ms for ms, _ in mine})
+                    for at_ms in range(-10, 520, 5):
+                        seen = [(ms, amount) for ms, amount in mine if ms <= at_ms]
+                        expected = customer_row(key, placed=len(seen), ltv=sum(amount for _, amount in seen),
+                                                valid_from_ms=max(ms for ms, _ in seen)) if seen else None
+                        got = store.get_as_of(CS, key, at_ms)
+                        assert (got.row if got else None) == expected, (key, at_ms)
                         if got is not None:
-                            later = [t for t in times if t > as_of]
-                            assert got.valid_from_ms == max(t for t in times if t <= as_of)
+                            later = [ms for ms in times if ms > at_ms]
+                            assert got.valid_from_ms == max(ms for ms in times if ms <= at_ms)
                             assert got.valid_to_ms == (later[0] if later else None)
-                    assert [v.valid_from_ms for v in store.history(CS, key)] == times
+                    assert [version.valid_from_ms for version in store.history(CS, key)] == times
                 for as_of in (None, 0, 95, 250, 500):
                     horizon = 10**9 if as_of is None else as_of
                     totals = {}
                     for key in ("c1", "c2", "c3"):
-                        visible = [v for t, v, k in changes if k == key and t * 10 <= horizon]
-                        if visible:
-                            totals[key] = sum(visible)
+                        amounts = [amount for t, amount, k in changes if k == key and t * 10 <= horizon]
+                        if amounts:
+                            totals[key] = sum(amounts)
                     expected_rank = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:2]
                     got_rank = [(r.key, r.row["lifetimeValueMinor"]) for r in store.scan_index(CS, "lifetimeValue", as_of_ms=as_of, limit=2)]
                     assert [v for _, v in got_rank] == [v for _, v in expected_rank], as_of
@@ -209,12 +216,12 @@ class StoreContractSuite:
         update = counter_update(CS, "c1", "o9", 4, 5000, {"ordersDelivered": 1, "openOrders": -1, "lifetimeValueMinor": 100},
                                 offset=0, row=published)
         store.apply([update], position={})
-        assert dict(store.get(CS, "c1").row) == published  # type: ignore[union-attr]
+        assert dict(present(store.get(CS, "c1")).row) == published
         assert store.get_as_of(CS, "c1", 4999) is None
         follow = counter_update(CS, "c1", "o10", 1, 6000, {"ordersPlaced": 1, "openOrders": 1}, offset=1,
                                 row={**published, "ordersPlaced": 8, "openOrders": 4, "validFrom": 6000})
         store.apply([follow], position={})
-        assert store.get(CS, "c1").row["ordersPlaced"] == 8  # type: ignore[union-attr]
+        assert present(store.get(CS, "c1")).row["ordersPlaced"] == 8
 
     def test_a_change_at_the_latest_time_joins_that_version(self, store: WritableProjectionStore) -> None:
         """Scenario: two orders' changes of one customer at the same time, in two applies, then each again.
@@ -283,8 +290,8 @@ class StoreContractSuite:
             redelivered = counter_update(CS, "c1", "o1", 1, 100, {"ordersPlaced": 1}, offset=0)
             following = counter_update(CS, "c1", "o2", 1, 200, {"ordersPlaced": 1}, offset=1)
             assert store.apply([redelivered, following], position={"view.customer-summary": {0: 2}}) == 1
-            assert store.get(CS, "c1").row["ordersPlaced"] == 2  # type: ignore[union-attr]
-            assert store.get_as_of(CS, "c1", 150).row["ordersPlaced"] == 1  # type: ignore[union-attr]
+            assert present(store.get(CS, "c1")).row["ordersPlaced"] == 2
+            assert present(store.get_as_of(CS, "c1", 150)).row["ordersPlaced"] == 1
         finally:
             store.close()
 
@@ -340,20 +347,21 @@ class StoreContractSuite:
     def test_status_index_as_of_equals_brute_force(self, orders: list[list[tuple[int, str]]], data: st.DataObject) -> None:
         """Scenario: orders whose event times step back and forth, interleaved across batches. We expect
         the status index as of any T to list exactly the orders whose version valid at T has that status."""
-        per_order = []
+        per_order: list[tuple[str, list[tuple[int, int, str]]]] = []
         for i, events in enumerate(orders):
-            running, versions = None, []
+            running = -1  # every event time here is >= 0
+            versions = []
             for seq, (t, status) in enumerate(events, start=1):
-                running = t * 10 if running is None else max(running, t * 10)
+                running = max(running, t * 10)
                 versions.append((seq, running, status))
             per_order.append((f"o{i}", versions))
         stream = [order_update(key, seq, vf, status, offset=0) for key, versions in per_order for seq, vf, status in versions]
-        stream = [type(u)(**{**{f: getattr(u, f) for f in u.__slots__}, "record_position": None}) for u in stream]  # type: ignore[attr-defined]
+        stream = [dataclasses.replace(u, record_position=None) for u in stream]
         cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=3)))
         with tempfile.TemporaryDirectory() as tmp:
             store = self.open_store(Path(tmp) / "s")
             try:
-                for lo, hi in zip([0, *cuts], [*cuts, len(stream)]):
+                for lo, hi in zip([0, *cuts], [*cuts, len(stream)], strict=False):
                     store.apply(stream[lo:hi], position={})
                 for as_of in (None, -1, 0, 55, 120, 300, 10**6):
                     horizon = 10**9 if as_of is None else as_of

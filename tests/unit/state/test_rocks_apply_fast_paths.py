@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from pathlib import Path
+from typing import Any
 
 from rocksdict import AccessType, Options, Rdict
 
@@ -14,6 +15,7 @@ from state.contracts import SourcePosition, ViewUpdate
 from state.indexes import indexes_of
 from state.records import StoredVersion
 from state.rocks_apply import _current_entry, _index_keys, _index_value, _RowKeys, _versioned_entry
+from state.rocks_open import raw_items
 from state.rocks_store import open_store
 
 T0 = 1_700_000_000_000
@@ -22,7 +24,7 @@ T0 = 1_700_000_000_000
 def _dump(path: Path) -> dict[bytes, bytes]:
     db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
     try:
-        return dict(db.items())
+        return dict(raw_items(db, from_key=b""))
     finally:
         db.close()
 
@@ -40,12 +42,14 @@ def test_row_keys_equal_the_key_module() -> None:
 
 def test_index_entries_equal_the_key_module() -> None:
     """Scenario: index entries built from cached prefixes. We expect exactly the bytes of state.keys."""
-    rows = {"order-status": {"status": "SHIPPED"}, "product-sales": {"revenueMinor": -42}, "customer-summary": {"lifetimeValueMinor": 7}}
+    rows: dict[str, dict[str, Any]] = {
+        "order-status": {"status": "SHIPPED"}, "product-sales": {"revenueMinor": -42}, "customer-summary": {"lifetimeValueMinor": 7}}
     for view, row in rows.items():
         (spec,) = indexes_of(view)
         (ix,) = _index_keys(view)
         version = StoredVersion(T0, row, None, None)
         value = _index_value(ix, version)
+        assert value is not None
         rk = _RowKeys(view, "k1")
         for valid_to in (None, T0 + 5):
             entry = _versioned_entry(ix, rk.key_lp, value, T0, valid_to)

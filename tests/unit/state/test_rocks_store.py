@@ -19,6 +19,13 @@ class TestRocksStoreContract(StoreContractSuite):
         return RocksStore(path)
 
 
+class TestRocksStoreWithoutWalContract(StoreContractSuite):
+    """As a replay builds its view store (state.replay.engine.default_store_opener)."""
+
+    def open_store(self, path: Path) -> WritableProjectionStore:
+        return RocksStore(path, wal=False)
+
+
 def test_read_only_open_sees_the_data_and_cannot_write(tmp_path: Path) -> None:
     """Scenario: a writer applies, a read-only open follows while the writer is still open. We expect reads to work and no write method."""
     writer = open_store(tmp_path / "s")

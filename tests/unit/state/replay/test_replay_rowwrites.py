@@ -1,5 +1,5 @@
-"""Order-status replayed through the sink into the replay's bulk writer (state.rocks_loader) leaves the
-store byte for byte as RocksStore.apply does, however the records are split into batches."""
+"""Order-status replayed through the sink leaves the same store however the log is split into worker
+batches and store batches, and whether or not a snapshot seeded the replay."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import pytest
 
 from pipelines.projections import get_projection
 from schemas.fast_decode import FastDecoder
+from state.replay.engine import default_store_opener
 from state.replay.fold import OrderFolder, RawRecord
 from state.replay.orderrows import OrderRows
 from state.replay.sink import StoreSink
-from state.rocks_loader import RocksLoader
-from state.rocks_store import RocksStore
 from tests.rocks_dump import dump_store
 from tests.unit.state.replay.test_replay_fold import T0, event, records
 
@@ -44,11 +43,11 @@ def _log() -> list[RawRecord]:
     return out
 
 
-def _replay(path: Path, log: list[RawRecord], batch: int, *, loader: bool, rows: OrderRows | None = None) -> OrderFolder:
-    store = RocksLoader(path) if loader else RocksStore(path)
+def _replay(path: Path, log: list[RawRecord], batch: int, *, store_batch: int, rows: OrderRows | None = None) -> OrderFolder:
+    store = default_store_opener(path)  # as a replay opens it
     folder = OrderFolder(get_projection("order-status"), topic=TOPIC, decode=FastDecoder().decode, as_of_ms=None, rows=rows)
     sink = StoreSink(store, view="order-status", topic=TOPIC, start_offsets={0: log[0].offset()},
-                     stop_offsets={0: log[-1].offset() + 1}, view_folder=None, batch_updates=2)
+                     stop_offsets={0: log[-1].offset() + 1}, view_folder=None, batch_updates=store_batch)
     for start in range(0, len(log), batch):
         chunk = log[start : start + batch]
         out: list[tuple[Any, ...]] = []
@@ -59,19 +58,20 @@ def _replay(path: Path, log: list[RawRecord], batch: int, *, loader: bool, rows:
     return folder
 
 
-@pytest.mark.parametrize("batch", [1, 2, 5, 100])
-def test_the_loader_writes_what_the_store_writes(tmp_path: Path, batch: int) -> None:
-    """Scenario: the log replayed into each writer, in worker batches of ``batch`` records. We expect the same bytes."""
+@pytest.mark.parametrize(("batch", "store_batch"), [(1, 1), (2, 2), (5, 3), (100, 2)])
+def test_the_store_does_not_depend_on_the_batches(tmp_path: Path, batch: int, store_batch: int) -> None:
+    """Scenario: the log replayed in worker batches of ``batch`` records and store batches of about
+    ``store_batch`` updates. We expect the bytes of one replay of the whole log in one batch."""
     log = _log()
-    _replay(tmp_path / "plain", log, 7, loader=False)
-    _replay(tmp_path / "loaded", log, batch, loader=True)
-    assert dump_store(tmp_path / "loaded") == dump_store(tmp_path / "plain")
+    _replay(tmp_path / "whole", log, 100, store_batch=1000)
+    _replay(tmp_path / "split", log, batch, store_batch=store_batch)
+    assert dump_store(tmp_path / "split") == dump_store(tmp_path / "whole")
 
 
-def test_the_loader_continues_a_seeded_store(tmp_path: Path) -> None:
-    """Scenario: a snapshot's store and rows, continued by the loader. We expect one replay of everything."""
+def test_a_seeded_replay_continues_the_store(tmp_path: Path) -> None:
+    """Scenario: a snapshot's store and rows, continued by a second replay. We expect one replay of everything."""
     log = _log()
-    _replay(tmp_path / "whole", log, 100, loader=False)
-    seed = _replay(tmp_path / "seeded", log[:8], 3, loader=False)
-    _replay(tmp_path / "seeded", log[8:], 4, loader=True, rows=seed.rows)
+    _replay(tmp_path / "whole", log, 100, store_batch=1000)
+    seed = _replay(tmp_path / "seeded", log[:8], 3, store_batch=2)
+    _replay(tmp_path / "seeded", log[8:], 4, store_batch=2, rows=seed.rows)
     assert dump_store(tmp_path / "seeded") == dump_store(tmp_path / "whole")
