@@ -10,7 +10,7 @@ from rocksdict import AccessType, Options, Rdict, WriteOptions
 
 from schemas.errors import RewindError
 
-__all__ = ["open_rdict", "raw_items", "save_options", "write_options"]
+__all__ = ["open_rdict", "raw_items", "write_options"]
 
 
 def open_rdict(path: Path, options: Options, *, read_only: bool, error: type[RewindError], what: str) -> Rdict:
@@ -26,19 +26,6 @@ def open_rdict(path: Path, options: Options, *, read_only: bool, error: type[Rew
         return Rdict(str(path), options)
     except Exception as exc:  # rocksdict raises a plain Exception, see the docstring
         raise error(f"cannot open {what} {path}: {exc}") from exc
-
-
-def save_options(path: Path, options: Options, *, error: type[RewindError], what: str) -> None:
-    """Make ``options`` the ones the closed database in ``path`` has saved.
-
-    rocksdict reopens a database with the column-family options it saved last, whatever
-    options it is given; a database once opened with other ones (a loader's memtable) is
-    opened once more with these, explicitly, so that every later opener gets them.
-    """
-    try:
-        Rdict(str(path), options, column_families={"default": options}).close()
-    except Exception as exc:  # rocksdict raises a plain Exception, see open_rdict
-        raise error(f"cannot reopen {what} {path}: {exc}") from exc
 
 
 def write_options(*, wal: bool) -> WriteOptions:

@@ -10,8 +10,6 @@ Modules, by responsibility:
 * :mod:`~state.replay.orderrows` – a worker's order rows: recent ones in memory, the rest spilled to disk;
 * :mod:`~state.replay.sink` – view updates (every version) into the store, with the position;
 * :mod:`~state.replay.held` – re-keyed changes held back until no earlier one can still arrive;
-* :mod:`~state.replay.rowwrites`, :mod:`~state.replay.counterwrites` – the store's writes encoded
-  straight from folded rows (byte-identical to ``RocksStore.apply``, without reading the store);
 * :mod:`~state.replay.foldstate`, :mod:`~state.replay.output` – what a replay output holds;
 * :mod:`~state.replay.swap` – served directories and the atomic swap;
 * :mod:`~state.replay.progress`, :mod:`~state.replay.stopping` – progress bar, SIGINT/SIGTERM;

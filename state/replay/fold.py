@@ -175,10 +175,6 @@ class OrderFolder:
     ``rows`` is the fold state (:class:`~state.replay.orderrows.OrderRows`: orderId -> order
     row; reads a snapshot's rows when seeded from one; default: in memory, empty).
     ``cut`` holds the orders whose as-of prefix has ended. ``on_dead_letter`` receives every dead letter (the DLQ producer, when asked for).
-
-    ``rows_before``, when set, receives for each order the row it had before its first
-    change of a :meth:`fold` call (None: a new order); the caller clears it between calls
-    (:mod:`state.replay.rowwrites` needs it to encode order-status writes in the worker).
     """
 
     def __init__(
@@ -204,7 +200,6 @@ class OrderFolder:
         self._decode = decode
         self._on_dead_letter = on_dead_letter
         self._pipeline = replay_pipeline_name(projection.name)
-        self.rows_before: dict[str, Row | None] | None = None
 
     def _reject(self, record: Record, reason_class: str, reason: str, *, count: bool = True) -> None:
         """Dead-letter ``record``; ``count``: False for an applied event with late changes (counted as applied)."""
@@ -234,7 +229,6 @@ class OrderFolder:
         projection = self.projection
         get_row, put_row = self.rows.get, self.rows.put
         stream_times = self.stream_time_ms
-        rows_before = self.rows_before
         append = out.append
         applied = duplicates = beyond = n_in = emitted = late = 0
         max_valid_from = counters.max_valid_from_ms if counters.max_valid_from_ms is not None else -(2**63)
@@ -265,8 +259,6 @@ class OrderFolder:
                 continue
             after: Row = verdict.after  # type: ignore[assignment]  # set for every applied event (Verdict's contract)
             put_row(order_id, partition, after)
-            if rows_before is not None and order_id not in rows_before:
-                rows_before[order_id] = verdict.before
             if verdict.late:
                 late += 1
                 self._reject(record, verdict.reason_class or "LateEvent", verdict.reason or "", count=False)
