@@ -7,13 +7,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipelines.dlq import headers_to_dict
 from pipelines.live.supervisor import PipelineChild, committed_offsets, group_lag
 from pipelines.readback import latest_by_key as latest_rows
 from pipelines.readback import read_to_end as read_topic
 from pipelines.settings import RewindSettings
+from pipelines.topics import view_topic
+from schemas.codec import EventCodec
+from scripts.workload import Oracle
+from scripts.workload.expected_views import late_revenue
 
 __all__ = [
-    "wait_until", "latest_rows", "read_topic", "isolated_settings", "PipelineProcess", "group_caught_up", "committed_total",
+    "wait_until", "latest_rows", "read_topic", "revenue_with_late", "isolated_settings", "PipelineProcess", "group_caught_up", "committed_total",
 ]
 
 
@@ -70,3 +75,16 @@ def group_caught_up(bootstrap: str, group: str, topic: str) -> bool:
 def committed_total(bootstrap: str, group: str, topic: str) -> int:
     """Sum over partitions of the offsets ``group`` has committed on ``topic`` (0 where none)."""
     return sum(committed_offsets(bootstrap, group, topic).values())
+
+
+def revenue_with_late(settings: RewindSettings, oracle_path: Path) -> tuple[dict[str, int], int]:
+    """Non-zero window revenue from view.revenue-hourly plus the revenue of the LateEvent dead letters
+    (decoded raw events, priced by the oracle), and how many late letters there are."""
+    topic = view_topic("revenue-hourly", prefix=settings.view_topic_prefix)
+    revenue = {k: v["row"]["revenueMinor"] for k, v in latest_rows(settings.bootstrap(), topic).items()}
+    late = [EventCodec().decode(m.value()) for m in read_topic(settings.bootstrap(), settings.dlq_topic)
+            if headers_to_dict(m.headers()).get("rewind.reason.class") == "LateEvent"]
+    with Oracle.open(oracle_path) as oracle:
+        for key, amount in late_revenue(oracle, late).items():
+            revenue[key] = revenue.get(key, 0) + amount
+    return {k: v for k, v in revenue.items() if v}, len(late)

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pipelines.dlq import headers_to_dict
-from pipelines.settings import RewindSettings
 from pipelines.topics import view_topic
-from schemas.codec import EventCodec
 from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
 from scripts.workload.expected_views import (
     DLQ_REASONS,
@@ -22,7 +19,6 @@ from scripts.workload.expected_views import (
     expected_payments_daily,
     expected_revenue_windows,
     expected_skus,
-    late_revenue,
     mismatched_keys,
     subset,
 )
@@ -32,6 +28,7 @@ from tests.integration.support import (
     isolated_settings,
     latest_rows,
     read_topic,
+    revenue_with_late,
     wait_until,
 )
 
@@ -88,7 +85,7 @@ def ran(produced: tuple) -> dict:
                 return not _mismatches(latest_rows(bootstrap, topic), exp) or not procs[view].alive()
 
             wait_until(matches, timeout_s=120, what=f"{view} to match the oracle", interval_s=2)
-        wait_until(lambda: _revenue_with_late(settings, oracle_path)[0] == _nonzero(expected_windows), timeout_s=120,
+        wait_until(lambda: revenue_with_late(settings, oracle_path)[0] == _nonzero(expected_windows), timeout_s=120,
                    what="revenue-hourly windows + late events to match the oracle", interval_s=2)
         stats = {v: procs[v].terminate() for v in VIEWS}
     finally:
@@ -113,7 +110,7 @@ def test_views_equal_the_oracle(produced: tuple, ran: dict) -> None:
         assert set(actual) == set(expected), view
         assert not _mismatches(actual, expected), f"{view}: {_mismatches(actual, expected)[:3]}"
     # Revenue windows: what the windows hold plus what was dead-lettered as late must equal the oracle exactly.
-    revenue, late = _revenue_with_late(settings, oracle_path)
+    revenue, late = revenue_with_late(settings, oracle_path)
     assert revenue == _nonzero(windows)
     assert late == ran["revenue-hourly"]["late"]
 
@@ -122,16 +119,7 @@ def _nonzero(windows: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in windows.items() if v}
 
 
-def _revenue_with_late(settings: RewindSettings, oracle_path: Path) -> tuple[dict[str, int], int]:
-    """Window revenue from view.revenue-hourly plus the revenue of the late events in the DLQ, and the late count."""
-    topic = view_topic("revenue-hourly", prefix=settings.view_topic_prefix)
-    revenue = {k: v["row"]["revenueMinor"] for k, v in latest_rows(settings.bootstrap(), topic).items()}
-    late = [EventCodec().decode(m.value()) for m in read_topic(settings.bootstrap(), settings.dlq_topic)
-            if headers_to_dict(m.headers()).get("rewind.reason.class") == "LateEvent"]
-    with Oracle.open(oracle_path) as oracle:
-        for key, amount in late_revenue(oracle, late).items():
-            revenue[key] = revenue.get(key, 0) + amount
-    return _nonzero(revenue), len(late)
+
 
 
 def test_every_poison_event_is_dead_lettered_with_its_reason(produced: tuple, ran: dict) -> None:

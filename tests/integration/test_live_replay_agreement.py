@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,12 +16,11 @@ import pytest
 from pipelines.dlq import headers_to_dict
 from pipelines.projections import VIEW_NAMES
 from pipelines.topics import view_topic
-from schemas.codec import EventCodec
 from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
-from scripts.workload.expected_views import expected_revenue_windows, late_revenue
+from scripts.workload.expected_views import expected_revenue_windows
 from state.replay.engine import ReplayRequest, run_replay
 from state.rocks_store import open_store
-from tests.integration.support import PipelineProcess, group_caught_up, isolated_settings, latest_rows, read_topic, wait_until
+from tests.integration.support import PipelineProcess, group_caught_up, isolated_settings, latest_rows, read_topic, revenue_with_late, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +69,7 @@ def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dic
         # The re-keyed views publish after their second step: wait until revenue adds up to the oracle's.
         with Oracle.open(oracle_path) as oracle:
             windows = {k: v for k, v in expected_revenue_windows(oracle).items() if v}
-        wait_until(lambda: _live_revenue_with_late(settings, oracle_path) == windows, timeout_s=180,
+        wait_until(lambda: revenue_with_late(settings, oracle_path)[0] == windows, timeout_s=180,
                    what="revenue-hourly + late letters to add up to the oracle", interval_s=2)
     finally:
         for proc in procs:
@@ -97,15 +95,7 @@ def _late_letters(bootstrap: str, topic: str, pipeline_prefix: str = "") -> list
     return out
 
 
-def _live_revenue_with_late(settings: Any, oracle_path: Path) -> dict[str, int]:
-    topic = view_topic("revenue-hourly", prefix=settings.view_topic_prefix)
-    revenue = {k: v["row"]["revenueMinor"] for k, v in latest_rows(settings.bootstrap(), topic).items()}
-    late = [EventCodec().decode(m.value()) for m in read_topic(settings.bootstrap(), settings.dlq_topic)
-            if headers_to_dict(m.headers()).get("rewind.reason.class") == "LateEvent"]
-    with Oracle.open(oracle_path) as oracle:
-        for key, amount in late_revenue(oracle, late).items():
-            revenue[key] = revenue.get(key, 0) + amount
-    return {k: v for k, v in revenue.items() if v}
+
 
 
 @pytest.mark.parametrize("view", VIEW_NAMES)
