@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from state.contracts import SourcePosition
 from state.keys import INT_BYTES, dec_int, enc_int
@@ -46,9 +45,10 @@ dumps = _dumps
 loads = _loads
 
 
-@dataclass(frozen=True, slots=True)
-class StoredVersion:
-    """One stored row version (valid_to is not stored: it is the next version's valid_from)."""
+class StoredVersion(NamedTuple):
+    """One stored row version (valid_to is not stored: it is the next version's valid_from).
+
+    NamedTuples here: built once per update on the store's write path (see SourcePosition)."""
 
     valid_from_ms: int
     row: Mapping[str, Any]
@@ -56,8 +56,7 @@ class StoredVersion:
     seq: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class StoredChange:
+class StoredChange(NamedTuple):
     """One counter change: visible from ``valid_from_ms``; identified by (order_id, seq)."""
 
     valid_from_ms: int

@@ -30,9 +30,9 @@ Cost notes (the replay parent applies every update through here, serially):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import groupby
+from itertools import groupby, islice
 from typing import Any
 
 from pipelines.projections import Change, get_projection, view_spec
@@ -51,7 +51,7 @@ from state.records import (
     encode_version,
 )
 
-__all__ = ["ApplyCounts", "KeyApplier", "CORRECTION_ORDER_ID"]
+__all__ = ["ApplyCounts", "KeyApplier", "LatestCache", "CORRECTION_ORDER_ID"]
 
 #: orderId of a correction change (sorts before every real orderId at the same time).
 CORRECTION_ORDER_ID = ""
@@ -71,16 +71,20 @@ class ApplyCounts:
 
 
 class _RowKeys:
-    """The encoded key prefixes of one (view, key) row, built once per group."""
+    """The encoded key prefixes of one (view, key) row, built once per group (``changes`` on first use)."""
 
-    __slots__ = ("key_lp", "latest", "versions", "changes")
+    __slots__ = ("key_lp", "latest", "versions", "_view_key")
 
     def __init__(self, view: str, key: str) -> None:
         self.key_lp = K.lp(key)
-        view_key = K.lp_name(view) + self.key_lp
+        self._view_key = view_key = K.lp_name(view) + self.key_lp
         self.latest = K.NS_LATEST + view_key  # == K.latest_key(view, key)
         self.versions = K.NS_VERSION + view_key  # == K.version_prefix(view, key)
-        self.changes = K.NS_CHANGE + view_key  # == K.change_prefix(view, key)
+
+    @property
+    def changes(self) -> bytes:
+        """== K.change_prefix(view, key) (counter views only)."""
+        return K.NS_CHANGE + self._view_key
 
     def version_key(self, valid_from_ms: int) -> bytes:
         """== K.version_key(view, key, valid_from_ms)."""
@@ -99,6 +103,16 @@ class _IndexKeys:
     equality: bool
     current: bytes
     versioned: bytes
+
+    def value_of(self, row: Mapping[str, Any]) -> bytes | None:
+        """The encoded index value of ``row``: equality ``lp(str(value))``, ranking
+        ``enc_desc(int(value))``; None: not indexed (:meth:`IndexSpec.value_of`)."""
+        value = self.spec.value_of(row)
+        if value is None:
+            return None
+        if self.equality:
+            return K.lp_name(str(value))
+        return K.enc_desc(int(value))
 
 
 _INDEX_KEYS: dict[str, tuple[_IndexKeys, ...]] = {}
@@ -120,6 +134,43 @@ def _index_keys(view: str) -> tuple[_IndexKeys, ...]:
     return found
 
 
+class LatestCache:
+    """The latest version of the rows a store wrote most recently, by latest-record key.
+
+    Saves the read and JSON decode of a row's latest record when the row changes again
+    soon (a replay writes an order's versions a few batches apart; a busy customer changes
+    every batch). Only the store's single writer fills it, with versions it has committed,
+    so an entry always equals the database's latest record. Holds at most ``max_rows``
+    entries, dropping the least recently written first. The rows are the callers' objects,
+    not copies: an update's row must not be mutated once applied (ViewUpdate is immutable).
+    """
+
+    __slots__ = ("_rows", "_max_rows")
+
+    def __init__(self, max_rows: int = 200_000) -> None:
+        self._rows: dict[bytes, StoredVersion] = {}
+        self._max_rows = max_rows
+
+    def get(self, latest_key: bytes) -> StoredVersion | None:
+        """The cached latest version (None: not cached, which says nothing about the database)."""
+        return self._rows.get(latest_key)
+
+    def put_all(self, written: dict[bytes, StoredVersion]) -> None:
+        """Record committed latest versions (each becomes the most recently written)."""
+        rows = self._rows
+        for key, version in written.items():
+            rows.pop(key, None)
+            rows[key] = version
+        excess = len(rows) - self._max_rows
+        if excess > 0:
+            for key in list(islice(rows, excess)):
+                del rows[key]
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._rows.clear()
+
+
 #: (valid_from_ms, orderId, seq): a change's identity within its row (its key, unencoded).
 _ChangeId = tuple[int, str, int]
 
@@ -131,14 +182,24 @@ class KeyApplier:
     (view, key) to :meth:`apply_group` at most once per batch.
     """
 
-    def __init__(self, db: Any, batch: Any, counts: ApplyCounts) -> None:
+    def __init__(self, db: Any, batch: Any, counts: ApplyCounts, *, latest: LatestCache | None = None) -> None:
         self._db = db
         self._batch = batch
         self._counts = counts
+        self._cache = latest
+        #: The latest version each group of this batch leaves, by latest-record key: for the
+        #: caller to put into its :class:`LatestCache` once the batch is written (not before:
+        #: a failed write must leave the cache as committed).
+        self.written_latest: dict[bytes, StoredVersion] = {}
 
     # -- reads -------------------------------------------------------------------------
 
     def _latest(self, rk: _RowKeys) -> StoredVersion | None:
+        cache = self._cache
+        if cache is not None:
+            found = cache.get(rk.latest)
+            if found is not None:
+                return found
         data = self._db.get(rk.latest)
         return None if data is None else decode_latest(data)
 
@@ -187,18 +248,19 @@ class KeyApplier:
         old: list[StoredVersion] = []
         new: list[StoredVersion] = []
         applied = 0
-        for update in updates:
+        for _view, _key, row, valid_from_ms, _cvf, _delta, _order, seq, source, _where in updates:
             current = new[-1] if new else latest
-            if current is not None and current.seq is not None and update.seq <= current.seq:
-                self._counts.skipped_duplicate += 1
-                continue
-            valid_from_ms = update.row_valid_from_ms
-            if current is not None and valid_from_ms < current.valid_from_ms:
-                # Cannot happen for rows built by the order fold (validFrom never decreases
-                # per order); keep the invariant rather than stop the replica.
-                self._counts.clamped_valid_from += 1
-                valid_from_ms = current.valid_from_ms
-            version = StoredVersion(valid_from_ms, update.row, update.source, update.seq)
+            if current is not None:
+                current_seq = current.seq
+                if current_seq is not None and seq <= current_seq:
+                    self._counts.skipped_duplicate += 1
+                    continue
+                if valid_from_ms < current.valid_from_ms:
+                    # Cannot happen for rows built by the order fold (validFrom never decreases
+                    # per order); keep the invariant rather than stop the replica.
+                    self._counts.clamped_valid_from += 1
+                    valid_from_ms = current.valid_from_ms
+            version = StoredVersion(valid_from_ms, row, source, seq)
             applied += 1
             if new and new[-1].valid_from_ms == valid_from_ms:
                 new[-1] = version
@@ -279,8 +341,8 @@ class KeyApplier:
         """
         batch = self._batch
         put, delete = batch.put, batch.delete
-        if not old and len(new) == 1:
-            self._append_version(view, rk, base, new[0])
+        if not old:
+            self._append_versions(view, rk, base, new)
             return
         version_key = rk.version_key
         # Step 1
@@ -328,39 +390,59 @@ class KeyApplier:
                     put(_current_entry(ix, key_lp, new_values[-1], new[-1].valid_from_ms), b"")
         # The latest record (t(valid_from) + version record), reusing new[-1]'s record encoded in step 1.
         put(rk.latest, K.enc_int(new[-1].valid_from_ms) + encoded)
+        self.written_latest[rk.latest] = new[-1]
 
-    def _append_version(self, view: str, rk: _RowKeys, base: StoredVersion | None, version: StoredVersion) -> None:
-        """:meth:`_rewrite_suffix` with ``old`` empty and ``new == [version]`` (the common case):
-        the same operations in the same order, without the general case's lists."""
+    def _append_versions(self, view: str, rk: _RowKeys, base: StoredVersion | None, new: list[StoredVersion]) -> None:
+        """:meth:`_rewrite_suffix` with ``old`` empty (every new version is later than ``base``):
+        the common case of a replay and of a replica that keeps up. The same writes, with the
+        index entries of :func:`_versioned_entry` / :func:`_current_entry` built inline, since
+        this runs once per row group on the store's single writer."""
         put, delete = self._batch.put, self._batch.delete
-        valid_from_ms = version.valid_from_ms
-        from_key = K.enc_int(valid_from_ms)
-        encoded = encode_version(version)
+        versions = rk.versions
+        enc_int = K.enc_int
+        encoded = b""
         # Step 1
-        put(rk.versions + from_key, encoded)
+        for version in new:
+            encoded = encode_version(version)
+            put(versions + enc_int(version.valid_from_ms), encoded)
+        last = new[-1]
         indexes = _index_keys(view)
         if indexes:
             key_lp = rk.key_lp
-            values = []
-            # Step 2
+            count = len(new)
+            ends = [version.valid_from_ms for version in new[1:]]
+            ends.append(None)  # type: ignore[arg-type]  # the last new version stays open
             for ix in indexes:
-                value = _index_value(ix, version)
-                base_value = None if base is None else _index_value(ix, base)
-                values.append((value, base_value))
+                value_of = ix.value_of
+                versioned = ix.versioned
+                # Step 2: base's open entry is closed at new[0]; each new version ends at the next.
+                base_value = None if base is None else value_of(base.row)
                 if base_value is not None:
                     assert base is not None
                     delete(_versioned_entry(ix, key_lp, base_value, base.valid_from_ms, None)[0])
-                    put(*_versioned_entry(ix, key_lp, base_value, base.valid_from_ms, valid_from_ms))
-                if value is not None:
-                    put(*_versioned_entry(ix, key_lp, value, valid_from_ms, None))
-            # Step 3
-            for ix, (value, base_value) in zip(indexes, values, strict=False):
+                    put(*_versioned_entry(ix, key_lp, base_value, base.valid_from_ms, new[0].valid_from_ms))
+                value = None
+                if ix.equality:
+                    for i in range(count):
+                        version = new[i]
+                        value = value_of(version.row)
+                        if value is not None:
+                            end = ends[i]
+                            put(versioned + value + enc_int(K.OPEN_END_MS if end is None else end) + key_lp, enc_int(version.valid_from_ms))
+                else:
+                    for i in range(count):
+                        version = new[i]
+                        value = value_of(version.row)
+                        if value is not None:
+                            put(versioned + value + key_lp + enc_int(version.valid_from_ms), encode_valid_to(ends[i]))
+                # Step 3: the current entry moves from base to the last new version.
                 if base_value is not None:
                     assert base is not None
                     delete(_current_entry(ix, key_lp, base_value, base.valid_from_ms))
                 if value is not None:
-                    put(_current_entry(ix, key_lp, value, valid_from_ms), b"")
-        put(rk.latest, from_key + encoded)
+                    put(_current_entry(ix, key_lp, value, last.valid_from_ms), b"")
+        put(rk.latest, enc_int(last.valid_from_ms) + encoded)
+        self.written_latest[rk.latest] = last
 
 
 def _fold_versions(
@@ -418,13 +500,8 @@ def _merge_same_key(fresh: list[StoredChange], stored: list[StoredChange]) -> li
 
 
 def _index_value(ix: _IndexKeys, version: StoredVersion) -> bytes | None:
-    """The encoded index value of ``version``: equality ``lp(str(value))``, ranking ``enc_desc(int(value))``; None: not indexed."""
-    value = ix.spec.value_of(version.row)
-    if value is None:
-        return None
-    if ix.equality:
-        return K.lp_name(str(value))
-    return K.enc_desc(int(value))
+    """The encoded index value of ``version`` (:meth:`_IndexKeys.value_of` of its row)."""
+    return ix.value_of(version.row)
 
 
 def _versioned_entry(

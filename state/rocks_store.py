@@ -27,7 +27,7 @@ from state.contracts import Position, VersionedRow, ViewUpdate
 from state.errors import StoreError, StoreFormatError, StoreNotFoundError, UnknownIndexError
 from state.indexes import check_view, find_index
 from state.records import StoredVersion, decode_latest, decode_valid_to, decode_version
-from state.rocks_apply import ApplyCounts, KeyApplier
+from state.rocks_apply import ApplyCounts, KeyApplier, LatestCache
 from state.rocks_open import open_rdict, raw_items, write_options
 
 __all__ = ["RocksReadOnlyStore", "RocksStore", "ReadOnlyStoreView", "open_store"]
@@ -256,6 +256,8 @@ class RocksStore(_RocksReads):
         super().__init__(path, db)
         self._write_options = write_options(wal=wal)
         self.counts = ApplyCounts()
+        #: Latest versions this writer committed, so a row written again soon is not read back.
+        self._latest_cache = LatestCache()
         self._write_lock = threading.Lock()
         self._applied = threading.Condition()
         self._closed = False
@@ -282,29 +284,30 @@ class RocksStore(_RocksReads):
             source_ends: dict[tuple[str, str, int], int] = {}
             skipped = 0
             stored_position = self._position
+            no_parts: dict[int, int] = {}
+            # Fields unpacked by position: this loop runs once per update on the single writer.
             for update in updates:
-                where = update.record_position
-                if where is not None and where.offset < stored_position.get(where.topic, {}).get(where.partition, 0):
+                view, key, _row, _rvf, _cvf, _delta, _order, _seq, source, where = update
+                if where is not None and where[2] < stored_position.get(where[0], no_parts).get(where[1], 0):
                     skipped += 1
                     continue
-                group_key = (update.view, update.key)
-                group = groups.get(group_key)
+                group = groups.get((view, key))
                 if group is None:
-                    groups[group_key] = [update]
+                    groups[(view, key)] = [update]
                 else:
                     group.append(update)
-                source = update.source
                 if source is not None:
-                    at = (update.view, source.topic, source.partition)
-                    if source.offset >= source_ends.get(at, -1):
-                        source_ends[at] = source.offset
+                    at = (view, source[0], source[1])
+                    if source[2] > source_ends.get(at, -1):
+                        source_ends[at] = source[2]
             # Step 3
             batch = WriteBatch(raw_mode=True)
             counts = ApplyCounts()
-            applier = KeyApplier(self._db, batch, counts)
+            applier = KeyApplier(self._db, batch, counts, latest=self._latest_cache)
             applied = sum(applier.apply_group(view, key, group) for (view, key), group in groups.items())
             # Steps 4-5
             self._commit(batch, position, source_ends)
+            self._latest_cache.put_all(applier.written_latest)
             self._count(counts, applied=applied, skipped_position=skipped)
         with self._applied:
             self._applied.notify_all()

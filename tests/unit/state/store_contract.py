@@ -9,7 +9,6 @@ customer-summary row is its counters' sums), never computed by a store or a proj
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,7 +151,7 @@ class StoreContractSuite:
     def test_counter_update_without_delta_is_refused_and_nothing_is_written(self, store: WritableProjectionStore) -> None:
         """Scenario: a batch holds a good update and a counter update without delta. We expect an error and no write at all."""
         bad = counter_update(CS, "c2", "o1", 1, 300, {"ordersPlaced": 1}, offset=1)
-        bad = dataclasses.replace(bad, delta=None)
+        bad = bad._replace(delta=None)
         with pytest.raises(InvalidUpdateError):
             store.apply([order_update("o1", 1, 100, "PLACED", offset=0), bad], position={ORDER_TOPIC: {0: 1}})
         assert store.get("order-status", "o1") is None
@@ -356,7 +355,7 @@ class StoreContractSuite:
                 versions.append((seq, running, status))
             per_order.append((f"o{i}", versions))
         stream = [order_update(key, seq, vf, status, offset=0) for key, versions in per_order for seq, vf, status in versions]
-        stream = [dataclasses.replace(u, record_position=None) for u in stream]
+        stream = [u._replace(record_position=None) for u in stream]
         cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=3)))
         with tempfile.TemporaryDirectory() as tmp:
             store = self.open_store(Path(tmp) / "s")

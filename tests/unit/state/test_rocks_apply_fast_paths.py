@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from pathlib import Path
 from typing import Any
@@ -108,7 +107,7 @@ def test_a_change_later_than_the_row_is_new_and_an_earlier_one_is_checked(tmp_pa
     updates = _counter_updates(30, seed=9)
     store = open_store(tmp_path / "s")
     store.apply(updates[:20], position={})
-    late = dataclasses.replace(updates[20], change_valid_from_ms=T0 + 10**6, order_id="o-late")
+    late = updates[20]._replace(change_valid_from_ms=T0 + 10**6, order_id="o-late")
     assert store.apply([late, updates[3]], position={}) == 1
     assert store.counts.skipped_duplicate == 1
     store.close()
