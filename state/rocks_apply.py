@@ -25,7 +25,12 @@ Cost notes (the replay parent applies every update through here, serially):
   one per change time, corrections land at a change time), so a change later than the
   latest version cannot be stored yet: the duplicate lookup is skipped for it (and for
   every change of a row without a latest version). Changes replayed in event-time order
-  therefore cost no reads beyond the latest record.
+  therefore cost no reads beyond the latest record;
+* the latest record itself is usually not read either: the store keeps the latest
+  versions it committed in a bounded :class:`LatestCache`;
+* counter changes arriving in event-time order after the latest version take their
+  versions from the rows they carry, once the first row is shown to be the fold of the
+  latest version (:func:`_published_versions`); only other groups fold change by change.
 """
 
 from __future__ import annotations
@@ -305,7 +310,11 @@ class KeyApplier:
             old = self._versions_from(rk, first_ms)
             stored = self._changes_from(rk, first_ms)
             self._counts.rederived_versions += len(old)
-        new = _fold_versions(view, key, base, stored + fresh, fresh_ids=seen)
+        new = None
+        if not old and len(fresh) == len(updates):
+            new = _published_versions(view, key, base, updates)
+        if new is None:
+            new = _fold_versions(view, key, base, stored + fresh, fresh_ids=seen)
         last = updates[-1]
         applied = len(fresh)
         if last.row and (last.change_valid_from_ms, last.order_id, last.seq) in seen:
@@ -443,6 +452,46 @@ class KeyApplier:
                     put(_current_entry(ix, key_lp, value, last.valid_from_ms), b"")
         put(rk.latest, enc_int(last.valid_from_ms) + encoded)
         self.written_latest[rk.latest] = last
+
+
+def _published_versions(view: str, key: str, base: StoredVersion | None, updates: Sequence[ViewUpdate]) -> list[StoredVersion] | None:
+    """The versions :func:`_fold_versions` would derive, taken from the rows the updates carry;
+    None when that cannot be shown cheaply (the caller then folds).
+
+    For a group of fresh changes, all later than ``base`` and arriving in event-time order,
+    the publisher's row after the last change at time t is the fold of ``base`` and every
+    change up to t, provided the publisher folded onto the same base: checked on the first
+    update (one fold). Counters are sums, so the order of changes at the same time does not
+    matter for the row; a version's source is still that of its last change in
+    (orderId, seq) order, as in the fold. This is the common case of a replay (its sink
+    releases changes in event-time order) and of a replica that keeps up, and saves a
+    fold per change.
+    """
+    first = updates[0]
+    if not first.row:
+        return None
+    apply = get_projection(view).apply
+    before = dict(base.row) if base is not None else None
+    change = Change(key, dict(first.delta or {}), first.order_id, first.seq, first.change_valid_from_ms)
+    if apply(before, change) != first.row:
+        return None
+    out: list[StoredVersion] = []
+    run_ms = first.change_valid_from_ms
+    run_last = first
+    run_source_id = (first.order_id, first.seq)
+    run_source = first.source
+    for update in updates[1:]:
+        valid_from_ms = update.change_valid_from_ms
+        if valid_from_ms < run_ms or not update.row:
+            return None
+        if valid_from_ms != run_ms:
+            out.append(StoredVersion(run_ms, run_last.row, run_source, None))
+            run_ms, run_source_id, run_source = valid_from_ms, (update.order_id, update.seq), update.source
+        elif (update.order_id, update.seq) > run_source_id:
+            run_source_id, run_source = (update.order_id, update.seq), update.source
+        run_last = update
+    out.append(StoredVersion(run_ms, run_last.row, run_source, None))
+    return out
 
 
 def _fold_versions(

@@ -6,14 +6,16 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rocksdict import AccessType, Options, Rdict
 
 from pipelines.projections import Change, get_projection
 from state import keys as K
 from state.contracts import SourcePosition, ViewUpdate
+from state.errors import StoreError
 from state.indexes import indexes_of
-from state.records import StoredVersion
-from state.rocks_apply import _current_entry, _index_keys, _index_value, _RowKeys, _versioned_entry
+from state.records import StoredVersion, decode_latest
+from state.rocks_apply import LatestCache, _current_entry, _index_keys, _index_value, _RowKeys, _versioned_entry
 from state.rocks_open import raw_items
 from state.rocks_store import open_store
 
@@ -111,3 +113,120 @@ def test_a_change_later_than_the_row_is_new_and_an_earlier_one_is_checked(tmp_pa
     assert store.apply([late, updates[3]], position={}) == 1
     assert store.counts.skipped_duplicate == 1
     store.close()
+
+
+def _in_order_counter_updates(n: int, *, seed: int, publisher_base: dict[str, dict[str, Any]] | None = None) -> list[ViewUpdate]:
+    """Counter updates in event-time order, as a replay sink releases them: several changes
+    share a time (ties arrive in no particular orderId order), rows folded by the publisher
+    (from ``publisher_base`` rows when given: a publisher that saw other history)."""
+    rng = random.Random(seed)
+    projection = get_projection("product-sales")
+    rows: dict[str, dict[str, Any]] = dict(publisher_base or {})
+    out = []
+    for i in range(n):
+        key = f"sku-{rng.randrange(5)}"
+        valid_from_ms = T0 + (i // 3) * 10
+        order_id = f"o-{rng.randrange(10_000):05d}"
+        delta = {"unitsOrdered": rng.randrange(1, 4), "revenueMinor": rng.randrange(1, 100)}
+        row = projection.apply(rows.get(key), Change(key, delta, order_id, 1, valid_from_ms))
+        rows[key] = row
+        source = SourcePosition("orders", i % 3, i)
+        out.append(ViewUpdate("product-sales", key, row, row["validFrom"], valid_from_ms, delta, order_id, 1, source, source))
+    return out
+
+
+def _build(path: Path, batches: list[list[ViewUpdate]]) -> dict[bytes, bytes]:
+    store = open_store(path)
+    for number, batch in enumerate(batches):
+        store.apply(batch, position={"orders": {0: number + 1}})
+    store.close()
+    return _dump(path)
+
+
+def _without_published_rows(monkeypatch: Any) -> None:
+    import state.rocks_apply as rocks_apply
+
+    monkeypatch.setattr(rocks_apply, "_published_versions", lambda *args: None)
+
+
+def test_versions_taken_from_published_rows_equal_the_fold(tmp_path: Path, monkeypatch: Any) -> None:
+    """Scenario: counter changes in event-time order (the replay's case), ties at one time
+    arriving out of orderId order, in batches. We expect the store byte-identical to the one
+    that folds every change itself (the published rows are only a shortcut)."""
+    import state.rocks_apply as rocks_apply
+
+    updates = _in_order_counter_updates(600, seed=3)
+    batches = [updates[start : start + 41] for start in range(0, len(updates), 41)]
+    taken = []
+    published_versions = rocks_apply._published_versions
+
+    def counted(*args: Any) -> Any:
+        found = published_versions(*args)
+        taken.append(found is not None)
+        return found
+
+    monkeypatch.setattr(rocks_apply, "_published_versions", counted)
+    fast = _build(tmp_path / "fast", batches)
+    assert all(taken) and len(taken) >= len(batches)  # the shortcut was taken for every group
+    _without_published_rows(monkeypatch)
+    assert _build(tmp_path / "folded", batches) == fast
+
+
+def test_published_rows_that_disagree_with_the_store_are_not_taken(tmp_path: Path, monkeypatch: Any) -> None:
+    """Scenario: a publisher whose rows include history this store never saw (a compacted
+    view topic), and groups arriving out of event-time order. We expect the store to fold
+    (with its correction changes) exactly as it does with the shortcut turned off, its latest
+    row being the last one published."""
+    seen_elsewhere = {"sku-1": {"sku": "sku-1", "unitsOrdered": 50, "revenueMinor": 900, "validFrom": T0 - 5}}
+    updates = _in_order_counter_updates(300, seed=4, publisher_base=seen_elsewhere)
+    shuffled = updates[:]
+    random.Random(2).shuffle(shuffled)
+    batches = [shuffled[start : start + 29] for start in range(0, len(shuffled), 29)]
+    fast = _build(tmp_path / "fast", batches)
+    _without_published_rows(monkeypatch)
+    assert _build(tmp_path / "folded", batches) == fast
+    store = open_store(tmp_path / "fast")
+    latest = store.get("product-sales", "sku-1")
+    store.close()
+    assert latest is not None
+    # The contract: the latest row's counters equal those published with the last change applied.
+    published = [u.row for u in shuffled if u.key == "sku-1"][-1]
+    assert {f: latest.row[f] for f in ("unitsOrdered", "revenueMinor")} == {f: published[f] for f in ("unitsOrdered", "revenueMinor")}
+    assert published["unitsOrdered"] > 50
+
+
+def test_latest_cache_is_bounded_and_keeps_only_committed_versions(tmp_path: Path, monkeypatch: Any) -> None:
+    """Scenario: a store whose latest-version cache holds 3 rows; many rows written; then a
+    batch whose write fails. We expect at most 3 cached rows, every cached row equal to the
+    database's latest record, and nothing of the failed batch cached or stored."""
+    store = open_store(tmp_path / "s")
+    store._latest_cache = LatestCache(max_rows=3)
+    updates = _in_order_counter_updates(60, seed=8)
+    store.apply(updates[:40], position={"orders": {0: 1}})
+    cached = dict(store._latest_cache._rows)
+    assert 0 < len(cached) <= 3
+    for latest_key, version in cached.items():
+        raw = store._db.get(latest_key)
+        assert raw is not None and decode_latest(raw) == version
+
+    def failing_write(*_args: Any) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(store, "_db", _FailingWrites(store._db, failing_write))
+    with pytest.raises(StoreError):
+        store.apply(updates[40:], position={"orders": {0: 2}})
+    assert dict(store._latest_cache._rows) == cached
+    monkeypatch.undo()
+    assert store.position() == {"orders": {0: 1}}
+    store.close()
+
+
+class _FailingWrites:
+    """The database with its ``write`` replaced (everything else passes through)."""
+
+    def __init__(self, db: Any, write: Any) -> None:
+        self._db = db
+        self.write = write
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
