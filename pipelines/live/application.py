@@ -1,10 +1,16 @@
 """Builds and runs one projection as a long-lived Quix Streams Application.
 
-Shape (order-status is not re-keyed, so it has step 1 only):
+Shape: one stateful Quix step per stage, each producing its own outputs (order-status is
+not re-keyed, so it has step 1 only)::
 
-    orders ──step 1 (per orderId)──┬── dead letters ───────────────► orders.dlq
-                                   └── changes ─ group_by(key) ─ step 2 ─┬─► view.<name> (compacted)
-                                                                         └─► orders.dlq (late windows)
+    orders ── step 1 (per orderId) ──┬─► orders.dlq  (dead letters, late window changes)
+                                     ├─► view.order-status  (compacted)
+                                     └── changes ─ group_by(key) ─ step 2 (per view key) ─► view.<name>  (compacted)
+
+Step 1 is ``sdf.update`` for order-status and ``sdf.apply(expand=True)`` for a re-keyed
+view, whose changes alone go on to Quix's repartition hop; step 2 is ``sdf.update``. The
+steps produce through Quix's own producer (:mod:`pipelines.live.outputs`), so there is no
+``to_topic``, no header step and no filter per event.
 
 Exactly-once by default: outputs, changelogs and consumer offsets commit in one
 Kafka transaction per checkpoint, so a crash replays the uncommitted tail and
@@ -23,18 +29,15 @@ from typing import Any, Literal
 from confluent_kafka import Consumer, TopicPartition
 from quixstreams import Application
 from quixstreams.models import TopicConfig
-from quixstreams.models.serializers import Serializer
 from quixstreams.state.rocksdb import RocksDBOptions
 
-from pipelines.dlq import DeadLetter
+from pipelines.live.outputs import Outputs, ProducingStep
 from pipelines.live.row_cache import RowCache
 from pipelines.live.stats import PipelineStats
 from pipelines.live.steps import OrderStep, RekeyedStep
 from pipelines.projections import get_projection, view_spec
 from pipelines.settings import RewindSettings
 from pipelines.topics import DLQ_TOPIC_CONFIG, VIEW_TOPIC_CONFIG, check_reachable, view_topic
-from state.contracts import ViewUpdate
-from state.view_records import encode_view_update
 
 __all__ = ["LivePipeline", "build_pipeline", "run_pipeline"]
 
@@ -45,20 +48,6 @@ log = logging.getLogger("rewind.live")
 #: ~3.3 GiB peak RSS at 12 partitions (measured at 1M events). Smaller memtables bound a
 #: pipeline to about 12 x 2 x 16 MiB + 256 MiB, whatever the event count.
 ROCKSDB_OPTIONS = RocksDBOptions(write_buffer_size=16 * 1024 * 1024, max_write_buffer_number=2, block_cache_size=256 * 1024 * 1024)
-
-
-class _DeadLetterValue(Serializer):
-    """Writes a dead letter's original bytes untouched (the reason travels in headers)."""
-
-    def __call__(self, value: DeadLetter, ctx: Any) -> bytes:
-        return value.value if value.value is not None else b""
-
-
-class _ViewValue(Serializer):
-    """Writes a :class:`ViewUpdate` in the view-topic format (:mod:`state.view_records`)."""
-
-    def __call__(self, value: ViewUpdate, ctx: Any) -> bytes:
-        return encode_view_update(value)
 
 
 class _RewindApplication(Application):
@@ -144,40 +133,30 @@ def build_pipeline(
         broker_availability_timeout=settings.connect_timeout_s * 4,
     )
     orders = app.topic(settings.orders_topic, value_deserializer="bytes", key_deserializer="bytes")
+    # Declared so that the TopicManager creates them with our configs; the steps encode and
+    # produce their records themselves (see pipelines.live.outputs), hence bytes serializers.
     dlq = app.topic(
         settings.dlq_topic,
-        value_serializer=_DeadLetterValue(),
+        value_serializer="bytes",
         key_serializer="bytes",
         config=TopicConfig(num_partitions=settings.orders_partitions, replication_factor=1, extra_config=DLQ_TOPIC_CONFIG),
     )
     out = app.topic(
         view_topic(view, prefix=settings.view_topic_prefix),
-        value_serializer=_ViewValue(),
-        key_serializer="str",
+        value_serializer="bytes",
+        key_serializer="bytes",
         config=TopicConfig(num_partitions=settings.orders_partitions, replication_factor=1, extra_config=VIEW_TOPIC_CONFIG),
     )
-
-    def route(value: DeadLetter | ViewUpdate, *_: Any) -> Any:
-        return dlq if value.__class__ is DeadLetter else out
-
-    def publish(sdf: Any) -> None:
-        # Dead letters keep their original key; view records are keyed by the view key.
-        # No set_timestamp: view topics stamp records on append (see VIEW_TOPIC_CONFIG), and a
-        # dead letter keeps its source record's timestamp.
-        sdf = sdf.set_headers(lambda value, key, ts, headers: value.headers() if value.__class__ is DeadLetter else [])
-        sdf.to_topic(route, key=lambda value: value.key)
-
     sdf = app.dataframe(orders)
-    sdf = sdf.apply(order_step, stateful=True, expand=True, metadata=True)
+    # Quix's own producer: transactional under exactly-once, so outputs commit with state and offsets.
+    outputs = Outputs(sdf.processing_context.producer, dlq_topic=dlq.name, view_topic=out.name)
+    step_1 = ProducingStep(order_step, outputs)
     if not rekeyed:
-        publish(sdf)
+        sdf.update(step_1, stateful=True, metadata=True)
     else:
-        dead = sdf.filter(lambda value: value.__class__ is DeadLetter)
-        publish(dead)
-        changes = sdf.filter(lambda value: value.__class__ is dict)  # RekeyedChange.to_json()
+        changes = sdf.apply(step_1.forwarding, stateful=True, expand=True, metadata=True)  # RekeyedChange.to_json() dicts
         changes = changes.group_by(lambda value: value["pk"], name=f"{view}-by-key")
-        changes = changes.apply(RekeyedStep(projection, stats), stateful=True, expand=True, metadata=True)
-        publish(changes)
+        changes.update(ProducingStep(RekeyedStep(projection, stats), outputs), stateful=True, metadata=True)
     return LivePipeline(app=app, stats=stats, view=view, lag_probe=lag_probe)
 
 

@@ -6,10 +6,12 @@ changes, late window changes dead-lettered. Step 2 runs keyed by the view's part
 key after Quix's repartitioning (re-keyed views only): skip a change whose (orderId,
 seq) this key already counted, fold the change into the row.
 
-Items passed downstream are typed: a :class:`~pipelines.dlq.DeadLetter` (to the DLQ), a
-:class:`~state.contracts.ViewUpdate` (to ``view.<name>``, encoded by :mod:`state.view_records`,
-the format the replica decodes), or a :class:`RekeyedChange` (the repartition hop of a
-re-keyed view; Quix carries it as JSON, so it crosses as ``RekeyedChange.to_json()``).
+Each step returns its output items, typed: a :class:`~pipelines.dlq.DeadLetter` (for the
+DLQ), a :class:`~state.contracts.ViewUpdate` (for ``view.<name>``), or a
+:class:`RekeyedChange` (the repartition hop of a re-keyed view; Quix carries it as JSON,
+so it crosses as ``RekeyedChange.to_json()``). The steps touch no topic: the application
+runs each one inside :class:`~pipelines.live.outputs.ProducingStep`, which produces the
+dead letters and view updates within the same Quix step and forwards only the changes.
 """
 
 from __future__ import annotations
