@@ -286,18 +286,17 @@ class KeyApplier:
         fresh: list[StoredChange] = []
         seen: set[_ChangeId] = set()
         get = self._db.get
-        for update in updates:
-            if update.delta is None:
-                raise InvalidUpdateError(f"{view} update for key {key!r} (order {update.order_id} seq {update.seq}) has no delta")
-            valid_from_ms = update.change_valid_from_ms
-            ident = (valid_from_ms, update.order_id, update.seq)
+        for _view, _key, _row, _rvf, valid_from_ms, delta, order_id, seq, source, _where in updates:
+            if delta is None:
+                raise InvalidUpdateError(f"{view} update for key {key!r} (order {order_id} seq {seq}) has no delta")
+            ident = (valid_from_ms, order_id, seq)
             if ident in seen or (
                 stored_until is not None and valid_from_ms <= stored_until and get(rk.change_key(*ident)) is not None
             ):
                 self._counts.skipped_duplicate += 1
                 continue
             seen.add(ident)
-            fresh.append(StoredChange(valid_from_ms, update.order_id, update.seq, update.delta, update.source))
+            fresh.append(StoredChange(valid_from_ms, order_id, seq, delta, source))
         if not fresh:
             return 0
         first_ms = min(change.valid_from_ms for change in fresh)
@@ -317,6 +316,7 @@ class KeyApplier:
             new = _fold_versions(view, key, base, stored + fresh, fresh_ids=seen)
         last = updates[-1]
         applied = len(fresh)
+        corrected = False
         if last.row and (last.change_valid_from_ms, last.order_id, last.seq) in seen:
             # The published row is the live fold after this change; ours must equal it. It
             # differs when records were compacted away before we read them (a replica built
@@ -329,10 +329,14 @@ class KeyApplier:
                 fresh = [*fresh, correction]
                 seen.add((first_ms, CORRECTION_ORDER_ID, seq))
                 self._counts.corrections += 1
+                corrected = True
                 new = _fold_versions(view, key, base, stored + fresh, fresh_ids=seen)
         put = self._batch.put
-        for change in _merge_same_key(fresh, stored):
-            put(rk.change_key(change.valid_from_ms, change.order_id, change.seq), encode_change(change))
+        changes_prefix, enc_int, lp = rk.changes, K.enc_int, K.lp
+        # Fresh changes are distinct (``seen``); only a correction or stored changes can share a key.
+        for change in _merge_same_key(fresh, stored) if stored or corrected else fresh:
+            # == rk.change_key(...), inline: once per change on the store's writer
+            put(changes_prefix + enc_int(change.valid_from_ms) + lp(change.order_id) + enc_int(change.seq), encode_change(change))
         self._rewrite_suffix(view, rk, base=base, old=old, new=new)
         return applied
 
