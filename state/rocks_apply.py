@@ -35,16 +35,16 @@ Cost notes (the replay parent applies every update through here, serially):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby, islice
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipelines.projections import Change, get_projection, view_spec
 from state import keys as K
 from state.contracts import ViewUpdate
 from state.errors import InvalidUpdateError
-from state.indexes import IndexSpec, indexes_of
+from state.indexes import IndexSpec, check_view, indexes_of
 from state.records import (
     StoredChange,
     StoredVersion,
@@ -56,7 +56,7 @@ from state.records import (
     encode_version,
 )
 
-__all__ = ["ApplyCounts", "KeyApplier", "LatestCache", "CORRECTION_ORDER_ID"]
+__all__ = ["ApplyCounts", "KeyApplier", "LatestCache", "GroupedUpdates", "group_updates", "CORRECTION_ORDER_ID"]
 
 #: orderId of a correction change (sorts before every real orderId at the same time).
 CORRECTION_ORDER_ID = ""
@@ -78,9 +78,10 @@ class ApplyCounts:
 class _RowKeys:
     """The encoded key prefixes of one (view, key) row, built once per group (``changes`` on first use)."""
 
-    __slots__ = ("key_lp", "latest", "versions", "_view_key")
+    __slots__ = ("key", "key_lp", "latest", "versions", "_view_key")
 
     def __init__(self, view: str, key: str) -> None:
+        self.key = key
         self.key_lp = K.lp(key)
         self._view_key = view_key = K.lp_name(view) + self.key_lp
         self.latest = K.NS_LATEST + view_key  # == K.latest_key(view, key)
@@ -180,6 +181,44 @@ class LatestCache:
 _ChangeId = tuple[int, str, int]
 
 
+class GroupedUpdates(NamedTuple):
+    """Steps 1-2 of an apply (:func:`group_updates`)."""
+
+    #: (view, key) -> its updates, in arrival order; groups in order of first appearance.
+    groups: dict[tuple[str, str], list[ViewUpdate]]
+    #: (view, source topic, source partition) -> the highest source offset among the updates kept.
+    source_ends: dict[tuple[str, str, int], int]
+    #: Updates skipped because their record_position is below the stored position.
+    skipped_position: int
+
+
+def group_updates(updates: Sequence[ViewUpdate], stored_position: Mapping[str, Mapping[int, int]]) -> GroupedUpdates:
+    """Validate every update's view (UnknownViewError), skip those whose record_position is
+    below ``stored_position`` (next_offsets), and group the rest per (view, key)."""
+    for view in dict.fromkeys([update.view for update in updates]):
+        check_view(view)
+    groups: dict[tuple[str, str], list[ViewUpdate]] = {}
+    source_ends: dict[tuple[str, str, int], int] = {}
+    skipped = 0
+    no_parts: Mapping[int, int] = {}
+    # Fields unpacked by position: this loop runs once per update on the single writer.
+    for update in updates:
+        view, key, _row, _rvf, _cvf, _delta, _order, _seq, source, where = update
+        if where is not None and where[2] < stored_position.get(where[0], no_parts).get(where[1], 0):
+            skipped += 1
+            continue
+        group = groups.get((view, key))
+        if group is None:
+            groups[(view, key)] = [update]
+        else:
+            group.append(update)
+        if source is not None:
+            at = (view, source[0], source[1])
+            if source[2] > source_ends.get(at, -1):
+                source_ends[at] = source[2]
+    return GroupedUpdates(groups, source_ends, skipped)
+
+
 class KeyApplier:
     """Turns one (view, key) group of updates into WriteBatch operations, reading the db as needed.
 
@@ -187,11 +226,25 @@ class KeyApplier:
     (view, key) to :meth:`apply_group` at most once per batch.
     """
 
-    def __init__(self, db: Any, batch: Any, counts: ApplyCounts, *, latest: LatestCache | None = None) -> None:
+    def __init__(
+        self,
+        db: Any,
+        batch: Any,
+        counts: ApplyCounts,
+        *,
+        latest: LatestCache | None = None,
+        latest_of: Callable[[str], StoredVersion | None] | None = None,
+    ) -> None:
+        """``db``: the database read for what a group needs (None only with ``latest_of``);
+        ``batch``: receives puts and deletes; ``latest``: a cache consulted before ``db``;
+        ``latest_of``: key -> the row's latest version, authoritative (``db`` is never read
+        for it): given by a caller that knows the rows, e.g. where they were folded. Only a
+        row-per-order view can be encoded without ``db``: counter groups may re-derive."""
         self._db = db
         self._batch = batch
         self._counts = counts
         self._cache = latest
+        self._latest_of = latest_of
         #: The latest version each group of this batch leaves, by latest-record key: for the
         #: caller to put into its :class:`LatestCache` once the batch is written (not before:
         #: a failed write must leave the cache as committed).
@@ -200,6 +253,8 @@ class KeyApplier:
     # -- reads -------------------------------------------------------------------------
 
     def _latest(self, rk: _RowKeys) -> StoredVersion | None:
+        if self._latest_of is not None:
+            return self._latest_of(rk.key)
         cache = self._cache
         if cache is not None:
             found = cache.get(rk.latest)
@@ -246,6 +301,8 @@ class KeyApplier:
         rk = _RowKeys(view, key)
         if not view_spec(view).rekeyed:  # a row per order: each update is the whole row
             return self._apply_rows(view, key, rk, updates)
+        if self._db is None:
+            raise InvalidUpdateError(f"{view} updates need the database (a counter view may re-derive versions)")
         return self._apply_changes(view, key, rk, updates)
 
     def _apply_rows(self, view: str, key: str, rk: _RowKeys, updates: Sequence[ViewUpdate]) -> int:

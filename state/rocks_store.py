@@ -24,10 +24,11 @@ from rocksdict import BlockBasedOptions, Cache, Checkpoint, Options, Rdict, Read
 from pipelines.projections import VIEW_NAMES
 from state import keys as K
 from state.contracts import Position, VersionedRow, ViewUpdate
+from state.encoded_writes import EncodedWrites
 from state.errors import StoreError, StoreFormatError, StoreNotFoundError, UnknownIndexError
 from state.indexes import check_view, find_index
 from state.records import StoredVersion, decode_latest, decode_valid_to, decode_version
-from state.rocks_apply import ApplyCounts, KeyApplier, LatestCache
+from state.rocks_apply import ApplyCounts, KeyApplier, LatestCache, group_updates
 from state.rocks_open import open_rdict, raw_items, write_options
 
 __all__ = ["RocksReadOnlyStore", "RocksStore", "ReadOnlyStoreView", "open_store"]
@@ -276,30 +277,8 @@ class RocksStore(_RocksReads):
         with self._write_lock:
             if self._closed:
                 raise StoreError(f"store {self.path} is closed")
-            # Step 1 (each distinct view once, in order of first appearance)
-            for view in dict.fromkeys([update.view for update in updates]):
-                check_view(view)
-            # Step 2 (also: the highest source offset per view and source partition, for step 4)
-            groups: dict[tuple[str, str], list[ViewUpdate]] = {}
-            source_ends: dict[tuple[str, str, int], int] = {}
-            skipped = 0
-            stored_position = self._position
-            no_parts: dict[int, int] = {}
-            # Fields unpacked by position: this loop runs once per update on the single writer.
-            for update in updates:
-                view, key, _row, _rvf, _cvf, _delta, _order, _seq, source, where = update
-                if where is not None and where[2] < stored_position.get(where[0], no_parts).get(where[1], 0):
-                    skipped += 1
-                    continue
-                group = groups.get((view, key))
-                if group is None:
-                    groups[(view, key)] = [update]
-                else:
-                    group.append(update)
-                if source is not None:
-                    at = (view, source[0], source[1])
-                    if source[2] > source_ends.get(at, -1):
-                        source_ends[at] = source[2]
+            # Steps 1-2 (also: the highest source offset per view and source partition, for step 4)
+            groups, source_ends, skipped = group_updates(updates, self._position)
             # Step 3
             batch = WriteBatch(raw_mode=True)
             counts = ApplyCounts()
@@ -308,6 +287,43 @@ class RocksStore(_RocksReads):
             # Steps 4-5
             self._commit(batch, position, source_ends)
             self._latest_cache.put_all(applier.written_latest)
+            self._count(counts, applied=applied, skipped_position=skipped)
+        with self._applied:
+            self._applied.notify_all()
+        return applied
+
+    def apply_encoded(self, writes: Sequence[EncodedWrites], *, position: Position) -> int:
+        """Commit operations encoded apart (:mod:`state.encoded_writes`) and advance the position,
+        in ONE WriteBatch, exactly as :meth:`apply` commits its own (steps 4-5); returns how
+        many updates they applied. ``writes`` must come in the order they were encoded, each
+        encoded against this store as every earlier one left it.
+        """
+        with self._write_lock:
+            if self._closed:
+                raise StoreError(f"store {self.path} is closed")
+            batch = WriteBatch(raw_mode=True)
+            put, delete = batch.put, batch.delete
+            source_ends: dict[tuple[str, str, int], int] = {}
+            counts = ApplyCounts()
+            applied = skipped = 0
+            for encoded in writes:
+                ops = encoded.ops
+                for i in range(0, len(ops), 2):
+                    key, value = ops[i], ops[i + 1]
+                    if value is None:
+                        delete(key)  # type: ignore[arg-type]  # even slots of ops are keys, never None
+                    else:
+                        put(key, value)  # type: ignore[arg-type]  # even slots of ops are keys, never None
+                for at, offset in encoded.source_ends.items():
+                    if offset > source_ends.get(at, -1):
+                        source_ends[at] = offset
+                applied += encoded.applied
+                skipped += encoded.skipped_position
+                counts.skipped_duplicate += encoded.skipped_duplicate
+                counts.clamped_valid_from += encoded.clamped_valid_from
+            self._commit(batch, position, source_ends)
+            # Rows changed without this process knowing their versions: nothing cached is sure.
+            self._latest_cache.clear()
             self._count(counts, applied=applied, skipped_position=skipped)
         with self._applied:
             self._applied.notify_all()

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.errors import UnknownViewError
-from state.contracts import ReadOnlyView, SourcePosition, VersionedRow, WritableProjectionStore
+from state.contracts import ReadOnlyView, SourcePosition, VersionedRow, ViewUpdate, WritableProjectionStore
 from state.errors import InvalidUpdateError, StoreError, UnknownIndexError
 from tests.unit.state.state_builders import ORDER_TOPIC, counter_update, order_update
 
@@ -150,8 +150,8 @@ class StoreContractSuite:
 
     def test_counter_update_without_delta_is_refused_and_nothing_is_written(self, store: WritableProjectionStore) -> None:
         """Scenario: a batch holds a good update and a counter update without delta. We expect an error and no write at all."""
-        bad = counter_update(CS, "c2", "o1", 1, 300, {"ordersPlaced": 1}, offset=1)
-        bad = bad._replace(delta=None)
+        good: ViewUpdate = counter_update(CS, "c2", "o1", 1, 300, {"ordersPlaced": 1}, offset=1)
+        bad = good._replace(delta=None)
         with pytest.raises(InvalidUpdateError):
             store.apply([order_update("o1", 1, 100, "PLACED", offset=0), bad], position={ORDER_TOPIC: {0: 1}})
         assert store.get("order-status", "o1") is None
@@ -354,8 +354,8 @@ class StoreContractSuite:
                 running = max(running, t * 10)
                 versions.append((seq, running, status))
             per_order.append((f"o{i}", versions))
-        stream = [order_update(key, seq, vf, status, offset=0) for key, versions in per_order for seq, vf, status in versions]
-        stream = [u._replace(record_position=None) for u in stream]
+        positioned: list[ViewUpdate] = [order_update(key, seq, vf, status, offset=0) for key, versions in per_order for seq, vf, status in versions]
+        stream = [u._replace(record_position=None) for u in positioned]
         cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=3)))
         with tempfile.TemporaryDirectory() as tmp:
             store = self.open_store(Path(tmp) / "s")
