@@ -22,7 +22,7 @@ encoded: each one's reads assume every earlier one is written.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from pipelines.projections import Row, view_spec
 from state.contracts import ViewUpdate
@@ -31,7 +31,7 @@ from state.indexes import check_view
 from state.records import StoredVersion
 from state.rocks_apply import ApplyCounts, KeyApplier, group_updates
 
-__all__ = ["EncodedWrites", "RecordingBatch", "encode_row_writes", "latest_from_order_row"]
+__all__ = ["EncodedWrites", "EncodedWritesStore", "RecordingBatch", "encode_row_writes", "latest_from_order_row"]
 
 
 class RecordingBatch:
@@ -67,6 +67,15 @@ class EncodedWrites(NamedTuple):
     skipped_position: int
     skipped_duplicate: int
     clamped_valid_from: int
+
+
+@runtime_checkable
+class EncodedWritesStore(Protocol):
+    """A store that commits writes encoded apart (:class:`state.rocks_store.RocksStore`)."""
+
+    def apply_encoded(self, writes: Sequence[EncodedWrites], *, position: Mapping[str, Mapping[int, int]]) -> int:
+        """Commit ``writes`` (in the order they were encoded) and the position, in one batch."""
+        ...
 
 
 def encode_row_writes(

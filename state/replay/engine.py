@@ -27,6 +27,7 @@ from pipelines.projections import get_projection
 from schemas.errors import ConfigError
 from schemas.fast_decode import FastDecoder
 from state.contracts import WritableProjectionStore
+from state.encoded_writes import EncodedWritesStore
 from state.errors import ReplayInterruptedError
 from state.replay.fold import FoldCounters, ViewFolder, is_rekeyed
 from state.replay.foldstate import FoldStateDB
@@ -106,6 +107,9 @@ class ReplayRequest:
     batch_size: int = 5_000
     store_batch_updates: int = 20_000
     max_rows_in_memory: int = 50_000
+    #: A per-order view into a store that takes encoded writes: the workers encode the store's
+    #: writes where they fold (:mod:`state.encoded_writes`); False: the parent applies updates.
+    encode_in_workers: bool = True
 
     def __post_init__(self) -> None:
         get_projection(self.view)  # UnknownViewError before anything connects
@@ -253,6 +257,7 @@ def _build(
                          stop_offsets=plan.stop_offsets, view_folder=view_folder, max_lateness_ms=request.max_lateness_ms,
                          batch_updates=request.store_batch_updates)
         # Step 5
+        encode_apart = request.encode_in_workers and view_folder is None and isinstance(store, EncodedWritesStore)
         seed_stream_time = {int(p): t for p, t in (seed.counters.get("stream_time_ms", {}) if seed is not None else {}).items()}
         specs = [
             WorkerSpec(
@@ -260,7 +265,7 @@ def _build(
                 as_of_ms=request.as_of_ms if request.mode == "as-of" else None, grace_ms=request.grace_ms,
                 seed_fold_dir=str(tmp / FOLD_DIR) if seed is not None else None, dlq_topic=request.dlq_topic,
                 spill_dir=str(tmp / f"{SPILL_PREFIX}{i}"), max_rows_in_memory=request.max_rows_in_memory,
-                batch_size=request.batch_size, seed_stream_time_ms=seed_stream_time,
+                batch_size=request.batch_size, seed_stream_time_ms=seed_stream_time, encode_store_writes=encode_apart,
             )
             for i, ranges in enumerate(split_partitions(plan, max(1, request.workers)))
         ]
@@ -277,7 +282,10 @@ def _build(
         records = 0
         for message in pool.messages(should_stop=stop.is_set):
             if isinstance(message, Batch):
-                sink.add(message.changes, message.next_offsets, message.max_timestamp_ms)
+                if message.encoded is not None:
+                    sink.add_encoded(message.encoded, message.next_offsets, message.max_timestamp_ms)
+                else:
+                    sink.add(message.changes, message.next_offsets, message.max_timestamp_ms)
                 records += message.records
                 progress.update(message.next_offsets, records=message.records)
             elif isinstance(message, Done):

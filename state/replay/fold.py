@@ -1,11 +1,10 @@
 """The batch fold: the live pipeline's two steps, driven over records read in offset order.
 
-Live and replay run the same code (:func:`order_step`, which :func:`fold_order_event`
-wraps; ``projection.deltas``, which ``projection.changes`` wraps; ``projection.apply``)
-with the same decisions as ``pipelines/live/steps.py``: a record
-that does not decode, or whose key is not its orderId, is a dead letter; a seq already
-applied is a duplicate (counted, skipped); an impossible transition or a gap is a dead
-letter and leaves the order unchanged. Only the as-of rule below is replay's own.
+Live and replay run the same kernel (:func:`pipelines.kernel.process_record`), so they
+make the same decisions: a record that does not decode, or whose key is not its orderId,
+is a dead letter; a seq already applied is a duplicate (counted, skipped); an impossible
+transition or a gap is a dead letter and leaves the order unchanged; a window change
+past its grace is a late dead letter. Only the as-of cut below is replay's own.
 
 The as-of contract (../shared/DESIGN.md "Time, precisely")
 -----------------------------------------------------------
@@ -214,11 +213,12 @@ class OrderFolder:
                 pipeline=self._pipeline, timestamp_ms=record.timestamp()[1],
             ))
 
-    def fold(self, records: Iterable[Record], out: list[tuple[Any, ...]]) -> None:
+    def fold(self, records: Iterable[Record], out: list[tuple[Any, ...]], *, rows_before: dict[str, Row | None] | None = None) -> None:
         """Fold ``records`` (offset order per partition) and append their changes to ``out``
         (plain tuples in :class:`FoldedChange` field order). Every verdict is the kernel's
         (:func:`pipelines.kernel.process_record`); this adapter keeps the rows, the cut
-        orders and the stream times, and counts.
+        orders and the stream times, and counts. ``rows_before``, when given, receives the
+        row each order looked up had before these records (None: the order had none).
 
         The hot loop of a replay: names are bound to locals on purpose.
         """
@@ -236,6 +236,15 @@ class OrderFolder:
 
         def row_of(order_id: str) -> Row | None:
             return CUT if order_id in cut else get_row(order_id, partition)
+
+        if rows_before is not None:
+            plain_row_of = row_of
+
+            def row_of(order_id: str) -> Row | None:
+                row = plain_row_of(order_id)
+                if order_id not in rows_before and row is not CUT:
+                    rows_before[order_id] = row
+                return row
 
         for record in records:
             n_in += 1

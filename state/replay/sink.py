@@ -29,7 +29,9 @@ A position must never pass a change still held back (the store would skip it as 
 applied): the position written with a batch is, per partition, the smallest of the
 offsets read and the offsets of changes still held.
 
-The sink writes only through :meth:`~state.contracts.WritableProjectionStore.apply`.
+The sink writes through :meth:`~state.contracts.WritableProjectionStore.apply`, or, for a
+per-order view whose workers encoded the writes themselves (:mod:`state.encoded_writes`),
+through the RocksDB store's :meth:`~state.rocks_store.RocksStore.apply_encoded`.
 """
 
 from __future__ import annotations
@@ -38,13 +40,26 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from state.contracts import SourcePosition, ViewUpdate, WritableProjectionStore
+from state.encoded_writes import EncodedWrites
 from state.replay.fold import ViewFolder
 from state.replay.held import HeldChanges
 
-__all__ = ["StoreSink"]
+__all__ = ["StoreSink", "per_order_updates"]
 
 _NO_WATERMARK = -(2**63)
 _ALL = 2**63
+
+
+def per_order_updates(view: str, topic: str, changes: Iterable[tuple[Any, ...]]) -> list[ViewUpdate]:
+    """The ViewUpdates of a per-order view's folded changes (:class:`~state.replay.fold.FoldedChange`
+    tuples, whose payload is the order's new row): the row is the version, ``source`` and
+    ``record_position`` the orders record it came from."""
+    out: list[ViewUpdate] = []
+    append = out.append
+    for key, row, order_id, seq, valid_from_ms, partition, offset in changes:
+        source = SourcePosition(topic, partition, offset)
+        append(ViewUpdate(view, key, row, row.get("validFrom", valid_from_ms), valid_from_ms, None, order_id, seq, source, source))
+    return out
 
 
 class StoreSink:
@@ -81,6 +96,8 @@ class StoreSink:
         self._max_ts: dict[int, int] = {}
         self._held = HeldChanges()
         self._pending: list[ViewUpdate] = []
+        self._encoded: list[EncodedWrites] = []
+        self._encoded_updates = 0
         self.updates_written = 0
 
     def _advance(self, next_offsets: Mapping[int, int], max_timestamp_ms: Mapping[int, int]) -> None:
@@ -109,11 +126,17 @@ class StoreSink:
             self.flush()
 
     def _rows_to_updates(self, changes: Iterable[tuple[Any, ...]]) -> None:
-        view, topic = self._view, self._topic
-        append = self._pending.append
-        for key, row, order_id, seq, valid_from_ms, partition, offset in changes:
-            source = SourcePosition(topic, partition, offset)
-            append(ViewUpdate(view, key, row, row.get("validFrom", valid_from_ms), valid_from_ms, None, order_id, seq, source, source))
+        self._pending += per_order_updates(self._view, self._topic, changes)
+
+    def add_encoded(self, writes: EncodedWrites, next_offsets: Mapping[int, int], max_timestamp_ms: Mapping[int, int]) -> None:
+        """Take one worker batch of a per-order view whose store writes the worker encoded
+        (:mod:`state.encoded_writes`); committed in arrival order, which per worker is the
+        order they were encoded in (a worker's batches only touch its own orders)."""
+        self._advance(next_offsets, max_timestamp_ms)
+        self._encoded.append(writes)
+        self._encoded_updates += writes.applied + writes.skipped_position + writes.skipped_duplicate
+        if self._encoded_updates >= self._batch_updates:
+            self.flush()
 
     def _watermark_ms(self) -> int:
         """No change still to come from any unfinished partition has a valid_from below this."""
@@ -149,6 +172,13 @@ class StoreSink:
         in one store batch; also when empty, since records that changed nothing still advance it."""
         if final and self._folder is not None:
             self._release(self._held.release(_ALL))
+        if self._encoded:
+            assert not self._pending, "a sink takes updates or encoded writes, not both"
+            encoded, self._encoded = self._encoded, []
+            self._store.apply_encoded(encoded, position={self._topic: self._safe_position()})  # type: ignore[attr-defined]  # add_encoded is only used with such a store (engine)
+            self.updates_written += self._encoded_updates
+            self._encoded_updates = 0
+            return
         pending, self._pending = self._pending, []
         self._store.apply(pending, position={self._topic: self._safe_position()})
         self.updates_written += len(pending)

@@ -38,14 +38,17 @@ from typing import Any, NamedTuple
 from confluent_kafka import Producer
 
 from pipelines.dlq import DeadLetter
-from pipelines.projections import get_projection
+from pipelines.projections import Row, get_projection
 from schemas.fast_decode import FastDecoder
+from state.encoded_writes import EncodedWrites, encode_row_writes, latest_from_order_row
 from state.errors import ReplayError, ReplayInterruptedError
+from state.records import StoredVersion
 from state.replay.fold import OrderFolder
 from state.replay.foldstate import FoldStateDB
 from state.replay.orderrows import OrderRows
 from state.replay.plan import ReplayPlan
 from state.replay.reader import BoundedReader, PartitionRange
+from state.replay.sink import per_order_updates
 
 __all__ = [
     "WorkerSpec",
@@ -79,18 +82,23 @@ class WorkerSpec:
     consumer_overrides: Mapping[str, Any] = field(default_factory=dict)
     #: Stream time per partition where the seed snapshot ends (the kernel's step 2); empty: from offset zero.
     seed_stream_time_ms: Mapping[int, int] = field(default_factory=dict)
+    #: Encode the store's writes here (a per-order view into a store that takes them, see
+    #: :mod:`state.encoded_writes`) and send those instead of the changes.
+    encode_store_writes: bool = False
 
 
 class Batch(NamedTuple):
     """One consumed batch: its changes (:class:`~state.replay.fold.FoldedChange` fields, as plain
     tuples: cheaper to pickle), the next_offsets reached, the greatest record timestamp read
-    so far per partition, and how many records it held."""
+    so far per partition, and how many records it held. With ``encode_store_writes``,
+    ``changes`` is empty and ``encoded`` holds the store writes of those changes."""
 
     worker_id: int
     changes: list[tuple[Any, ...]]
     next_offsets: dict[int, int]
     max_timestamp_ms: dict[int, int]
     records: int
+    encoded: EncodedWrites | None = None
 
 
 class Done(NamedTuple):
@@ -181,10 +189,20 @@ def _fold(spec: WorkerSpec, rows: OrderRows, *, should_stop: Callable[[], bool])
     reader = BoundedReader(spec.bootstrap, spec.topic, list(spec.ranges), batch_size=spec.batch_size,
                            consumer_overrides=spec.consumer_overrides)
     # Step 1: fold batch by batch.
+    started_at = {spec.topic: {r.partition: r.start for r in spec.ranges}}
     for records in reader.batches(should_stop=should_stop):
         out: list[Any] = []
-        folder.fold(records, out)
-        yield Batch(spec.worker_id, out, dict(reader.next_offsets), dict(reader.max_timestamp_ms), len(records))
+        if not spec.encode_store_writes:
+            folder.fold(records, out)
+            yield Batch(spec.worker_id, out, dict(reader.next_offsets), dict(reader.max_timestamp_ms), len(records))
+            continue
+        # The store's latest version of an order's row is its row before this batch: the
+        # parent commits this worker's batches in order, and no other worker has its orders.
+        before: dict[str, Row | None] = {}
+        folder.fold(records, out, rows_before=before)
+        encoded = encode_row_writes(per_order_updates(spec.view, spec.topic, out), stored_position=started_at,
+                                    latest_of=_latest_in(before))
+        yield Batch(spec.worker_id, [], dict(reader.next_offsets), dict(reader.max_timestamp_ms), len(records), encoded)
     if should_stop():
         return
     # Step 2: every row this replay changed into the spill, then Done.
@@ -192,6 +210,11 @@ def _fold(spec: WorkerSpec, rows: OrderRows, *, should_stop: Callable[[], bool])
     if dlq is not None:
         dlq.close()
     yield Done(spec.worker_id, folder.counters.as_dict(), len(folder.cut), dict(reader.max_timestamp_ms))
+
+
+def _latest_in(rows_before: Mapping[str, Row | None]) -> Callable[[str], StoredVersion | None]:
+    """orderId -> the store's latest version of its row, from the rows before a batch."""
+    return lambda order_id: latest_from_order_row(rows_before.get(order_id))
 
 
 def _worker_main(spec: WorkerSpec, conn: Connection, stop: Any) -> None:
