@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from pipelines.projections import VIEW_NAMES
 from scripts.cli_common import build_settings, setting_option
 
 __all__ = ["register"]
@@ -106,7 +107,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def query(
-        view: str = typer.Argument(..., help="View: order-status, customer-summary, product-sales, revenue-hourly."),
+        view: str = typer.Argument(..., help=f"View: {', '.join(VIEW_NAMES)}."),
         key: str | None = typer.Argument(None, help="Row key (orderId, customerId, sku, currency:windowStart). Omit with --index."),
         as_of: str | None = typer.Option(None, "--as-of", help="ISO-8601 with zone (2026-11-21T15:00:00Z) or epoch ms; inclusive."),
         index: str | None = typer.Option(None, help="Secondary index: status=SHIPPED (equality) or lifetimeValue / revenue (top rows)."),

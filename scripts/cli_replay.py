@@ -14,6 +14,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from pipelines.projections import VIEW_NAMES
 from scripts.cli_common import build_settings, setting_option
 
 console = Console(stderr=True)
@@ -37,7 +38,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def replay(
-        name: str = typer.Argument(..., help="View to rebuild: order-status, customer-summary, product-sales, revenue-hourly."),
+        name: str = typer.Argument(..., help=f"View to rebuild: {', '.join(VIEW_NAMES)}."),
         from_offset: int = typer.Option(0, "--from-offset", min=0, help=(
             "Fold from this offset of every partition; only 0 is supported (a usable snapshot may seed the fold, with the same result)."
         )),

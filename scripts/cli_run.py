@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from pipelines.projections import VIEW_NAMES
 from scripts.cli_common import build_settings, setting_option
 
 
@@ -19,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def run(
-        name: str = typer.Argument(..., help="View to maintain: order-status, customer-summary, product-sales, revenue-hourly."),
+        name: str = typer.Argument(..., help=f"View to maintain: {', '.join(VIEW_NAMES)}."),
         group: str | None = typer.Option(None, help="Consumer group (instances sharing it split the partitions). Default: rewind-<name>."),
         state_dir: Path | None = setting_option("state_dir", "RocksDB state directory (one per instance on a machine)."),
         guarantee: str | None = setting_option("guarantee", "exactly-once (Kafka transactions) or at-least-once."),
