@@ -28,6 +28,15 @@ class RewindSettings(BaseSettings):
     )
     kafka_port: int = Field(default=9092, ge=1, le=65535, validation_alias=_env("REWIND_KAFKA_PORT"))
     kafka_controller_port: int = Field(default=9093, ge=1, le=65535, validation_alias=_env("REWIND_KAFKA_CONTROLLER_PORT"))
+    schema_registry_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        validation_alias=_env("REWIND_SCHEMA_REGISTRY_URL"),
+        description=(
+            "Confluent-compatible schema registry, e.g. http://127.0.0.1:18081/apis/ccompat/v7 "
+            "(`rewind registry up` prints it); unset: no registry."
+        ),
+    )
     orders_topic: str = Field(default="orders", min_length=1, validation_alias=_env("REWIND_ORDERS_TOPIC"))
     orders_partitions: int = Field(default=12, ge=1, le=1000, validation_alias=_env("REWIND_ORDERS_PARTITIONS"))
     dlq_topic: str = Field(default="orders.dlq", min_length=1, validation_alias=_env("REWIND_DLQ_TOPIC"))
