@@ -2,8 +2,16 @@
 
 Framing (Avro spec, "Single object encoding"): two marker bytes ``C3 01``, the
 8-byte little-endian CRC-64-AVRO fingerprint of the writer schema's Parsing
-Canonical Form, then the Avro binary body. The fingerprint finds the writer
-schema without any server.
+Canonical Form, then the Avro binary body. The writer schema is the full one,
+the Envelope written out inline (see :mod:`schemas.registry`), so these are
+the bytes Apache Avro's ``BinaryMessageEncoder`` writes for the same schema and
+event, and any spec-conforming decoder reads ours. The fingerprint finds the
+writer schema without any server.
+
+A body that does not fit the schema its fingerprint names (cut short, written
+with another schema, corrupted) raises a :class:`CodecError` whose message
+names the first field that does not fit, e.g. ``corrupt OrderPlaced v1 body at
+items[0].sku: invalid UTF-8 (...)``: the live pipeline dead-letters it with that reason.
 
 Events are plain dicts shaped like their Avro record: ``event["envelope"]``
 holds eventId, eventType, schemaVersion, orderId, seq, occurredAt (epoch
@@ -18,7 +26,7 @@ from typing import Any, cast
 from fastavro import schemaless_reader, schemaless_writer
 
 from schemas.errors import BadMagicError, CodecError, EncodeError, TruncatedEventError, UnknownSchemaError
-from schemas.registry import SchemaRegistry, load_registry
+from schemas.registry import EventSchema, SchemaRegistry, load_registry
 
 __all__ = ["EventCodec", "MAGIC", "HEADER_LEN", "Event"]
 
@@ -35,7 +43,7 @@ class EventCodec:
         self._registry = registry or load_registry()
         # Per-type writer state, resolved once: the header and the parsed schema.
         self._writers = {
-            s.event_type: (MAGIC + s.fingerprint, s.parsed) for s in self._registry.latest()
+            s.event_type: (MAGIC + s.fingerprint, s.parsed, s.version) for s in self._registry.latest()
         }
         self._readers = {s.fingerprint: s for s in self._registry.all()}
 
@@ -47,13 +55,17 @@ class EventCodec:
     def encode(self, event: Event) -> bytes:
         """Encode ``event`` with the latest schema of its ``envelope.eventType``.
 
-        Raises :class:`EncodeError` if the type is unknown or the event does not fit the schema.
+        Raises :class:`EncodeError` if the type is unknown, the event does not fit the schema, or
+        ``envelope.schemaVersion`` is not that schema's version.
         """
         try:
             event_type = event["envelope"]["eventType"]
-            header, schema = self._writers[event_type]
+            header, schema, version = self._writers[event_type]
         except (KeyError, TypeError) as exc:
             raise EncodeError(f"cannot encode event without a known envelope.eventType: {exc!r}") from exc
+        if event["envelope"].get("schemaVersion") != version:
+            # The header names the writer schema; an envelope naming another version would contradict it.
+            raise EncodeError(f"{event_type} is written with schema v{version}, but envelope.schemaVersion is {event['envelope'].get('schemaVersion')!r}")
         buf = BytesIO()
         buf.write(header)
         try:
@@ -66,7 +78,9 @@ class EventCodec:
         """Decode single-object bytes into an event dict.
 
         Raises :class:`BadMagicError`, :class:`TruncatedEventError`,
-        :class:`UnknownSchemaError`, or :class:`CodecError` for a corrupt body.
+        :class:`UnknownSchemaError`, or :class:`CodecError` for a body that does not fit the schema
+        its fingerprint names: corrupt, too long, or with an ``envelope.eventType``/``schemaVersion``
+        other than that schema's (a body of a type with the same shape decodes, but is refused).
         """
         if data is None or len(data) < HEADER_LEN:
             if data is not None and len(data) >= 2 and data[:2] != MAGIC:
@@ -83,9 +97,138 @@ class EventCodec:
             event = schemaless_reader(body, schema.parsed, None)
         except (EOFError, IndexError) as exc:
             # fastavro reports a body that ends early as EOFError or, for a cut string, IndexError.
-            raise TruncatedEventError(f"{schema.event_type} body ends early: {exc}") from exc
+            misfit = _misfit(schema, data)
+            raise TruncatedEventError(f"{_name(schema)} body ends early" + (f" at {misfit}" if misfit else f": {exc}")) from exc
         except Exception as exc:  # fastavro raises many types on garbage; all mean "corrupt"
-            raise CodecError(f"corrupt {schema.event_type} body: {type(exc).__name__}: {exc}") from exc
+            misfit = _misfit(schema, data)
+            raise CodecError(f"corrupt {_name(schema)} body" + (f" at {misfit}" if misfit else f": {type(exc).__name__}: {exc}")) from exc
         if body.tell() != len(data):
-            raise CodecError(f"{len(data) - body.tell()} trailing bytes after the {schema.event_type} body")
-        return cast(dict[str, Any], event)  # every Rewind event schema is an Avro record: it decodes to a dict
+            misfit = _misfit(schema, data)
+            raise CodecError(
+                f"{len(data) - body.tell()} trailing bytes after the {_name(schema)} body"
+                + (f", first misfit at {misfit}" if misfit else f": longer than the schema of fingerprint {schema.fingerprint.hex()} (written with another)")
+            )
+        record = cast(dict[str, Any], event)  # every Rewind event schema is an Avro record: it decodes to a dict
+        envelope = record["envelope"]  # ... and has an envelope
+        if envelope["eventType"] != schema.event_type or envelope["schemaVersion"] != schema.version:
+            # The body fits the schema's shape (several types share one), but it is another event.
+            raise CodecError(
+                f"{_name(schema)} body (fingerprint {schema.fingerprint.hex()}) carries envelope.eventType "
+                f"{envelope['eventType']!r} v{envelope['schemaVersion']}: written with another schema"
+            )
+        return record
+
+
+def _name(schema: EventSchema) -> str:
+    return f"{schema.event_type} v{schema.version}"
+
+
+class _Misfit(Exception):
+    """Where a body stops fitting its schema: ``path`` names the field, the message says why."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path or '<record>'}: {problem}")
+
+
+class _BodyWalker:
+    """Reads a body along its schema as the Avro spec defines it, strictly, only to explain an error.
+
+    Stricter than fastavro, which accepts an ``int`` beyond 32 bits and a varint beyond 10 bytes,
+    so it names the first field that does not fit even when fastavro only notices later (or at
+    the end, as trailing bytes). Never on the success path: it costs about as much as decoding.
+    """
+
+    def __init__(self, data: bytes, named: dict[str, Any]) -> None:
+        self._b, self._i, self._named = data, HEADER_LEN, named
+
+    def _take(self, path: str, n: int, what: str) -> bytes:
+        if self._i + n > len(self._b):
+            raise _Misfit(path, f"ends inside {what}" + (f" ({n} bytes needed, {len(self._b) - self._i} left)" if n > 1 else ""))
+        self._i += n
+        return self._b[self._i - n : self._i]
+
+    def _long(self, path: str, bits: int = 64) -> int:
+        acc = shift = 0
+        while True:
+            (c,) = self._take(path, 1, "a varint")
+            acc |= (c & 0x7F) << shift
+            if c < 0x80:
+                break
+            shift += 7
+            if shift >= bits + 7:
+                raise _Misfit(path, f"varint longer than an Avro {'int' if bits == 32 else 'long'} ({shift // 7 + 1}+ bytes)")
+        value = (acc >> 1) ^ -(acc & 1)
+        if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+            raise _Misfit(path, f"{value} does not fit an Avro {'int' if bits == 32 else 'long'}")
+        return value
+
+    def _count(self, path: str, what: str) -> int:
+        n = self._long(path)
+        if n < 0:
+            raise _Misfit(path, f"negative {what} {n}")
+        return n
+
+    def walk(self, schema: Any, path: str) -> None:
+        schema = self._named.get(schema, schema) if isinstance(schema, str) else schema
+        kind = schema if isinstance(schema, str) else schema.get("type") if isinstance(schema, dict) else "union"
+        if kind == "null":
+            return
+        if kind == "boolean":
+            if self._take(path, 1, "a boolean")[0] > 1:
+                raise _Misfit(path, "boolean byte is neither 0 nor 1")
+        elif kind in ("int", "long"):
+            self._long(path, 32 if kind == "int" else 64)
+        elif kind in ("float", "double"):
+            self._take(path, 4 if kind == "float" else 8, f"a {kind}")
+        elif kind in ("bytes", "string"):
+            raw = self._take(path, self._count(path, f"{kind} length"), f"a {kind}")
+            if kind == "string":
+                try:
+                    raw.decode()
+                except UnicodeDecodeError as exc:
+                    raise _Misfit(path, f"invalid UTF-8 ({exc.reason} at byte {exc.start} of {len(raw)})") from exc
+        elif kind in ("record", "error"):
+            for field in schema["fields"]:
+                self.walk(field["type"], f"{path}.{field['name']}" if path else field["name"])
+        elif kind == "enum":
+            index = self._long(path, 32)
+            if not 0 <= index < len(schema["symbols"]):
+                raise _Misfit(path, f"enum index {index} outside 0..{len(schema['symbols']) - 1}")
+        elif kind == "fixed":
+            self._take(path, schema["size"], f"a fixed of {schema['size']} bytes")
+        elif kind in ("array", "map"):
+            self._blocks(schema, kind, path)
+        elif kind == "union":
+            index = self._long(path)
+            if not 0 <= index < len(schema):
+                raise _Misfit(path, f"union branch {index} outside 0..{len(schema) - 1}")
+            self.walk(schema[index], path)
+
+    def _blocks(self, schema: Any, kind: str, path: str) -> None:
+        seen = 0
+        while (n := self._long(path)) != 0:
+            if n < 0:
+                n = -n
+                self._count(path, "block size")
+            for _ in range(n):
+                if kind == "map":
+                    key = self._take(path, self._count(path, "key length"), "a map key").decode(errors="replace")
+                    self.walk(schema["values"], f"{path}[{key!r}]")
+                else:
+                    self.walk(schema["items"], f"{path}[{seen}]")
+                seen += 1
+
+    def misfit(self, schema: Any) -> str | None:
+        """The first field of the body that does not fit ``schema``, as "path: problem", or None."""
+        try:
+            self.walk(schema, "")
+        except _Misfit as exc:
+            return str(exc)
+        except (KeyError, TypeError, IndexError):  # a schema shape this walker does not know: no explanation
+            return None
+        return None
+
+
+def _misfit(schema: EventSchema, data: bytes) -> str | None:
+    """``<field path>: <problem>`` for an error message, or None when the walk finds no misfit."""
+    return _BodyWalker(bytes(data), dict(schema.parsed.get("__named_schemas", {}))).misfit(schema.parsed)

@@ -10,7 +10,8 @@ It can never disagree with the codec, by construction:
 
 * a schema with any other type (union, map, enum, ...) gets no fast reader;
 * a fast reader that meets anything unusual (a negative length, a varint longer
-  than 64 bits, an int outside 32 bits, bytes left over, a short body, bad UTF-8)
+  than 64 bits, an int outside 32 bits, bytes left over, a short body, bad UTF-8,
+  an ``envelope.eventType`` or ``schemaVersion`` other than its schema's)
   stops, and the record is decoded by ``EventCodec.decode``, which returns the
   event or raises the named :class:`CodecError` the live pipeline dead-letters with;
 * at construction each fast reader is checked against the codec on a sample event
@@ -60,8 +61,9 @@ class _Unsupported(Exception):
 class _Generator:
     """Writes the source of one reader function: locals only, no call per field except long varints."""
 
-    def __init__(self, named: dict[str, Any]) -> None:
+    def __init__(self, named: dict[str, Any], expect: dict[str, object]) -> None:
         self._named = named
+        self._expect = expect  # field path -> the only value the reader accepts there (else _Unsure)
         self._lines: list[str] = []
         self._n = 0
 
@@ -112,8 +114,8 @@ class _Generator:
             return self._named[schema]
         return schema
 
-    def read(self, schema: Any, depth: int) -> str:
-        """Emit code reading one value of ``schema``; return the variable that holds it."""
+    def read(self, schema: Any, depth: int, path: str = "") -> str:
+        """Emit code reading one value of ``schema`` at field ``path``; return the variable that holds it."""
         schema = self._resolve(schema)
         kind = schema if isinstance(schema, str) else schema.get("type")
         var = self._var("v")
@@ -122,7 +124,10 @@ class _Generator:
         elif kind in ("int", "long"):
             self._read_long(depth, var, int32=kind == "int")
         elif kind == "record":
-            parts = [f"{field['name']!r}: {self.read(field['type'], depth)}" for field in schema["fields"]]
+            parts = []
+            for field in schema["fields"]:
+                name = field["name"]
+                parts.append(f"{name!r}: {self.read(field['type'], depth, f'{path}.{name}' if path else name)}")
             self._emit(depth, f"{var} = {{{', '.join(parts)}}}")
         elif kind == "array":
             count = self._var("k")
@@ -138,6 +143,8 @@ class _Generator:
             self._emit(depth + 2, f"{var}.append({item})")
         else:
             raise _Unsupported(str(kind))
+        if path in self._expect:
+            self._emit(depth, f"if {var} != {self._expect[path]!r}: raise _Unsure  # the codec names the mismatch")
         return var
 
     def function_source(self, schema: Any) -> str:
@@ -150,8 +157,8 @@ class _Generator:
         return "def read(b):\n" + "\n".join(self._lines) + "\n"
 
 
-def _compile(schema: Any) -> Callable[[bytes], Event]:
-    source = _Generator(dict(schema.get("__named_schemas", {}))).function_source(schema)
+def _compile(schema: Any, *, expect: dict[str, object]) -> Callable[[bytes], Event]:
+    source = _Generator(dict(schema.get("__named_schemas", {})), expect).function_source(schema)
     namespace: dict[str, Any] = {"_long": _long, "_Unsure": _Unsure}
     exec(compile(source, f"<fast reader {schema.get('name')}>", "exec"), namespace)  # generated from our own schemas, never from input
     read: Callable[[bytes], Event] = namespace["read"]  # the function the generated source defines
@@ -181,11 +188,14 @@ class FastDecoder:
         fallback = []
         for schema in self._codec.registry.all():
             try:
-                reader = _compile(schema.parsed)
+                # The envelope must name the schema the fingerprint names, as the codec checks.
+                reader = _compile(schema.parsed, expect={"envelope.eventType": schema.event_type, "envelope.schemaVersion": schema.version})
                 named = dict(schema.parsed.get("__named_schemas", {}))
                 buf = BytesIO()
                 buf.write(MAGIC + schema.fingerprint)
-                schemaless_writer(buf, schema.parsed, _sample_value(schema.parsed, named))
+                sample_event = _sample_value(schema.parsed, named)
+                sample_event["envelope"] |= {"eventType": schema.event_type, "schemaVersion": schema.version}
+                schemaless_writer(buf, schema.parsed, sample_event)
                 sample = buf.getvalue()
                 agrees = reader(sample) == self._codec.decode(sample)
             except (_Unsupported, _Unsure):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import struct
 import uuid
 
 import pytest
-from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +20,7 @@ from schemas import (
     UnknownSchemaError,
 )
 from schemas.codec import HEADER_LEN, MAGIC
-from schemas.registry import SCHEMA_DIR
+from tests.unit.schemas.test_fingerprint import JAVA_FINGERPRINTS
 
 CODEC = EventCodec()
 
@@ -91,23 +89,16 @@ def test_hypothesis_events_round_trip(event: dict) -> None:
     assert CODEC.decode(data) == event
 
 
-@pytest.mark.parametrize("event_type", EVENT_TYPES)
-def test_header_carries_the_avro_crc64_fingerprint_of_the_canonical_form(event_type: str) -> None:
-    """The fingerprint is computed here from the .avsc file independently of the registry."""
-    envelope_doc = json.loads((SCHEMA_DIR / "Envelope.v1.avsc").read_text())
-    doc = json.loads((SCHEMA_DIR / f"{event_type}.v1.avsc").read_text())
-    named: dict = {}
-    parse_schema(envelope_doc, named_schemas=named)
-    expected = bytes.fromhex(fingerprint(to_parsing_canonical_form(parse_schema(doc, named_schemas=named)), "CRC-64-AVRO"))
-    event = {"envelope": {"eventType": event_type}}
-    schema = CODEC.registry.get(event_type)
-    assert schema.fingerprint == expected
-    assert len(expected) == 8
-    del event
+@settings(max_examples=50, deadline=None)
+@given(any_event)
+def test_header_is_the_marker_and_the_specs_fingerprint(event: dict) -> None:
+    """Scenario: any event. We expect C3 01 and the fingerprint Apache Avro (Java) computes for its schema (test_fingerprint.py)."""
+    data = CODEC.encode(event)
+    assert data[:HEADER_LEN] == MAGIC + bytes.fromhex(JAVA_FINGERPRINTS[event["envelope"]["eventType"]])
 
 
-def _good_bytes() -> bytes:
-    event = {
+def _good_event() -> dict:
+    return {
         "envelope": {
             "eventId": str(uuid.UUID(int=1)),
             "eventType": "OrderPlaced",
@@ -123,7 +114,58 @@ def _good_bytes() -> bytes:
         "totalMinor": 3998,
         "currency": "EUR",
     }
-    return CODEC.encode(event)
+
+
+def _good_bytes() -> bytes:
+    return CODEC.encode(_good_event())
+
+
+def _bytes_of(event_type: str, **payload: object) -> bytes:
+    return CODEC.encode({"envelope": _good_event()["envelope"] | {"eventType": event_type}, **payload})
+
+
+def test_body_of_another_type_under_a_valid_fingerprint_names_the_misfit() -> None:
+    """Scenario: a PaymentFailed body behind OrderPlaced's fingerprint, and the reverse. We expect a named CodecError, never an event."""
+    placed, failed = _good_bytes(), _bytes_of("PaymentFailed", reason="card declined")
+    with pytest.raises(TruncatedEventError, match=r"^OrderPlaced v1 body ends early at items: ends inside a varint$"):
+        CODEC.decode(placed[:HEADER_LEN] + failed[HEADER_LEN:])
+    with pytest.raises(CodecError, match=r"^\d+ trailing bytes after the PaymentFailed v1 body: longer than the schema of fingerprint 334ac98e963c6092"):
+        CODEC.decode(failed[:HEADER_LEN] + placed[HEADER_LEN:])
+
+
+def test_body_of_a_type_with_the_same_shape_is_refused() -> None:
+    """Scenario: an InventoryReserved body (envelope + one string) behind PaymentFailed's fingerprint. We expect the envelope mismatch named."""
+    reserved, failed = _bytes_of("InventoryReserved", warehouseId="wh-1"), _bytes_of("PaymentFailed", reason="x")
+    with pytest.raises(CodecError, match=r"PaymentFailed v1 body \(fingerprint 334ac98e963c6092\) carries envelope.eventType 'InventoryReserved' v1"):
+        CODEC.decode(failed[:HEADER_LEN] + reserved[HEADER_LEN:])
+
+
+def test_corrupt_field_is_named_by_its_path() -> None:
+    """Scenario: bad UTF-8 in a line item's sku, an int beyond 32 bits in seq (then a body too long). We expect each field's path."""
+    event = _good_event()
+    event["items"] = [{"sku": "A", "quantity": 1, "unitPriceMinor": 5}, {"sku": "SKU-2", "quantity": 1, "unitPriceMinor": 5}]
+    data = bytearray(CODEC.encode(event))
+    at = bytes(data).index(b"SKU-2")
+    data[at + 1] = 0xFF
+    with pytest.raises(CodecError, match=r"^corrupt OrderPlaced v1 body at items\[1\]\.sku: invalid UTF-8"):
+        CODEC.decode(bytes(data))
+    # seq = 1 is the byte 02 after orderId "o-1"; a 5-byte varint of 2**33 there is a long, not an int.
+    # fastavro reads it as an int all the same, so only a later misfit (a byte too many) makes it
+    # fail; the message then names the first field that does not fit, not just the trailing byte.
+    good = _good_bytes()
+    at = good.index(b"\x06o-1\x02") + 4
+    too_big = good[:at] + bytes([0x80, 0x80, 0x80, 0x80, 0x40]) + good[at + 1 :] + b"\x00"
+    expected = r"^1 trailing bytes after the OrderPlaced v1 body, first misfit at envelope\.seq: 8589934592 does not fit an Avro int$"
+    with pytest.raises(CodecError, match=expected):
+        CODEC.decode(too_big)
+
+
+def test_encode_refuses_an_envelope_naming_another_schema_version() -> None:
+    """Scenario: schemaVersion 2 where only v1 exists. We expect EncodeError, not bytes whose header contradicts their envelope."""
+    event = _good_event()
+    event["envelope"]["schemaVersion"] = 2
+    with pytest.raises(EncodeError, match="schemaVersion is 2"):
+        CODEC.encode(event)
 
 
 def test_wrong_magic_raises_bad_magic() -> None:

@@ -53,3 +53,19 @@ def test_trailing_bytes_are_the_codecs_error(extra: bytes) -> None:
     raw = SAMPLE[0] + extra
     assert outcome(FAST.decode, raw) == outcome(CODEC.decode, raw)
     assert isinstance(outcome(FAST.decode, raw), tuple)
+
+
+def test_bodies_behind_another_types_fingerprint_decode_identically() -> None:
+    """Scenario: every type's body behind every other type's fingerprint. We expect the codec's error each time, never an event."""
+    by_type: dict[str, bytes] = {}
+    for value in SAMPLE:
+        outcome_ = outcome(CODEC.decode, value)
+        if isinstance(outcome_, dict):
+            by_type.setdefault(outcome_["envelope"]["eventType"], value)
+    assert len(by_type) == 9
+    for header_type, header_of in by_type.items():
+        for body_type, body_of in by_type.items():
+            raw = header_of[:10] + body_of[10:]
+            fast, slow = outcome(FAST.decode, raw), outcome(CODEC.decode, raw)
+            assert fast == slow
+            assert isinstance(fast, dict) == (header_type == body_type), (header_type, body_type, fast)
