@@ -1,0 +1,1 @@
+"""Tests against independent implementations of the formats Rewind speaks (Apache Avro's Java library)."""
