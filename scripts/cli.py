@@ -10,7 +10,7 @@ from typer import Abort, Exit
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from schemas.errors import RewindError
-from scripts import cli_kafka
+from scripts import cli_kafka, cli_registry
 
 __all__ = ["app", "main"]
 
@@ -22,6 +22,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(cli_kafka.app, name="kafka")
+app.add_typer(cli_registry.app, name="registry")
 
 
 
