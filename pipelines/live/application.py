@@ -108,9 +108,11 @@ def build_pipeline(
     stats = PipelineStats(view)
     lag_probe = _LagProbe(bootstrap, settings.orders_topic, interval_s=progress_interval_s)
 
+    orders_topic, positions = settings.orders_topic, lag_probe.positions  # runs per message: no attribute lookups
+
     def on_processed(topic: str, partition: int, offset: int) -> None:
-        if topic == settings.orders_topic:
-            lag_probe.positions[partition] = offset + 1
+        if topic == orders_topic:
+            positions[partition] = offset + 1
         if stats.due(interval_s=progress_interval_s):
             stats.log_progress(lag=lag_probe.lag())
 

@@ -31,23 +31,51 @@ __all__ = ["Outputs", "ProducingStep", "Step"]
 
 class Outputs:
     """Produces dead letters and view updates to their topics (names as the TopicManager
-    registered them), through ``producer``; raises what the producer raises."""
+    registered them) through Quix's ``producer``; raises what the producer raises.
+
+    Each record goes straight to the confluent-kafka producer inside ``producer``, with
+    ``producer``'s own delivery callback, rather than through ``producer.produce``: that
+    wrapper builds a kwargs dict and polls once per record (measured: 7.5 vs 3.5 µs a
+    record, one record per order-status event). It is the same producer, so the same
+    transaction; the same callback, which records delivered offsets and latches a failed
+    delivery, so the failure still stops the checkpoint at its flush, before any offset
+    commits (``to_topic`` would raise it one produce earlier); Quix's loop polls the
+    producer once per consumed message, which serves the callbacks; and a full local
+    queue (``BufferError``) falls back to ``producer.produce``, which polls and retries.
+    Relies on two private members of the pinned quixstreams (see :meth:`_bind_kafka_producer`).
+    """
 
     def __init__(self, producer: InternalProducer, *, dlq_topic: str, view_topic: str) -> None:
-        self._produce = producer.produce
+        self._producer = producer
         self._dlq_topic = dlq_topic
         self._view_topic = view_topic
+        # The confluent producer's produce and Quix's delivery callback, bound on first produce.
+        self._kafka_produce: Any = None
+        self._on_delivery: Any = None
 
     def dead_letter(self, letter: DeadLetter) -> None:
         """Produce ``letter`` to the DLQ (original key, bytes and timestamp; why in headers)."""
-        self._produce(
-            topic=self._dlq_topic, key=letter.key, value=letter.value if letter.value is not None else b"",
-            headers=letter.headers(), timestamp=letter.timestamp_ms,
-        )
+        value = letter.value if letter.value is not None else b""
+        self._produce(self._dlq_topic, letter.key, value, letter.headers(), letter.timestamp_ms)
 
     def view_update(self, update: ViewUpdate, *, timestamp_ms: int) -> None:
         """Produce ``update`` to the view topic, keyed by its view key."""
-        self._produce(topic=self._view_topic, key=update.key.encode(), value=encode_view_update(update), timestamp=timestamp_ms)
+        self._produce(self._view_topic, update.key.encode(), encode_view_update(update), None, timestamp_ms)
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None, timestamp_ms: int) -> None:
+        produce = self._kafka_produce or self._bind_kafka_producer()
+        try:
+            produce(topic, value, key, headers=headers, timestamp=timestamp_ms, on_delivery=self._on_delivery)
+        except BufferError:
+            self._producer.produce(topic=topic, value=value, key=key, headers=headers, timestamp=timestamp_ms)
+
+    def _bind_kafka_producer(self) -> Any:
+        # Bound on first use, inside the run: Quix creates its confluent producer lazily
+        # (and, under exactly-once, initialises transactions then), never replaces it.
+        quix_producer = self._producer._producer  # quixstreams.kafka.Producer (private, pinned version)
+        self._on_delivery = self._producer._on_delivery  # records offsets, latches delivery errors
+        self._kafka_produce = quix_producer._producer.produce  # the confluent_kafka.Producer
+        return self._kafka_produce
 
 
 class Step(Protocol):

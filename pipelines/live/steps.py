@@ -58,11 +58,11 @@ def view_update(view: str, change: Change, row: Row, source: SourcePosition, *, 
     delta is None for a per-order view (the row is the version); ``source`` is the orders
     record the change came from.
     """
-    return ViewUpdate(
-        view=view, key=change.key, row=row, row_valid_from_ms=row.get("validFrom", change.valid_from_ms),
-        change_valid_from_ms=change.valid_from_ms, delta=change.delta if rekeyed else None,
-        order_id=change.order_id, seq=change.seq, source=source,
-    )
+    # Positional (view, key, row, row_valid_from_ms, change_valid_from_ms, delta, order_id, seq,
+    # source): one per published record, and keyword arguments cost a NamedTuple ~0.3 µs more.
+    valid_from_ms = change.valid_from_ms
+    return ViewUpdate(view, change.key, row, row.get("validFrom", valid_from_ms), valid_from_ms,
+                      change.delta if rekeyed else None, change.order_id, change.seq, source)
 
 
 @dataclass(frozen=True, slots=True)
