@@ -230,3 +230,40 @@ class _FailingWrites:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._db, name)
+
+
+def test_one_version_appended_inline_writes_what_the_general_append_writes() -> None:
+    """Scenario: order-status versions appended one at a time onto a base with the same and with
+    another status, and onto no base. We expect the inline single-version append to leave exactly
+    the keys and values the general suffix append leaves."""
+    from state.encoded_writes import RecordingBatch
+    from state.rocks_apply import ApplyCounts, KeyApplier
+
+    def final(ops: list[bytes | None]) -> dict[bytes, bytes]:
+        state: dict[bytes, bytes] = {}
+        for i in range(0, len(ops), 2):
+            key, value = ops[i], ops[i + 1]
+            assert key is not None
+            if value is None:
+                state.pop(key, None)
+            else:
+                state[key] = value
+        return state
+
+    source = SourcePosition("orders", 1, 42)
+    for base_status, status in ((None, "PLACED"), ("PLACED", "PAID"), ("PAID", "PAID")):
+        base = None if base_status is None else StoredVersion(T0, {"status": base_status, "lastSeq": 1}, source, 1)
+        version = StoredVersion(T0 + 5, {"status": status, "lastSeq": 2}, source, 2)
+        batches = []
+        for method in ("_append_one", "_append_versions"):
+            batch = RecordingBatch()
+            applier = KeyApplier(None, batch, ApplyCounts(), latest_of=lambda _key: None)
+            rk = _RowKeys("order-status", "o-1")
+            if base is not None:  # the base's own entries, as its append left them
+                applier._append_versions("order-status", rk, None, [base])
+            if method == "_append_one":
+                applier._append_one("order-status", rk, base, version)
+            else:
+                applier._append_versions("order-status", rk, base, [version])
+            batches.append(final(batch.ops))
+        assert batches[0] == batches[1] and len(batches[0]) >= 4, (base_status, status)
