@@ -19,4 +19,5 @@ check() {
 
 check lint ruff check .
 check types mypy
+check schemas .venv/bin/rewind schemas check
 exec python -m pytest "$@"
