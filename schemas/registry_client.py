@@ -27,15 +27,16 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from schemas.compat import UPCAST_MARKER, Finding, SchemaVersion, canonical_form, check_pair
+from schemas.compat import UPCAST_MARKER, Finding, SchemaVersion, canonical_form, check_pair, load_versions
 from schemas.errors import RewindError
-from schemas.registry import ENVELOPE
+from schemas.registry import ENVELOPE, SCHEMA_DIR
 
 __all__ = [
     "TRANSITIVE_LEVELS",
@@ -47,6 +48,7 @@ __all__ = [
     "event_subjects",
     "effective_level",
     "check_replay_gate",
+    "replay_gate",
     "check_registry",
 ]
 
@@ -160,6 +162,14 @@ def check_replay_gate(url: str, subjects: list[str], *, timeout_s: float) -> lis
             )
         levels.append(found)
     return levels
+
+
+def replay_gate(url: str, *, timeout_s: float, schema_dir: Path = SCHEMA_DIR) -> list[SubjectLevel]:
+    """The gate before a replay from offset zero: every subject of ``schema_dir``'s event types must be transitive.
+
+    Returns the levels read; raises ReplayGateError (weak level) or RegistryUnavailableError (no answer).
+    """
+    return check_replay_gate(url, event_subjects(load_versions(schema_dir)), timeout_s=timeout_s)
 
 
 def _client(url: str, timeout_s: float) -> SchemaRegistryClient:

@@ -33,6 +33,23 @@ def _run_or_exit(request: Any, console: Console, *, progress: bool) -> Any:
         raise typer.Exit(130) from exc
 
 
+def _schema_gate(url: str | None, *, force: bool, timeout_s: float) -> None:
+    """Before a replay from offset 0 (every replay): refuse when a registry subject's level is not transitive.
+
+    No registry URL: no gate. The check reads levels only (schemas.registry_client.replay_gate);
+    it runs before any broker contact or file write.
+    """
+    if not url:
+        return
+    if force:
+        console.print("schema compatibility gate skipped (--force)")
+        return
+    from schemas.registry_client import replay_gate
+
+    levels = replay_gate(url, timeout_s=timeout_s)
+    console.print(f"schema compatibility gate passed: {len(levels)} subjects, levels {', '.join(sorted({s.level for s in levels}))}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the replay and snapshot commands to ``app``."""
 
@@ -70,6 +87,10 @@ def register(app: typer.Typer) -> None:
         keep_generations: int | None = setting_option("replay_keep_generations", (
             "With --swap: keep the newest N generations of NAME on disk, delete older ones (never the served one or 'previous')."
         ), "--keep-generations"),
+        force: bool = typer.Option(False, "--force", help=(
+            "Skip the schema compatibility gate (with REWIND_SCHEMA_REGISTRY_URL set, a replay from offset 0 refuses to start "
+            "when a subject's level is not transitive)."
+        )),
     ) -> None:
         """Fold the orders log into a new directory of view NAME (every version), optionally as of T, optionally swap it in.
 
@@ -88,6 +109,7 @@ def register(app: typer.Typer) -> None:
         as_of_ms = parse_time_ms(as_of) if as_of is not None else None
         if swap and as_of_ms is not None:
             raise ConfigError("--swap with --as-of would serve a view of the past as the current one; build it with --into and query it there")
+        _schema_gate(settings.schema_registry_url, force=force, timeout_s=settings.connect_timeout_s)
         views_root = views_dir or settings.state_dir / "views"
         target = into or new_generation_dir(views_root, name)
         request = ReplayRequest(
