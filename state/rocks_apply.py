@@ -317,7 +317,7 @@ class KeyApplier:
             if latest is None or (
                 (latest.seq is None or seq > latest.seq) and valid_from_ms > latest.valid_from_ms
             ):
-                self._append_one(view, rk, latest, StoredVersion(valid_from_ms, row, source, seq))
+                self._append_versions(view, rk, latest, [StoredVersion(valid_from_ms, row, source, seq)])
                 return 1
         old: list[StoredVersion] = []
         new: list[StoredVersion] = []
@@ -474,42 +474,50 @@ class KeyApplier:
         put(rk.latest, K.enc_int(new[-1].valid_from_ms) + encoded)
         self.written_latest[rk.latest] = new[-1]
 
-    def _append_one(self, view: str, rk: _RowKeys, base: StoredVersion | None, version: StoredVersion) -> None:
-        """:meth:`_append_versions` of one version: the same database afterwards, its keys built
-        inline (about half the work; it runs once per event of a replay)."""
-        indexes = _index_keys(view)
-        if not all(ix.equality for ix in indexes):  # no per-order view has a ranking index yet
-            self._append_versions(view, rk, base, [version])
-            return
+    def _append_equality(self, view: str, rk: _RowKeys, base: StoredVersion | None, new: list[StoredVersion]) -> None:
+        """:meth:`_append_versions` for a view whose indexes are all equality indexes (order-status):
+        the same database afterwards, its keys built inline (it runs once per event of a replay)."""
         put, delete = self._batch.put, self._batch.delete
         enc_int = K.enc_int
-        from_key = enc_int(version.valid_from_ms)
-        encoded = encode_version(version)
-        put(rk.versions + from_key, encoded)
-        key_lp = rk.key_lp
-        row = version.row
+        versions, key_lp = rk.versions, rk.key_lp
+        froms = [enc_int(version.valid_from_ms) for version in new]
+        encoded = b""
+        for version, from_key in zip(new, froms, strict=True):
+            encoded = encode_version(version)
+            put(versions + from_key, encoded)
         # Equality entries, as _versioned_entry / _current_entry build them.
-        for ix in indexes:
-            value = ix.value_of(row)
-            base_value = None if base is None else ix.value_of(base.row)
+        for ix in _index_keys(view):
+            value_of, versioned = ix.value_of, ix.versioned
+            base_value = None if base is None else value_of(base.row)
             if base_value is not None:
                 assert base is not None
                 base_from = enc_int(base.valid_from_ms)
-                # base's open versioned entry closes at this version; its current entry goes
-                delete(ix.versioned + base_value + _OPEN_END + key_lp)
-                put(ix.versioned + base_value + from_key + key_lp, base_from)
+                # base's open versioned entry closes at new[0]; its current entry goes
+                delete(versioned + base_value + _OPEN_END + key_lp)
+                put(versioned + base_value + froms[0] + key_lp, base_from)
                 delete(ix.current + base_value + base_from + key_lp)
+            value = None
+            last = len(new) - 1
+            for i, version in enumerate(new):
+                value = value_of(version.row)
+                if value is not None:
+                    put(versioned + value + (froms[i + 1] if i < last else _OPEN_END) + key_lp, froms[i])
             if value is not None:
-                put(ix.versioned + value + _OPEN_END + key_lp, from_key)
-                put(ix.current + value + from_key + key_lp, b"")
-        put(rk.latest, from_key + encoded)
-        self.written_latest[rk.latest] = version
+                put(ix.current + value + froms[-1] + key_lp, b"")
+        put(rk.latest, froms[-1] + encoded)
+        self.written_latest[rk.latest] = new[-1]
 
     def _append_versions(self, view: str, rk: _RowKeys, base: StoredVersion | None, new: list[StoredVersion]) -> None:
         """:meth:`_rewrite_suffix` with ``old`` empty (every new version is later than ``base``):
-        the common case of a replay and of a replica that keeps up. The same writes, with the
-        index entries of :func:`_versioned_entry` / :func:`_current_entry` built inline, since
-        this runs once per row group on the store's single writer."""
+        the common case of a replay and of a replica that keeps up, written without the general
+        case's lists (it runs once per row group on the store's single writer)."""
+        if all(ix.equality for ix in _index_keys(view)):
+            self._append_equality(view, rk, base, new)
+        else:
+            self._append_general(view, rk, base, new)
+
+    def _append_general(self, view: str, rk: _RowKeys, base: StoredVersion | None, new: list[StoredVersion]) -> None:
+        """:meth:`_append_versions` for any indexes, their entries built inline."""
         put, delete = self._batch.put, self._batch.delete
         versions = rk.versions
         enc_int = K.enc_int

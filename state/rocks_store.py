@@ -307,9 +307,8 @@ class RocksStore(_RocksReads):
             counts = ApplyCounts()
             applied = skipped = 0
             for encoded in writes:
-                ops = encoded.ops
-                for i in range(0, len(ops), 2):
-                    key, value = ops[i], ops[i + 1]
+                pairs = iter(encoded.ops)
+                for key, value in zip(pairs, pairs, strict=True):
                     if value is None:
                         delete(key)  # type: ignore[arg-type]  # even slots of ops are keys, never None
                     else:

@@ -232,10 +232,10 @@ class _FailingWrites:
         return getattr(self._db, name)
 
 
-def test_one_version_appended_inline_writes_what_the_general_append_writes() -> None:
-    """Scenario: order-status versions appended one at a time onto a base with the same and with
-    another status, and onto no base. We expect the inline single-version append to leave exactly
-    the keys and values the general suffix append leaves."""
+def test_equality_append_writes_what_the_general_append_writes() -> None:
+    """Scenario: order-status versions (one, and three) appended onto a base with the same and
+    with another status, and onto no base. We expect the equality-index append to leave exactly
+    the keys and values the general append leaves."""
     from state.encoded_writes import RecordingBatch
     from state.rocks_apply import ApplyCounts, KeyApplier
 
@@ -251,19 +251,16 @@ def test_one_version_appended_inline_writes_what_the_general_append_writes() -> 
         return state
 
     source = SourcePosition("orders", 1, 42)
-    for base_status, status in ((None, "PLACED"), ("PLACED", "PAID"), ("PAID", "PAID")):
+    for base_status, statuses in ((None, ["PLACED"]), ("PLACED", ["PAID"]), ("PAID", ["PAID"]), ("PAID", ["PAID", "SHIPPED", "SHIPPED"])):
         base = None if base_status is None else StoredVersion(T0, {"status": base_status, "lastSeq": 1}, source, 1)
-        version = StoredVersion(T0 + 5, {"status": status, "lastSeq": 2}, source, 2)
-        batches = []
-        for method in ("_append_one", "_append_versions"):
+        new = [StoredVersion(T0 + 5 * (i + 1), {"status": status, "lastSeq": i + 2}, source, i + 2) for i, status in enumerate(statuses)]
+        results = []
+        for method in ("_append_equality", "_append_general"):
             batch = RecordingBatch()
             applier = KeyApplier(None, batch, ApplyCounts(), latest_of=lambda _key: None)
             rk = _RowKeys("order-status", "o-1")
             if base is not None:  # the base's own entries, as its append left them
-                applier._append_versions("order-status", rk, None, [base])
-            if method == "_append_one":
-                applier._append_one("order-status", rk, base, version)
-            else:
-                applier._append_versions("order-status", rk, base, [version])
-            batches.append(final(batch.ops))
-        assert batches[0] == batches[1] and len(batches[0]) >= 4, (base_status, status)
+                applier._append_general("order-status", rk, None, [base])
+            getattr(applier, method)("order-status", rk, base, new)
+            results.append(final(batch.ops))
+        assert results[0] == results[1] and len(results[0]) >= 4, (base_status, statuses)
