@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from rocksdict import AccessType, Options, Rdict
 
 from pipelines.projections import Change, get_projection
 from state.contracts import SourcePosition, ViewUpdate
+from state.rocks_open import raw_items
 
 ORDER_TOPIC = "view.order-status"
 
@@ -39,3 +43,12 @@ def fold_row(view: str, key: str, changes: list[tuple[int, str, int, dict[str, i
     for valid_from_ms, order_id, seq, delta in sorted(changes, key=lambda c: (c[0], c[1], c[2])):
         row = projection.apply(row, Change(key, delta, order_id, seq, valid_from_ms))
     return row
+
+
+def dump_store(path: Path) -> dict[bytes, bytes]:
+    """Every key and value of the RocksDB store in ``path``, as stored (opened read-only)."""
+    db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+    try:
+        return dict(raw_items(db, from_key=b""))
+    finally:
+        db.close()

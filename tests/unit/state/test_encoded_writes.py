@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rocksdict import AccessType, Options, Rdict
 
 from pipelines.errors import UnknownViewError
 from scripts.bench_synthetic import order_status_updates
@@ -17,18 +16,9 @@ from state.contracts import Position, ViewUpdate, WritableProjectionStore
 from state.encoded_writes import encode_row_writes, latest_from_order_row
 from state.errors import InvalidUpdateError
 from state.records import StoredVersion, decode_latest
-from state.rocks_open import raw_items
 from state.rocks_store import RocksStore
-from tests.unit.state.state_builders import counter_update, order_update
+from tests.unit.state.state_builders import counter_update, dump_store, order_update
 from tests.unit.state.store_contract import StoreContractSuite
-
-
-def _dump(path: Path) -> dict[bytes, bytes]:
-    db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
-    try:
-        return dict(raw_items(db, from_key=b""))
-    finally:
-        db.close()
 
 
 class EncodedApartWriter:
@@ -113,7 +103,7 @@ def test_worker_encoded_batches_leave_the_store_as_apply_does(tmp_path: Path) ->
     encoded_counts = encoded_store.counts
     encoded_store.close()
 
-    assert _dump(tmp_path / "encoded") == _dump(tmp_path / "applied")
+    assert dump_store(tmp_path / "encoded") == dump_store(tmp_path / "applied")
     assert (encoded_counts.applied, encoded_counts.skipped_duplicate) == (applied_counts.applied, applied_counts.skipped_duplicate)
     assert encoded_counts.skipped_duplicate == len(range(0, 120, 7))
 
@@ -149,5 +139,5 @@ def test_batches_are_independent_of_commit_grouping(tmp_path: Path) -> None:
         if encoded:
             store.apply_encoded(encoded, position={"orders": {0: 1}})
         store.close()
-        dumps.append(_dump(tmp_path / name))
+        dumps.append(dump_store(tmp_path / name))
     assert dumps[0] == dumps[1] and len(dumps[0]) > 4 * 50

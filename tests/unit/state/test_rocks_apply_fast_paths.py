@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rocksdict import AccessType, Options, Rdict
 
 from pipelines.projections import Change, get_projection
 from state import keys as K
@@ -16,18 +15,10 @@ from state.errors import StoreError
 from state.indexes import indexes_of
 from state.records import StoredVersion, decode_latest
 from state.rocks_apply import LatestCache, _current_entry, _index_keys, _index_value, _RowKeys, _versioned_entry
-from state.rocks_open import raw_items
 from state.rocks_store import open_store
+from tests.unit.state.state_builders import dump_store
 
 T0 = 1_700_000_000_000
-
-
-def _dump(path: Path) -> dict[bytes, bytes]:
-    db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
-    try:
-        return dict(raw_items(db, from_key=b""))
-    finally:
-        db.close()
 
 
 def test_row_keys_equal_the_key_module() -> None:
@@ -92,7 +83,7 @@ def test_redelivered_changes_are_all_found_and_change_nothing(tmp_path: Path) ->
     for start in range(0, len(updates), 37):
         store.apply(updates[start : start + 37], position={})
     store.close()
-    before = _dump(tmp_path / "s")
+    before = dump_store(tmp_path / "s")
     store = open_store(tmp_path / "s")
     shuffled = updates[:]
     random.Random(1).shuffle(shuffled)
@@ -100,7 +91,7 @@ def test_redelivered_changes_are_all_found_and_change_nothing(tmp_path: Path) ->
         assert store.apply(shuffled[start : start + 50], position={}) == 0
     assert store.counts.skipped_duplicate == len(updates)
     store.close()
-    assert _dump(tmp_path / "s") == before
+    assert dump_store(tmp_path / "s") == before
 
 
 def test_a_change_later_than_the_row_is_new_and_an_earlier_one_is_checked(tmp_path: Path) -> None:
@@ -140,7 +131,7 @@ def _build(path: Path, batches: list[list[ViewUpdate]]) -> dict[bytes, bytes]:
     for number, batch in enumerate(batches):
         store.apply(batch, position={"orders": {0: number + 1}})
     store.close()
-    return _dump(path)
+    return dump_store(path)
 
 
 def _without_published_rows(monkeypatch: Any) -> None:
