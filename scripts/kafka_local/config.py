@@ -6,7 +6,8 @@ import base64
 import uuid
 from pathlib import Path
 
-from scripts.kafka_local.paths import HOST, LocalKafkaPaths
+from scripts.kafka_local.paths import LocalKafkaPaths
+from scripts.local_service import HOST
 
 _INTERNAL_TOPIC_PARTITIONS = 4  # default 50: slow first use on a 2-core machine
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from scripts.kafka_local.errors import KafkaLocalError
-from scripts.kafka_local.files import _locked
-from scripts.kafka_local.messages import _say, _tail
 from scripts.kafka_local.paths import KAFKA_VERSION, POM_FILE, LocalKafkaPaths
+from scripts.local_service import fill_cache_once, say, tail
 
 _MVN_TIMEOUT_S = 900.0
 
@@ -44,42 +42,43 @@ def fetch_jars(paths: LocalKafkaPaths, *, console: Any = None) -> None:
         raise KafkaLocalError(
             "mvn not found on PATH: install Maven (e.g. `apt-get install maven`) to fetch the Kafka jars"
         )
-    parent = paths.lib_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    with _locked(parent / ".lock"):
-        if _jars_complete(paths, digest):  # another process fetched them meanwhile
-            return
-        _say(console, f"Fetching Kafka {KAFKA_VERSION} jars from Maven Central into {paths.lib_dir} ...")
-        staging = Path(tempfile.mkdtemp(prefix=".lib-staging-", dir=parent))
+
+    def copy_dependencies(staging: Path) -> Path:
+        cmd = [
+            mvn, "-B", "-q", "-f", str(POM_FILE),
+            "dependency:copy-dependencies", "-DincludeScope=runtime",
+            f"-DoutputDirectory={staging}",
+        ]
         try:
-            cmd = [
-                mvn, "-B", "-q", "-f", str(POM_FILE),
-                "dependency:copy-dependencies", "-DincludeScope=runtime",
-                f"-DoutputDirectory={staging}",
-            ]
-            try:
-                proc = subprocess.run(
-                    cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT, text=True, timeout=_MVN_TIMEOUT_S, check=False,
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise KafkaLocalError(
-                    f"mvn did not finish fetching the Kafka jars within {_MVN_TIMEOUT_S:.0f} s"
-                ) from exc
-            if proc.returncode != 0:
-                raise KafkaLocalError(
-                    f"mvn could not fetch the Kafka jars (exit {proc.returncode}); its last output:\n"
-                    + _tail(proc.stdout)
-                )
-            if not (staging / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file():
-                raise KafkaLocalError(
-                    f"mvn succeeded but kafka_2.13-{KAFKA_VERSION}.jar is missing from {staging}; check {POM_FILE}"
-                )
-            if paths.lib_dir.exists():
-                shutil.rmtree(paths.lib_dir)
-            staging.rename(paths.lib_dir)
-            paths.jars_marker.write_text(digest + "\n")
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    n_jars = len(list(paths.lib_dir.glob("*.jar")))
-    _say(console, f"Fetched {n_jars} jars.")
+            proc = subprocess.run(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True, timeout=_MVN_TIMEOUT_S, check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise KafkaLocalError(
+                f"mvn did not finish fetching the Kafka jars within {_MVN_TIMEOUT_S:.0f} s"
+            ) from exc
+        if proc.returncode != 0:
+            raise KafkaLocalError(
+                f"mvn could not fetch the Kafka jars (exit {proc.returncode}); its last output:\n"
+                + tail(proc.stdout)
+            )
+        if not (staging / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file():
+            raise KafkaLocalError(
+                f"mvn succeeded but kafka_2.13-{KAFKA_VERSION}.jar is missing from {staging}; check {POM_FILE}"
+            )
+        return staging
+
+    fetched = fill_cache_once(
+        paths.lib_dir,
+        complete=lambda: _jars_complete(paths, digest),
+        fill=copy_dependencies,
+        marker=paths.jars_marker,
+        stamp=digest,
+        lock_file=paths.lib_dir.parent / ".lock",
+        staging_prefix=".lib-staging-",
+        before=lambda: say(console, f"Fetching Kafka {KAFKA_VERSION} jars from Maven Central into {paths.lib_dir} ..."),
+    )
+    if fetched:
+        n_jars = len(list(paths.lib_dir.glob("*.jar")))
+        say(console, f"Fetched {n_jars} jars.")

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-import contextlib
-import time
 from typing import Any
 
 from scripts.kafka_local.config import _running_bootstrap, render_server_properties
 from scripts.kafka_local.errors import KafkaLocalError
-from scripts.kafka_local.files import _keep_out_of_git, _locked, _write_atomic
 from scripts.kafka_local.jars import fetch_jars
-from scripts.kafka_local.messages import _log_tail_block, _now, _say
-from scripts.kafka_local.paths import HOST, KAFKA_VERSION, LOG4J2_TEMPLATE, LocalKafkaPaths
-from scripts.kafka_local.ports import _check_ports, _port_free
-from scripts.kafka_local.process import _HEAP_RE, _KILL_WAIT_S, _find_java, _is_alive, _our_pid, _start_broker, _stop_pid
+from scripts.kafka_local.paths import KAFKA_VERSION, LOG4J2_TEMPLATE, LocalKafkaPaths
+from scripts.kafka_local.process import _HEAP_RE, _our_pid, _start_broker
 from scripts.kafka_local.readiness import _wait_ready
 from scripts.kafka_local.storage import _format_storage_once
+from scripts.local_service import (
+    HOST,
+    abandon_start,
+    check_ports,
+    find_java,
+    is_alive,
+    keep_out_of_git,
+    locked,
+    log_tail_block,
+    require_free_ports,
+    say,
+    stop_ours,
+    write_atomic,
+)
+
+_WHAT = "broker"
 
 
 def up(
@@ -41,13 +52,13 @@ def up(
        KafkaLocalError carries the last lines of its log.
     """
     paths = paths or LocalKafkaPaths()
-    _check_ports(port, controller_port)
+    check_ports(port, controller_port, pair="the broker and controller ports", error=KafkaLocalError)
     if not _HEAP_RE.match(heap):
         raise KafkaLocalError(f"invalid heap size {heap!r}: use a JVM size such as 512m or 1g")
     bootstrap = f"{HOST}:{port}"
     paths.run_dir.mkdir(parents=True, exist_ok=True)
-    _keep_out_of_git(paths.run_dir)
-    with _locked(paths.lock_file):
+    keep_out_of_git(paths.run_dir)
+    with locked(paths.lock_file):
         # Step 1
         pid = _our_pid(paths)
         if pid is not None:
@@ -59,48 +70,44 @@ def up(
                 )
             running_pid = pid
             try:
-                _wait_ready(bootstrap, timeout_s=timeout_s, alive=lambda: _is_alive(running_pid))
+                _wait_ready(bootstrap, timeout_s=timeout_s, alive=lambda: is_alive(running_pid))
             except KafkaLocalError as exc:
                 raise KafkaLocalError(
                     f"the local broker (pid {pid}) is running but {exc}; "
-                    f"run `rewind kafka down` and try again" + _log_tail_block(paths)
+                    f"run `rewind kafka down` and try again" + log_tail_block(paths.log_file, what=_WHAT)
                 ) from exc
             return bootstrap
         paths.pid_file.unlink(missing_ok=True)  # stale: process gone or not ours
 
         # Step 2
-        for p in (port, controller_port):
-            if not _port_free(p):
-                raise KafkaLocalError(
-                    f"port {HOST}:{p} is in use by another process, not by a broker started "
-                    f"from {paths.run_dir}; stop that process or choose other ports"
-                )
+        require_free_ports(
+            (port, controller_port), what=_WHAT, run_dir=paths.run_dir, advice="choose other ports",
+            error=KafkaLocalError,
+        )
 
         # Step 3
         fetch_jars(paths, console=console)
-        java = _find_java()
-        _write_atomic(
+        java = find_java(error=KafkaLocalError)
+        write_atomic(
             paths.server_properties,
             render_server_properties(port=port, controller_port=controller_port, data_dir=paths.data_dir),
         )
-        _write_atomic(paths.log4j2_properties, LOG4J2_TEMPLATE.read_text())
+        write_atomic(paths.log4j2_properties, LOG4J2_TEMPLATE.read_text())
 
         # Step 4
         _format_storage_once(paths, java)
 
         # Step 5
-        _say(console, f"Starting Kafka {KAFKA_VERSION} at {bootstrap} (log: {paths.log_file}) ...")
+        say(console, f"Starting Kafka {KAFKA_VERSION} at {bootstrap} (log: {paths.log_file}) ...")
         pid = _start_broker(paths, java, heap)
 
         # Step 6
         try:
-            _wait_ready(bootstrap, timeout_s=timeout_s, alive=lambda: _is_alive(pid))
+            _wait_ready(bootstrap, timeout_s=timeout_s, alive=lambda: is_alive(pid))
         except KafkaLocalError as exc:
-            stopped = _stop_pid(pid, timeout_s=_KILL_WAIT_S)
-            if stopped:
-                paths.pid_file.unlink(missing_ok=True)
+            abandon_start(pid, pid_file=paths.pid_file)
             raise KafkaLocalError(
-                f"the local broker did not start: {exc}" + _log_tail_block(paths)
+                f"the local broker did not start: {exc}" + log_tail_block(paths.log_file, what=_WHAT)
             ) from exc
     return bootstrap
 
@@ -111,21 +118,9 @@ def down(*, paths: LocalKafkaPaths | None = None, timeout_s: float = 30.0) -> bo
     Returns whether a broker of ours was running. The data dir is kept.
     """
     paths = paths or LocalKafkaPaths()
-    if not paths.run_dir.is_dir():
-        return False
-    with _locked(paths.lock_file):
-        pid = _our_pid(paths)
-        if pid is None:
-            paths.pid_file.unlink(missing_ok=True)  # stale: process gone or not ours
-            return False
-        started_s = time.monotonic()
-        if not _stop_pid(pid, timeout_s=timeout_s):
-            raise KafkaLocalError(f"the local broker (pid {pid}) did not exit even after SIGKILL")
-        paths.pid_file.unlink(missing_ok=True)
-        # Kafka logs nothing at INFO when it stops; say so for whoever reads the log.
-        with contextlib.suppress(OSError), open(paths.log_file, "a") as log:
-            log.write(f"# {_now()} stopped by down() in {time.monotonic() - started_s:.1f} s\n")
-        return True
+    return stop_ours(
+        paths, find_pid=lambda: _our_pid(paths), timeout_s=timeout_s, what=_WHAT, error=KafkaLocalError
+    )
 
 
 def status(*, paths: LocalKafkaPaths | None = None) -> dict[str, Any]:

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
+
+from scripts.local_service.paths import PROJECT_ROOT, SCRIPTS_DIR, ServicePaths, user_cache_dir
 
 # Must match <kafka.version> in scripts/kafka/pom.xml (a unit test checks it);
 # it names the jar cache so that two versions never share a classpath.
 KAFKA_VERSION = "4.1.1"
-HOST = "127.0.0.1"
 
-# scripts/ is the parent of this package, and the repo root is its parent.
-_SCRIPTS_DIR = Path(__file__).resolve().parent.parent
-PROJECT_ROOT = _SCRIPTS_DIR.parent
-POM_FILE = _SCRIPTS_DIR / "kafka" / "pom.xml"
-LOG4J2_TEMPLATE = _SCRIPTS_DIR / "kafka" / "log4j2.properties"
+POM_FILE = SCRIPTS_DIR / "kafka" / "pom.xml"
+LOG4J2_TEMPLATE = SCRIPTS_DIR / "kafka" / "log4j2.properties"
 
-# How often to look again while waiting: for a process to exit, for Kafka to answer.
-_POLL_INTERVAL_S = 0.1
+__all__ = ["KAFKA_VERSION", "LOG4J2_TEMPLATE", "POM_FILE", "PROJECT_ROOT", "LocalKafkaPaths"]
 
 
 def _default_run_dir() -> Path:
@@ -26,22 +23,23 @@ def _default_run_dir() -> Path:
 
 
 def _default_lib_dir() -> Path:
-    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache_home) / "rewind" / f"kafka-{KAFKA_VERSION}" / "lib"
+    return user_cache_dir(f"kafka-{KAFKA_VERSION}") / "lib"
 
 
 @dataclass(frozen=True)
-class LocalKafkaPaths:
-    """Where the local broker keeps its jars, data, config, log and pid."""
+class LocalKafkaPaths(ServicePaths):
+    """Where the local broker keeps its jars, data, config, log (broker.log) and pid (broker.pid).
+
+    Both dirs are made absolute: they go into the java command line, which
+    is how down() recognises the process as ours.
+    """
+
+    PID_NAME: ClassVar[str] = "broker.pid"
+    LOG_NAME: ClassVar[str] = "broker.log"
+    ABSOLUTE_FIELDS: ClassVar[tuple[str, ...]] = ("run_dir", "lib_dir")
 
     run_dir: Path = field(default_factory=_default_run_dir)
     lib_dir: Path = field(default_factory=_default_lib_dir)
-
-    def __post_init__(self) -> None:
-        # Absolute paths: they go into the java command line, which is how
-        # down() recognises the process as ours.
-        object.__setattr__(self, "run_dir", Path(self.run_dir).expanduser().resolve())
-        object.__setattr__(self, "lib_dir", Path(self.lib_dir).expanduser().resolve())
 
     @property
     def data_dir(self) -> Path:
@@ -59,18 +57,6 @@ class LocalKafkaPaths:
     @property
     def log4j2_properties(self) -> Path:
         return self.run_dir / "log4j2.properties"
-
-    @property
-    def log_file(self) -> Path:
-        return self.run_dir / "broker.log"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.run_dir / "broker.pid"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.run_dir / ".lock"
 
     @property
     def jars_marker(self) -> Path:

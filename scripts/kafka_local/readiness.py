@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from scripts.kafka_local.errors import KafkaLocalError
-from scripts.kafka_local.paths import _POLL_INTERVAL_S
+from scripts.local_service import POLL_INTERVAL_S, poll_until_ready
 
 
 def wait_until_ready(bootstrap: str, *, timeout_s: float) -> None:
@@ -34,28 +34,21 @@ def _wait_ready(bootstrap: str, *, timeout_s: float, alive: Callable[[], bool] |
         "reconnect.backoff.ms": 100,
         "reconnect.backoff.max.ms": 500,
     })
-    last_error = "no answer yet"
-    while True:
-        if alive is not None and not alive():
-            raise KafkaLocalError("the broker process exited during start-up")
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise KafkaLocalError(
-                f"Kafka at {bootstrap} did not answer within {timeout_s:g} s ({last_error})"
-            )
+
+    def answers_metadata(call_timeout_s: float) -> tuple[bool, str]:
         try:
-            # Short per-call timeout: a ready local broker answers in
-            # milliseconds, and the alive() check above runs between calls.
-            metadata = admin.list_topics(timeout=min(0.5, remaining))
+            metadata = admin.list_topics(timeout=call_timeout_s)
         except KafkaException as exc:
             error = exc.args[0] if exc.args else exc
-            last_error = error.str() if hasattr(error, "str") else str(error)
-        else:
-            if metadata.brokers:
-                _wait_group_coordinator(bootstrap, deadline=deadline)
-                return
-            last_error = "metadata listed no brokers"
-        time.sleep(min(_POLL_INTERVAL_S, max(0.0, deadline - time.monotonic())))
+            return False, error.str() if hasattr(error, "str") else str(error)
+        return (True, "") if metadata.brokers else (False, "metadata listed no brokers")
+
+    # Short per-call timeout: a ready local broker answers in milliseconds.
+    poll_until_ready(
+        answers_metadata, deadline=deadline, timeout_s=timeout_s, call_timeout_s=0.5, alive=alive,
+        what="broker", not_ready=f"Kafka at {bootstrap} did not answer", error=KafkaLocalError,
+    )
+    _wait_group_coordinator(bootstrap, deadline=deadline)
 
 
 def _wait_group_coordinator(bootstrap: str, *, deadline: float) -> None:
@@ -77,7 +70,7 @@ def _wait_group_coordinator(bootstrap: str, *, deadline: float) -> None:
                 return
             except KafkaException as exc:
                 last_error = str(exc.args[0] if exc.args else exc)
-            time.sleep(_POLL_INTERVAL_S)
+            time.sleep(POLL_INTERVAL_S)
         raise KafkaLocalError(f"Kafka at {bootstrap} answers metadata but its group coordinator is not ready ({last_error})")
     finally:
         consumer.close()

@@ -7,10 +7,9 @@ import subprocess
 
 from scripts.kafka_local.config import _parse_properties, new_cluster_id
 from scripts.kafka_local.errors import KafkaLocalError
-from scripts.kafka_local.files import _write_atomic
-from scripts.kafka_local.messages import _tail
 from scripts.kafka_local.paths import LocalKafkaPaths
 from scripts.kafka_local.process import _classpath
+from scripts.local_service import tail, write_atomic
 
 _STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
 _FORMAT_TIMEOUT_S = 120.0
@@ -27,10 +26,10 @@ def _format_storage_once(paths: LocalKafkaPaths, java: str) -> None:
     if meta.is_file():
         cluster_id = _parse_properties(meta.read_text()).get("cluster.id")
         if cluster_id and _read_cluster_id(paths) != cluster_id:
-            _write_atomic(paths.cluster_id_file, cluster_id + "\n")
+            write_atomic(paths.cluster_id_file, cluster_id + "\n")
         return
     cluster_id = _read_cluster_id(paths) or new_cluster_id()
-    _write_atomic(paths.cluster_id_file, cluster_id + "\n")
+    write_atomic(paths.cluster_id_file, cluster_id + "\n")
     paths.data_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
         java, f"-Dlog4j2.configurationFile={paths.log4j2_properties}",
@@ -47,7 +46,7 @@ def _format_storage_once(paths: LocalKafkaPaths, java: str) -> None:
     if proc.returncode != 0:
         raise KafkaLocalError(
             f"could not format the Kafka data dir {paths.data_dir} (exit {proc.returncode}):\n"
-            + _tail(proc.stdout)
+            + tail(proc.stdout)
         )
 
 

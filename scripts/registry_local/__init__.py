@@ -28,7 +28,6 @@ this run dir) is ever signalled.
 
 from __future__ import annotations
 
-from scripts.kafka_local.paths import PROJECT_ROOT
 from scripts.registry_local.api import DEFAULT_COMPATIBILITY, TransitiveLevel, get_global_compatibility, set_global_compatibility
 from scripts.registry_local.dist import ARCHIVE_SHA256, ARCHIVE_URL, fetch_registry
 from scripts.registry_local.errors import RegistryLocalError
@@ -37,6 +36,7 @@ from scripts.registry_local.paths import (
     CCOMPAT_PATH,
     DEFAULT_MANAGEMENT_PORT,
     DEFAULT_PORT,
+    PROJECT_ROOT,
     REGISTRY_VERSION,
     LocalRegistryPaths,
     registry_url,

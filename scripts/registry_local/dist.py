@@ -11,17 +11,14 @@ same value Central publishes as ``.sha256``), so no mvn is needed.
 from __future__ import annotations
 
 import hashlib
-import shutil
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from scripts.kafka_local.files import _locked
-from scripts.kafka_local.messages import _say
+from scripts.local_service import fill_cache_once, say
 from scripts.registry_local.errors import RegistryLocalError
 from scripts.registry_local.paths import REGISTRY_VERSION, LocalRegistryPaths
 
@@ -53,29 +50,30 @@ def fetch_registry(paths: LocalRegistryPaths, *, console: Any = None) -> None:
     staging dir that replaces the dist dir only when complete, so a failed or
     tampered download never ends up on the java command line.
     """
-    if _dist_complete(paths):
-        return
-    parent = paths.dist_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    with _locked(parent / f".apicurio-registry-{REGISTRY_VERSION}.lock"):
-        if _dist_complete(paths):  # another process fetched it meanwhile
-            return
-        _say(console, f"Fetching Apicurio Registry {REGISTRY_VERSION} (~109 MB) from Maven Central into {paths.dist_dir} ...")
-        staging = Path(tempfile.mkdtemp(prefix=".registry-staging-", dir=parent))
-        try:
-            archive = staging / "app.tar.gz"
-            _download(ARCHIVE_URL, archive)
-            unpacked = staging / "dist"
-            _unpack(archive, unpacked)
-            if not (unpacked / paths.runner_jar.name).is_file():
-                raise RegistryLocalError(f"{ARCHIVE_URL} unpacked without {paths.runner_jar.name}; the archive has changed shape")
-            if paths.dist_dir.exists():
-                shutil.rmtree(paths.dist_dir)
-            unpacked.rename(paths.dist_dir)
-            paths.dist_marker.write_text(ARCHIVE_SHA256 + "\n")
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    _say(console, "Fetched.")
+
+    def download_and_unpack(staging: Path) -> Path:
+        archive = staging / "app.tar.gz"
+        _download(ARCHIVE_URL, archive)
+        unpacked = staging / "dist"
+        _unpack(archive, unpacked)
+        if not (unpacked / paths.runner_jar.name).is_file():
+            raise RegistryLocalError(f"{ARCHIVE_URL} unpacked without {paths.runner_jar.name}; the archive has changed shape")
+        return unpacked
+
+    fetched = fill_cache_once(
+        paths.dist_dir,
+        complete=lambda: _dist_complete(paths),
+        fill=download_and_unpack,
+        marker=paths.dist_marker,
+        stamp=ARCHIVE_SHA256,
+        lock_file=paths.dist_dir.parent / f".apicurio-registry-{REGISTRY_VERSION}.lock",
+        staging_prefix=".registry-staging-",
+        before=lambda: say(
+            console, f"Fetching Apicurio Registry {REGISTRY_VERSION} (~109 MB) from Maven Central into {paths.dist_dir} ..."
+        ),
+    )
+    if fetched:
+        say(console, "Fetched.")
 
 
 def _download(url: str, target: Path) -> None:

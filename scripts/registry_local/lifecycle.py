@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
-from scripts.kafka_local.files import _keep_out_of_git, _locked
-from scripts.kafka_local.messages import _now, _say
-from scripts.kafka_local.ports import _port_free
+from scripts.local_service import (
+    abandon_start,
+    check_ports,
+    find_java,
+    is_alive,
+    keep_out_of_git,
+    locked,
+    log_tail_block,
+    require_free_ports,
+    say,
+    stop_ours,
+)
 from scripts.registry_local.api import DEFAULT_COMPATIBILITY, TransitiveLevel, get_global_compatibility, set_global_compatibility
 from scripts.registry_local.dist import fetch_registry
 from scripts.registry_local.errors import RegistryLocalError
-from scripts.registry_local.messages import _log_tail_block
-from scripts.registry_local.paths import DEFAULT_MANAGEMENT_PORT, DEFAULT_PORT, HOST, REGISTRY_VERSION, LocalRegistryPaths, registry_url
-from scripts.registry_local.ports import _check_ports
-from scripts.registry_local.process import _KILL_WAIT_S, _find_java, _is_alive, _our_pid, _running_port, _start_registry, _stop_pid
+from scripts.registry_local.paths import DEFAULT_MANAGEMENT_PORT, DEFAULT_PORT, REGISTRY_VERSION, LocalRegistryPaths, registry_url
+from scripts.registry_local.process import _our_pid, _running_port, _start_registry
 from scripts.registry_local.readiness import _wait_ready
 
+_WHAT = "registry"
 _STATUS_TIMEOUT_S = 2.0
 
 
@@ -61,13 +68,13 @@ def up(
     RegistryLocalError carries the last lines of its log.
     """
     paths = paths or LocalRegistryPaths()
-    _check_ports(port, management_port)
+    check_ports(port, management_port, pair="the registry's HTTP and management ports", error=RegistryLocalError)
     if compatibility not in get_args(TransitiveLevel):
         raise RegistryLocalError(f"invalid compatibility level {compatibility!r}: use one of {', '.join(get_args(TransitiveLevel))}")
     url = registry_url(port)
     paths.run_dir.mkdir(parents=True, exist_ok=True)
-    _keep_out_of_git(paths.run_dir)
-    with _locked(paths.lock_file):
+    keep_out_of_git(paths.run_dir)
+    with locked(paths.lock_file):
         # Step 1
         pid = _our_pid(paths)
         if pid is not None:
@@ -79,37 +86,34 @@ def up(
                 )
             running_pid = pid
             try:
-                _wait_ready(port, timeout_s=timeout_s, alive=lambda: _is_alive(running_pid))
+                _wait_ready(port, timeout_s=timeout_s, alive=lambda: is_alive(running_pid))
                 set_global_compatibility(port, compatibility)  # Step 5
             except RegistryLocalError as exc:
                 raise RegistryLocalError(
                     f"the local registry (pid {pid}) is running but {exc}; "
-                    f"run `rewind registry down` and try again" + _log_tail_block(paths)
+                    f"run `rewind registry down` and try again" + log_tail_block(paths.log_file, what=_WHAT)
                 ) from exc
             return url
         paths.pid_file.unlink(missing_ok=True)  # stale: process gone or not ours
 
         # Step 2. Only the HTTP port: Apicurio 3.0.9 never opens the management port.
-        if not _port_free(port):
-            raise RegistryLocalError(
-                f"port {HOST}:{port} is in use by another process, not by a registry started "
-                f"from {paths.run_dir}; stop that process or choose another port (--port)"
-            )
+        require_free_ports(
+            (port,), what=_WHAT, run_dir=paths.run_dir, advice="choose another port (--port)", error=RegistryLocalError
+        )
 
         # Step 3
         fetch_registry(paths, console=console)
-        java = _find_java()
+        java = find_java(error=RegistryLocalError)
 
         # Step 4
-        _say(console, f"Starting Apicurio Registry {REGISTRY_VERSION} at {url} (log: {paths.log_file}) ...")
+        say(console, f"Starting Apicurio Registry {REGISTRY_VERSION} at {url} (log: {paths.log_file}) ...")
         pid = _start_registry(paths, java, port=port, management_port=management_port)
         try:
-            _wait_ready(port, timeout_s=timeout_s, alive=lambda: _is_alive(pid))
+            _wait_ready(port, timeout_s=timeout_s, alive=lambda: is_alive(pid))
             set_global_compatibility(port, compatibility)  # Step 5
         except RegistryLocalError as exc:
-            if _stop_pid(pid, timeout_s=_KILL_WAIT_S):
-                paths.pid_file.unlink(missing_ok=True)
-            raise RegistryLocalError(f"the local registry did not start: {exc}" + _log_tail_block(paths)) from exc
+            abandon_start(pid, pid_file=paths.pid_file)
+            raise RegistryLocalError(f"the local registry did not start: {exc}" + log_tail_block(paths.log_file, what=_WHAT)) from exc
     return url
 
 
@@ -120,20 +124,9 @@ def down(*, paths: LocalRegistryPaths | None = None, timeout_s: float = 30.0) ->
     no-op that returns False. The database (data dir) is kept.
     """
     paths = paths or LocalRegistryPaths()
-    if not paths.run_dir.is_dir():
-        return False
-    with _locked(paths.lock_file):
-        pid = _our_pid(paths)
-        if pid is None:
-            paths.pid_file.unlink(missing_ok=True)  # stale: process gone or not ours
-            return False
-        started_s = time.monotonic()
-        if not _stop_pid(pid, timeout_s=timeout_s):
-            raise RegistryLocalError(f"the local registry (pid {pid}) did not exit even after SIGKILL")
-        paths.pid_file.unlink(missing_ok=True)
-        with contextlib.suppress(OSError), open(paths.log_file, "a") as log:
-            log.write(f"# {_now()} stopped by down() in {time.monotonic() - started_s:.1f} s\n")
-        return True
+    return stop_ours(
+        paths, find_pid=lambda: _our_pid(paths), timeout_s=timeout_s, what=_WHAT, error=RegistryLocalError
+    )
 
 
 def status(*, paths: LocalRegistryPaths | None = None) -> RegistryStatus:

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from scripts.kafka_local.paths import PROJECT_ROOT
+from scripts.local_service.paths import HOST, PROJECT_ROOT, ServicePaths, user_cache_dir
 
 # 3.0.9 is the newest release that runs on Java 17 (3.3.x needs 21+).
 REGISTRY_VERSION = "3.0.9"
-HOST = "127.0.0.1"
 DEFAULT_PORT = 18081
 DEFAULT_MANAGEMENT_PORT = 19001
 # The Confluent-compatible API under the HTTP port; clients (confluent-kafka's
 # SchemaRegistryClient) take this as their "url".
 CCOMPAT_PATH = "/apis/ccompat/v7"
 
-# How often to look again while waiting: for a process to exit, for the registry to answer.
-_POLL_INTERVAL_S = 0.1
+__all__ = [
+    "CCOMPAT_PATH", "DEFAULT_MANAGEMENT_PORT", "DEFAULT_PORT", "HOST", "PROJECT_ROOT", "REGISTRY_VERSION",
+    "LocalRegistryPaths", "registry_url",
+]
 
 
 def registry_url(port: int) -> str:
@@ -31,22 +32,23 @@ def _default_run_dir() -> Path:
 
 
 def _default_dist_dir() -> Path:
-    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache_home) / "rewind" / f"apicurio-registry-{REGISTRY_VERSION}"
+    return user_cache_dir(f"apicurio-registry-{REGISTRY_VERSION}")
 
 
 @dataclass(frozen=True)
-class LocalRegistryPaths:
-    """Where the local registry keeps its distribution, database, log and pid."""
+class LocalRegistryPaths(ServicePaths):
+    """Where the local registry keeps its distribution, database, log (registry.log) and pid (registry.pid).
+
+    Both dirs are made absolute: they go into the java command line, which
+    is how down() recognises the process as ours.
+    """
+
+    PID_NAME: ClassVar[str] = "registry.pid"
+    LOG_NAME: ClassVar[str] = "registry.log"
+    ABSOLUTE_FIELDS: ClassVar[tuple[str, ...]] = ("run_dir", "dist_dir")
 
     run_dir: Path = field(default_factory=_default_run_dir)
     dist_dir: Path = field(default_factory=_default_dist_dir)
-
-    def __post_init__(self) -> None:
-        # Absolute paths: they go into the java command line, which is how
-        # down() recognises the process as ours.
-        object.__setattr__(self, "run_dir", Path(self.run_dir).expanduser().resolve())
-        object.__setattr__(self, "dist_dir", Path(self.dist_dir).expanduser().resolve())
 
     @property
     def runner_jar(self) -> Path:
@@ -69,15 +71,3 @@ class LocalRegistryPaths:
         # returns (H2's default writes up to 1 s later), so even a SIGKILL
         # after `up` cannot lose an id that a producer has already used.
         return f"jdbc:h2:file:{self.data_dir / 'registry'};WRITE_DELAY=0"
-
-    @property
-    def log_file(self) -> Path:
-        return self.run_dir / "registry.log"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.run_dir / "registry.pid"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.run_dir / ".lock"

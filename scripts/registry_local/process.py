@@ -1,21 +1,11 @@
-"""The registry JVM as a process: java, start, stop, liveness, whether a pid is ours, and its ports."""
+"""The registry JVM: its command line, whether a pid is our registry, and its port (the mechanics are in local_service.process)."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import signal
-import subprocess
-import time
-import warnings
-from pathlib import Path
 
-from scripts.kafka_local.files import _write_atomic
-from scripts.kafka_local.messages import _now
-from scripts.kafka_local.process import _cmdline
-from scripts.registry_local.errors import RegistryLocalError
-from scripts.registry_local.paths import _POLL_INTERVAL_S, HOST, LocalRegistryPaths
+from scripts.local_service import cmdline, our_pid, start_detached
+from scripts.registry_local.paths import HOST, LocalRegistryPaths
 
 # An argv element that names the run dir: how down() and status() know a
 # process as the registry started from this run dir (and not a reused pid,
@@ -31,24 +21,6 @@ _JVM_FLAGS = (
     "-XX:TieredStopAtLevel=1",
     "-XX:+ExitOnOutOfMemoryError",
 )
-_KILL_WAIT_S = 10.0
-
-# Popen objects of registries started by this process, so that _is_alive()
-# can reap one that exited (a zombie still answers os.kill(pid, 0)).
-_STARTED: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def _find_java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").is_file():
-        return str(Path(java_home) / "bin" / "java")
-    java = shutil.which("java")
-    if java is None:
-        raise RegistryLocalError(
-            "java not found: install a JDK/JRE 17+ (e.g. `apt-get install openjdk-17-jre-headless`) or set JAVA_HOME"
-        )
-    return java
-
 
 def _registry_command(paths: LocalRegistryPaths, java: str, *, port: int, management_port: int) -> list[str]:
     return [
@@ -69,89 +41,21 @@ def _registry_command(paths: LocalRegistryPaths, java: str, *, port: int, manage
 
 
 def _start_registry(paths: LocalRegistryPaths, java: str, *, port: int, management_port: int) -> int:
+    """Start the registry detached (see local_service.start_detached); return its pid, also in the pid file."""
     cmd = _registry_command(paths, java, port=port, management_port=management_port)
     (paths.run_dir / "tmp").mkdir(exist_ok=True)
     paths.data_dir.mkdir(exist_ok=True)
-    # Keep the previous run's log for post-mortems; the tail shown on failure
-    # is then this run's only.
-    if paths.log_file.exists():
-        paths.log_file.replace(paths.log_file.with_name(paths.log_file.name + ".1"))
-    with open(paths.log_file, "wb") as log:
-        log.write(f"# {_now()} {' '.join(cmd)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            cwd=paths.run_dir,
-            # Own session: no SIGHUP/SIGINT from the caller's terminal, and the
-            # registry lives on after the CLI process exits.
-            start_new_session=True,
-        )
-    _STARTED[proc.pid] = proc
-    # Outliving the caller is the point; don't let Popen.__del__ warn about it.
-    warnings.filterwarnings("ignore", message=f"subprocess {proc.pid} is still running", category=ResourceWarning)
-    _write_atomic(paths.pid_file, f"{proc.pid}\n")
-    return proc.pid
-
-
-def _stop_pid(pid: int, *, timeout_s: float) -> bool:
-    """SIGTERM (Quarkus shuts down and closes the database), then SIGKILL after timeout_s; True once gone."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    if not _wait_exit(pid, timeout_s):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        if not _wait_exit(pid, _KILL_WAIT_S):
-            return False
-    _STARTED.pop(pid, None)
-    return True
-
-
-def _wait_exit(pid: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while _is_alive(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(_POLL_INTERVAL_S)
-    return True
-
-
-def _is_alive(pid: int) -> bool:
-    # A registry started by this very process turns into a zombie when it
-    # exits, which os.kill(pid, 0) still reports as alive: reap it first.
-    proc = _STARTED.get(pid)
-    if proc is not None and proc.poll() is not None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by another user
-    try:
-        # /proc/<pid>/stat: "pid (comm) state ..."; comm may contain spaces.
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
+    return start_detached(cmd, cwd=paths.run_dir, log_file=paths.log_file, pid_file=paths.pid_file)
 
 
 def _our_pid(paths: LocalRegistryPaths) -> int | None:
     """The pid in the pid file if that process is alive and is the registry of this run dir."""
-    try:
-        pid = int(paths.pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    if pid <= 0 or not _is_alive(pid):
-        return None
-    argv = _cmdline(pid)
-    if f"{_RUN_DIR_PROP}{paths.run_dir}" in argv:
-        return pid
-    return None
+    return our_pid(paths.pid_file, is_ours=lambda argv: f"{_RUN_DIR_PROP}{paths.run_dir}" in argv)
 
 
 def _running_port(pid: int) -> int | None:
     """The HTTP port a registry of ours was started with, read from its command line."""
-    for arg in _cmdline(pid):
+    for arg in cmdline(pid):
         if arg.startswith(_HTTP_PORT_PROP):
             with contextlib.suppress(ValueError):
                 return int(arg.removeprefix(_HTTP_PORT_PROP))

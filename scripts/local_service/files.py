@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def _locked(lock_file: Path) -> Iterator[None]:
+def locked(lock_file: Path) -> Iterator[None]:
     """An exclusive advisory lock, so two concurrent up/down calls take turns."""
     with open(lock_file, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -19,14 +19,15 @@ def _locked(lock_file: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _keep_out_of_git(run_dir: Path) -> None:
-    # The run dir holds data and logs; ignore it even where .gitignore does not.
+def keep_out_of_git(run_dir: Path) -> None:
+    """Write ``run_dir/.gitignore`` (ignore everything) unless there is one: the run dir holds data and logs."""
     ignore = run_dir / ".gitignore"
     if not ignore.exists():
         ignore.write_text("*\n")
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one rename: a reader sees the old file or the new one, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
