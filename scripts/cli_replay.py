@@ -160,6 +160,9 @@ def register(app: typer.Typer) -> None:
             "max_lateness_ms", "Speed hint only (how long counter views hold changes to write them in event-time order)."
         ),
         kafka_bootstrap_servers: str | None = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
+        force: bool = typer.Option(False, "--force", help=(
+            "With --at: skip the schema compatibility gate (it replays from offset 0, like rewind replay)."
+        )),
     ) -> None:
         """Write a snapshot of view NAME: a RocksDB checkpoint tagged with per-partition next offsets and the event-time watermark."""
         from state.errors import SnapshotError
@@ -173,6 +176,7 @@ def register(app: typer.Typer) -> None:
         snapshots_root = snapshots_dir or settings.state_dir / "snapshots"
         if at is not None:
             # A snapshot is a replay output: build one straight into the snapshots directory.
+            _schema_gate(settings.schema_registry_url, force=force, timeout_s=settings.connect_timeout_s)
             request = ReplayRequest(
                 view=name, bootstrap=settings.bootstrap(), topic=settings.orders_topic,
                 into=new_snapshot_dir(snapshots_root, name), mode="up-to", as_of_ms=parse_time_ms(at),

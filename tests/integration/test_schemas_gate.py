@@ -155,3 +155,9 @@ def test_unreachable_registry_is_one_line(tmp_path: Path) -> None:
     lines = replay.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: schema registry {closed} unreachable"), replay.stderr
     assert not (tmp_path / "state").exists()
+    # `rewind snapshot --at` replays from offset 0 as well: the same gate, before anything is written.
+    snapshot = _rewind("snapshot", "order-status", "--at", "1700000000000", "--no-progress", registry_url=closed, state_dir=tmp_path / "state")
+    assert snapshot.returncode == 1
+    lines = snapshot.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: schema registry {closed} unreachable"), snapshot.stderr
+    assert not (tmp_path / "state").exists()
