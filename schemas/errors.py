@@ -18,6 +18,8 @@ __all__ = [
     "TruncatedEventError",
     "UnknownSchemaError",
     "EncodeError",
+    "RegistryUnavailableError",
+    "ReplayGateError",
 ]
 
 
@@ -50,3 +52,18 @@ class UnknownSchemaError(CodecError):
 
 class EncodeError(CodecError):
     """An event does not match its schema (missing field, wrong type); raised by the producer side."""
+
+
+class RegistryUnavailableError(RewindError):
+    """The schema registry did not answer (refused, timed out) or answered an error.
+
+    Check REWIND_SCHEMA_REGISTRY_URL (or --registry) and that the registry runs (`rewind registry status`).
+    """
+
+
+class ReplayGateError(RewindError):
+    """A replay from offset zero was refused: a subject's compatibility level is not transitive.
+
+    Set the subject (or the global level) to BACKWARD_TRANSITIVE or FULL_TRANSITIVE, or pass --force
+    when you know every version ever written is still readable.
+    """

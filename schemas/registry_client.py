@@ -35,13 +35,11 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from schemas.compat import UPCAST_MARKER, Finding, SchemaVersion, canonical_form, check_pair, load_versions
-from schemas.errors import RewindError
+from schemas.errors import RegistryUnavailableError, ReplayGateError
 from schemas.registry import ENVELOPE, SCHEMA_DIR
 
 __all__ = [
     "TRANSITIVE_LEVELS",
-    "RegistryUnavailableError",
-    "ReplayGateError",
     "SubjectLevel",
     "SubjectCheck",
     "subject_name",
@@ -55,21 +53,6 @@ __all__ = [
 TRANSITIVE_LEVELS = frozenset({"BACKWARD_TRANSITIVE", "FORWARD_TRANSITIVE", "FULL_TRANSITIVE"})
 _ACCEPT = "application/vnd.schemaregistry.v1+json"
 _SUBJECT_NOT_FOUND = 40401
-
-
-class RegistryUnavailableError(RewindError):
-    """The schema registry did not answer (refused, timed out) or answered an error.
-
-    Check REWIND_SCHEMA_REGISTRY_URL (or --registry) and that the registry runs (`rewind registry status`).
-    """
-
-
-class ReplayGateError(RewindError):
-    """A replay from offset zero was refused: a subject's compatibility level is not transitive.
-
-    Set the subject (or the global level) to BACKWARD_TRANSITIVE or FULL_TRANSITIVE, or pass --force
-    when you know every version ever written is still readable.
-    """
 
 
 @dataclass(frozen=True)
