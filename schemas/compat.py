@@ -58,7 +58,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import parse_schema, to_parsing_canonical_form
 
 from schemas.errors import ConfigError
-from schemas.registry import ENVELOPE, SCHEMA_DIR, full_writer_schema
+from schemas.registry import ENVELOPE, SCHEMA_DIR, full_writer_schema, strip_logical_types
 
 __all__ = [
     "UPCAST_MARKER",
@@ -344,18 +344,10 @@ def _decode_failure(writer: Any, reader: Any) -> str | None:
 # --- the check -------------------------------------------------------------------------------------
 
 
-def _strip_logical_types(node: Any) -> Any:
-    # Resolution ignores logical types; fastavro would validate the samples against them (a uuid string).
-    if isinstance(node, dict):
-        return {k: _strip_logical_types(v) for k, v in node.items() if k != "logicalType"}
-    if isinstance(node, list):
-        return [_strip_logical_types(v) for v in node]
-    return node
-
-
 def check_pair(event_type: str, writer: Any, reader: Any, *, writer_version: int | None, reader_version: int) -> list[Finding]:
     """Problems reading data written with ``writer`` (a self-contained schema) using ``reader``: rules, then decoding."""
-    w_parsed, r_parsed = parse_schema(_strip_logical_types(writer)), parse_schema(_strip_logical_types(reader))
+    # Logical types stripped: fastavro would otherwise validate the samples against them (a uuid string).
+    w_parsed, r_parsed = parse_schema(strip_logical_types(writer)), parse_schema(strip_logical_types(reader))
     walk = _Walk(w_parsed, r_parsed)
     walk.resolve(w_parsed, r_parsed, "")
     findings = [Finding(event_type, path, writer_version, reader_version, problem) for path, problem in walk.problems]

@@ -34,6 +34,7 @@ __all__ = [
     "parsing_canonical_form",
     "crc64_avro",
     "full_writer_schema",
+    "strip_logical_types",
     "SCHEMA_DIR",
     "EVENT_TYPES",
 ]
@@ -78,11 +79,13 @@ class EventSchema:
     fingerprint: bytes
 
 
-def _strip_logical_types(node: Any) -> Any:
+def strip_logical_types(node: Any) -> Any:
+    """``node`` (a schema as JSON) without ``logicalType`` attributes: timestamps stay integer
+    epoch-millis and ids strings; resolution and the canonical form ignore logical types anyway."""
     if isinstance(node, dict):
-        return {k: _strip_logical_types(v) for k, v in node.items() if k != "logicalType"}
+        return {k: strip_logical_types(v) for k, v in node.items() if k != "logicalType"}
     if isinstance(node, list):
-        return [_strip_logical_types(v) for v in node]
+        return [strip_logical_types(v) for v in node]
     return node
 
 
@@ -206,11 +209,11 @@ def _read_schema_files(schema_dir: Path) -> tuple[dict[str, Any], list[tuple[str
 def build_registry(schema_dir: Path = SCHEMA_DIR) -> SchemaRegistry:
     """Parse every schema file in ``schema_dir`` into a registry."""
     envelope, events = _read_schema_files(schema_dir)
-    external = {_fullname(envelope["name"], envelope.get("namespace", "")): _strip_logical_types(envelope)}
+    external = {_fullname(envelope["name"], envelope.get("namespace", "")): strip_logical_types(envelope)}
     schemas = []
     for name, version, doc in events:
         # Step 1: the full writer schema, as any other Avro library would hold it (Envelope inline).
-        writer = full_writer_schema(_strip_logical_types(doc), external)
+        writer = full_writer_schema(strip_logical_types(doc), external)
         # Step 2: parse it on its own (no named types carried over: it must be self-contained).
         parsed = parse_schema(writer)
         # Step 3: its Parsing Canonical Form and that form's CRC-64-AVRO fingerprint.

@@ -27,7 +27,6 @@ from typing import NamedTuple, Protocol, runtime_checkable
 from pipelines.projections import Row, view_spec
 from state.contracts import ViewUpdate
 from state.errors import InvalidUpdateError
-from state.indexes import check_view
 from state.records import StoredVersion
 from state.rocks_apply import ApplyCounts, KeyApplier, group_updates
 
@@ -93,8 +92,7 @@ def encode_row_writes(
     the store, which only its writer can read) and UnknownViewError for an unknown view.
     """
     for view in dict.fromkeys([update.view for update in updates]):
-        check_view(view)
-        if view_spec(view).rekeyed:
+        if view_spec(view).rekeyed:  # UnknownViewError for an unknown view
             raise InvalidUpdateError(f"{view} is re-keyed: its updates are applied by the store, not encoded apart")
     groups, source_ends, skipped = group_updates(updates, stored_position)
     batch = RecordingBatch()

@@ -98,19 +98,15 @@ class ProducingStep:
 
     def __call__(self, value: Any, key: Any, timestamp: int, headers: Any, state: Any) -> None:
         """Run the step and produce every item; TypeError for an item with nowhere to go."""
-        for item in self._step(value, key, timestamp, headers, state):
-            # Exact class checks: the item types are final, and this runs per output record.
-            if item.__class__ is ViewUpdate:
-                self._view_update(item, timestamp_ms=timestamp)
-            elif item.__class__ is DeadLetter:
-                self._dead_letter(item)
-            else:
-                raise TypeError(f"{type(item).__name__} is neither a ViewUpdate nor a DeadLetter")
+        leftover = self.forwarding(value, key, timestamp, headers, state)
+        if leftover:
+            raise TypeError(f"{type(leftover[0]).__name__} is neither a ViewUpdate nor a DeadLetter")
 
     def forwarding(self, value: Any, key: Any, timestamp: int, headers: Any, state: Any) -> list[Any]:
         """Run the step, produce its dead letters and view updates, return its other items in order."""
         forward: list[Any] = []
         for item in self._step(value, key, timestamp, headers, state):
+            # Exact class checks: the item types are final, and this runs per output record.
             if item.__class__ is ViewUpdate:
                 self._view_update(item, timestamp_ms=timestamp)
             elif item.__class__ is DeadLetter:

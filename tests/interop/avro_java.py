@@ -13,16 +13,17 @@ compile step, no build tool) and hands it a batch of requests, one JSON object a
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from scripts.local_service.files import locked
+from scripts.local_service.messages import tail
 
 __all__ = ["AVRO_VERSION", "TOOL_SOURCE", "AvroJavaError", "fetch_jars", "run_tool"]
 
@@ -61,20 +62,6 @@ def _default_cache_dir() -> Path:
     return PROJECT_ROOT / ".run" / "avro-java" / f"avro-{AVRO_VERSION}"
 
 
-@contextlib.contextmanager
-def _locked(lock_file: Path) -> Iterator[None]:
-    with open(lock_file, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _tail(text: str, lines: int = 30) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 def fetch_jars(cache_dir: Path | None = None) -> list[Path]:
     """The jars of Apache Avro ``AVRO_VERSION`` and its runtime dependencies, fetched with mvn when not cached.
 
@@ -97,7 +84,7 @@ def fetch_jars(cache_dir: Path | None = None) -> list[Path]:
         if mvn is None:
             raise AvroJavaError("mvn not found on PATH: install Maven (e.g. `apt-get install maven`) to fetch Apache Avro's jars")
         cache_dir.mkdir(parents=True, exist_ok=True)
-        with _locked(cache_dir / ".lock"):
+        with locked(cache_dir / ".lock"):
             if not complete():  # another process may have fetched them meanwhile
                 _fetch(mvn, cache_dir, lib)
                 marker.write_text(digest + "\n")
@@ -119,7 +106,7 @@ def _fetch(mvn: str, cache_dir: Path, lib: Path) -> None:
         except subprocess.TimeoutExpired as exc:
             raise AvroJavaError(f"mvn did not finish fetching Apache Avro's jars within {_MVN_TIMEOUT_S:.0f} s") from exc
         if proc.returncode != 0:
-            raise AvroJavaError(f"mvn could not fetch Apache Avro's jars (exit {proc.returncode}): {' '.join(cmd)}\n{_tail(proc.stdout + proc.stderr)}")
+            raise AvroJavaError(f"mvn could not fetch Apache Avro's jars (exit {proc.returncode}): {' '.join(cmd)}\n{tail(proc.stdout + proc.stderr)}")
         if not (out / f"avro-{AVRO_VERSION}.jar").is_file():
             raise AvroJavaError(f"mvn succeeded but avro-{AVRO_VERSION}.jar is missing from {out}")
         if lib.exists():
@@ -150,8 +137,8 @@ def run_tool(schema_dir: Path, requests: Sequence[dict[str, Any]], *, jars: Sequ
     except subprocess.TimeoutExpired as exc:
         raise AvroJavaError(f"{TOOL_SOURCE.name} did not finish within {_TOOL_TIMEOUT_S:.0f} s") from exc
     if proc.returncode != 0:
-        raise AvroJavaError(f"{TOOL_SOURCE.name} failed (exit {proc.returncode}):\n{_tail(proc.stderr)}")
+        raise AvroJavaError(f"{TOOL_SOURCE.name} failed (exit {proc.returncode}):\n{tail(proc.stderr)}")
     answers = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     if len(answers) != len(requests):
-        raise AvroJavaError(f"{TOOL_SOURCE.name} answered {len(answers)} of {len(requests)} requests:\n{_tail(proc.stderr)}")
+        raise AvroJavaError(f"{TOOL_SOURCE.name} answered {len(answers)} of {len(requests)} requests:\n{tail(proc.stderr)}")
     return answers
