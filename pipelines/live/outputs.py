@@ -96,21 +96,23 @@ class ProducingStep:
         self._dead_letter = outputs.dead_letter
         self._view_update = outputs.view_update
 
+    def _produced(self, item: Any, timestamp: int) -> bool:
+        """Produce ``item`` if it is a view update or a dead letter; False for any other item."""
+        # Exact class checks: the item types are final, and this runs per output record.
+        if item.__class__ is ViewUpdate:
+            self._view_update(item, timestamp_ms=timestamp)
+        elif item.__class__ is DeadLetter:
+            self._dead_letter(item)
+        else:
+            return False
+        return True
+
     def __call__(self, value: Any, key: Any, timestamp: int, headers: Any, state: Any) -> None:
         """Run the step and produce every item; TypeError for an item with nowhere to go."""
-        leftover = self.forwarding(value, key, timestamp, headers, state)
-        if leftover:
-            raise TypeError(f"{type(leftover[0]).__name__} is neither a ViewUpdate nor a DeadLetter")
+        for item in self._step(value, key, timestamp, headers, state):
+            if not self._produced(item, timestamp):
+                raise TypeError(f"{type(item).__name__} is neither a ViewUpdate nor a DeadLetter")
 
     def forwarding(self, value: Any, key: Any, timestamp: int, headers: Any, state: Any) -> list[Any]:
         """Run the step, produce its dead letters and view updates, return its other items in order."""
-        forward: list[Any] = []
-        for item in self._step(value, key, timestamp, headers, state):
-            # Exact class checks: the item types are final, and this runs per output record.
-            if item.__class__ is ViewUpdate:
-                self._view_update(item, timestamp_ms=timestamp)
-            elif item.__class__ is DeadLetter:
-                self._dead_letter(item)
-            else:
-                forward.append(item)
-        return forward
+        return [item for item in self._step(value, key, timestamp, headers, state) if not self._produced(item, timestamp)]
