@@ -21,89 +21,144 @@ millis, int), correlationId, causationId; the other keys are the payload.
 from __future__ import annotations
 
 from io import BytesIO
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from fastavro import schemaless_reader, schemaless_writer
 
 from schemas.errors import BadMagicError, CodecError, EncodeError, TruncatedEventError, UnknownSchemaError
 from schemas.registry import EventSchema, SchemaRegistry, load_registry
+from schemas.upcast import UpcastChains
 
-__all__ = ["EventCodec", "MAGIC", "HEADER_LEN", "Event"]
+__all__ = ["EventCodec", "SchemaIds", "MAGIC", "HEADER_LEN", "CONFLUENT_MAGIC", "CONFLUENT_HEADER_LEN", "Event"]
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10  # 2 marker bytes + 8 fingerprint bytes
+CONFLUENT_MAGIC = 0  # Confluent wire format: one zero byte, then the schema id as 4 big-endian bytes
+CONFLUENT_HEADER_LEN = 5
 
 Event = dict[str, Any]
 
 
-class EventCodec:
-    """Encodes events to single-object bytes and back; stateless apart from the registry."""
+class SchemaIds(Protocol):
+    """Confluent schema ids to this build's schemas (a registry client, :class:`schemas.confluent.ConfluentSchemas`)."""
 
-    def __init__(self, registry: SchemaRegistry | None = None) -> None:
+    def schema_for(self, schema_id: int) -> EventSchema:
+        """The schema of ``schema_id``; UnknownSchemaError (naming the id) or RegistryUnavailableError."""
+        ...
+
+
+class EventCodec:
+    """Encodes events to single-object bytes and back; stateless apart from the registry.
+
+    ``decode`` reads both framings (single-object ``C3 01``, and Confluent's ``00`` + schema
+    id when ``schema_ids`` is given) and returns the event in the newest shape of its type
+    (:mod:`schemas.upcast`); ``decode_written`` returns it as written, with its writer schema.
+    """
+
+    def __init__(self, registry: SchemaRegistry | None = None, *, schema_ids: SchemaIds | None = None) -> None:
         self._registry = registry or load_registry()
-        # Per-type writer state, resolved once: the header and the parsed schema.
-        self._writers = {
-            s.event_type: (MAGIC + s.fingerprint, s.parsed, s.version) for s in self._registry.latest()
-        }
+        # Per-(type, version) writer state, resolved once: the header and the parsed schema.
+        self._writers = {(s.event_type, s.version): (MAGIC + s.fingerprint, s.parsed) for s in self._registry.all()}
         self._readers = {s.fingerprint: s for s in self._registry.all()}
+        self._schema_ids = schema_ids
+        self.upcasts = UpcastChains(self._registry)
 
     @property
     def registry(self) -> SchemaRegistry:
         """The schemas this codec reads and writes."""
         return self._registry
 
-    def encode(self, event: Event) -> bytes:
-        """Encode ``event`` with the latest schema of its ``envelope.eventType``.
+    @property
+    def schema_ids(self) -> SchemaIds | None:
+        """Where Confluent schema ids are looked up; None: Confluent-framed records are refused."""
+        return self._schema_ids
 
-        Raises :class:`EncodeError` if the type is unknown, the event does not fit the schema, or
-        ``envelope.schemaVersion`` is not that schema's version.
+    def encode(self, event: Event) -> bytes:
+        """Single-object bytes of ``event`` with the schema its envelope names (eventType, schemaVersion).
+
+        Raises :class:`EncodeError` if the type or the version is unknown or the event does not fit the schema.
         """
         try:
-            event_type = event["envelope"]["eventType"]
-            header, schema, version = self._writers[event_type]
+            env = event["envelope"]
+            event_type, version = env["eventType"], env.get("schemaVersion")
         except (KeyError, TypeError) as exc:
             raise EncodeError(f"cannot encode event without a known envelope.eventType: {exc!r}") from exc
-        if event["envelope"].get("schemaVersion") != version:
+        writer = self._writers.get((event_type, version))
+        if writer is None:
+            known = [s.version for s in self._registry.versions(event_type)]
+            if not known:
+                raise EncodeError(f"cannot encode event without a known envelope.eventType: {event_type!r}")
             # The header names the writer schema; an envelope naming another version would contradict it.
-            raise EncodeError(f"{event_type} is written with schema v{version}, but envelope.schemaVersion is {event['envelope'].get('schemaVersion')!r}")
+            raise EncodeError(f"{event_type} has schema versions {known}, but envelope.schemaVersion is {version!r}")
+        header, schema = writer
         buf = BytesIO()
         buf.write(header)
         try:
             schemaless_writer(buf, schema, event)
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-            raise EncodeError(f"{event_type} does not match its schema: {exc}") from exc
+            raise EncodeError(f"{event_type} v{version} does not match its schema: {exc}") from exc
         return buf.getvalue()
 
-    def decode(self, data: bytes) -> Event:
-        """Decode single-object bytes into an event dict.
+    def writer_schema(self, data: bytes) -> tuple[EventSchema, int]:
+        """The writer schema ``data``'s header names, and where its body starts.
 
-        Raises :class:`BadMagicError`, :class:`TruncatedEventError`,
-        :class:`UnknownSchemaError`, or :class:`CodecError` for a body that does not fit the schema
-        its fingerprint names: corrupt, too long, or with an ``envelope.eventType``/``schemaVersion``
-        other than that schema's (a body of a type with the same shape decodes, but is refused).
+        Raises :class:`BadMagicError` (neither framing), :class:`TruncatedEventError` (a short
+        header), :class:`UnknownSchemaError` (a fingerprint or schema id this build does not
+        know; a Confluent id when no registry is configured); the registry lookup may raise
+        :class:`~schemas.errors.RegistryUnavailableError`.
         """
+        if data is not None and len(data) >= 1 and data[0] == CONFLUENT_MAGIC:
+            if len(data) < CONFLUENT_HEADER_LEN:
+                raise TruncatedEventError(f"{len(data)} bytes is shorter than the {CONFLUENT_HEADER_LEN}-byte Confluent header")
+            schema_id = int.from_bytes(data[1:CONFLUENT_HEADER_LEN], "big")
+            if self._schema_ids is None:
+                raise UnknownSchemaError(
+                    f"Confluent-framed record with schema id {schema_id}, but no schema registry is configured (REWIND_SCHEMA_REGISTRY_URL)"
+                )
+            return self._schema_ids.schema_for(schema_id), CONFLUENT_HEADER_LEN
         if data is None or len(data) < HEADER_LEN:
             if data is not None and len(data) >= 2 and data[:2] != MAGIC:
-                raise BadMagicError(f"bad magic {bytes(data[:2]).hex()}, expected c301")
+                raise BadMagicError(f"bad magic {bytes(data[:2]).hex()}, expected c301 (or 00 + a Confluent schema id)")
             raise TruncatedEventError(f"{0 if data is None else len(data)} bytes is shorter than the {HEADER_LEN}-byte header")
         if data[:2] != MAGIC:
-            raise BadMagicError(f"bad magic {bytes(data[:2]).hex()}, expected c301")
+            raise BadMagicError(f"bad magic {bytes(data[:2]).hex()}, expected c301 (or 00 + a Confluent schema id)")
         schema = self._readers.get(bytes(data[2:HEADER_LEN]))
         if schema is None:
             raise UnknownSchemaError(f"unknown schema fingerprint {bytes(data[2:HEADER_LEN]).hex()}")
+        return schema, HEADER_LEN
+
+    def decode(self, data: bytes) -> Event:
+        """The event in ``data``, in the newest shape of its type (``envelope.schemaVersion`` = the newest version).
+
+        Raises what :meth:`decode_written` raises, and :class:`~schemas.errors.UpcastError`
+        when an upcaster refuses the event (the message names the field).
+        """
+        schema, event = self.decode_written(data)
+        chain = self.upcasts.chain(schema.fingerprint)
+        return event if chain is None else chain(event)
+
+    def decode_written(self, data: bytes) -> tuple[EventSchema, Event]:
+        """The writer schema and the event exactly as written (no upcasting), from either framing.
+
+        Raises :class:`BadMagicError`, :class:`TruncatedEventError`,
+        :class:`UnknownSchemaError`, or :class:`CodecError` for a body that does not fit the schema
+        its header names: corrupt, too long, or with an ``envelope.eventType``/``schemaVersion``
+        other than that schema's (a body of a type with the same shape decodes, but is refused).
+        """
+        schema, start = self.writer_schema(data)
         body = BytesIO(data)
-        body.seek(HEADER_LEN)
+        body.seek(start)
         try:
             event = schemaless_reader(body, schema.parsed, None)
         except (EOFError, IndexError) as exc:
             # fastavro reports a body that ends early as EOFError or, for a cut string, IndexError.
-            misfit = _misfit(schema, data)
+            misfit = _misfit(schema, data, start)
             raise TruncatedEventError(f"{_name(schema)} body ends early" + (f" at {misfit}" if misfit else f": {exc}")) from exc
         except Exception as exc:  # fastavro raises many types on garbage; all mean "corrupt"
-            misfit = _misfit(schema, data)
+            misfit = _misfit(schema, data, start)
             raise CodecError(f"corrupt {_name(schema)} body" + (f" at {misfit}" if misfit else f": {type(exc).__name__}: {exc}")) from exc
         if body.tell() != len(data):
-            misfit = _misfit(schema, data)
+            misfit = _misfit(schema, data, start)
             raise CodecError(
                 f"{len(data) - body.tell()} trailing bytes after the {_name(schema)} body"
                 + (f", first misfit at {misfit}" if misfit else f": longer than the schema of fingerprint {schema.fingerprint.hex()} (written with another)")
@@ -116,7 +171,7 @@ class EventCodec:
                 f"{_name(schema)} body (fingerprint {schema.fingerprint.hex()}) carries envelope.eventType "
                 f"{envelope['eventType']!r} v{envelope['schemaVersion']}: written with another schema"
             )
-        return record
+        return schema, record
 
 
 def _name(schema: EventSchema) -> str:
@@ -138,8 +193,8 @@ class _BodyWalker:
     the end, as trailing bytes). Never on the success path: it costs about as much as decoding.
     """
 
-    def __init__(self, data: bytes, named: dict[str, Any]) -> None:
-        self._b, self._i, self._named = data, HEADER_LEN, named
+    def __init__(self, data: bytes, named: dict[str, Any], start: int) -> None:
+        self._b, self._i, self._named = data, start, named
 
     def _take(self, path: str, n: int, what: str) -> bytes:
         if self._i + n > len(self._b):
@@ -229,6 +284,6 @@ class _BodyWalker:
         return None
 
 
-def _misfit(schema: EventSchema, data: bytes) -> str | None:
-    """``<field path>: <problem>`` for an error message, or None when the walk finds no misfit."""
-    return _BodyWalker(bytes(data), dict(schema.parsed.get("__named_schemas", {}))).misfit(schema.parsed)
+def _misfit(schema: EventSchema, data: bytes, start: int) -> str | None:
+    """``<field path>: <problem>`` for an error message (the body starts at ``data[start]``), or None when the walk finds no misfit."""
+    return _BodyWalker(bytes(data), dict(schema.parsed.get("__named_schemas", {})), start).misfit(schema.parsed)

@@ -44,6 +44,7 @@ import httpx
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from schemas.codec import CONFLUENT_HEADER_LEN, CONFLUENT_MAGIC
 from schemas.compat import SchemaVersion, load_versions
 from schemas.errors import BadMagicError, ConfigError, RegistryUnavailableError, TruncatedEventError, UnknownSchemaError
 from schemas.registry import ENVELOPE, SCHEMA_DIR, EventSchema, SchemaRegistry, crc64_avro, parsing_canonical_form
@@ -51,8 +52,6 @@ from schemas.registry_client import subject_name
 
 __all__ = ["CONFLUENT_MAGIC", "CONFLUENT_HEADER_LEN", "confluent_schema_id", "ConfluentSchemas"]
 
-CONFLUENT_MAGIC: int = 0
-CONFLUENT_HEADER_LEN: int = 5  # magic + 4-byte big-endian schema id
 # Unsigned, as confluent_kafka reads it; registries hand out positive ids only.
 _HEADER = struct.Struct(">BI")
 

@@ -18,6 +18,7 @@ __all__ = [
     "TruncatedEventError",
     "UnknownSchemaError",
     "EncodeError",
+    "UpcastError",
     "RegistryUnavailableError",
     "ReplayGateError",
 ]
@@ -52,6 +53,13 @@ class UnknownSchemaError(CodecError):
 
 class EncodeError(CodecError):
     """An event does not match its schema (missing field, wrong type); raised by the producer side."""
+
+
+class UpcastError(CodecError):
+    """An upcaster (``schemas/upcasters.py``) could not carry an old event to the newest shape.
+
+    The message names the type, the two versions, the upcaster and the field it refused.
+    """
 
 
 class RegistryUnavailableError(RewindError):

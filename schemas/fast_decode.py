@@ -26,9 +26,9 @@ from typing import Any
 
 from fastavro import schemaless_writer
 
-from schemas.codec import HEADER_LEN, MAGIC, Event, EventCodec
+from schemas.codec import CONFLUENT_HEADER_LEN, CONFLUENT_MAGIC, HEADER_LEN, MAGIC, Event, EventCodec
 
-__all__ = ["FastDecoder"]
+__all__ = ["FastDecoder", "event_decoder"]
 
 _INT32 = (-(2**31), 2**31 - 1)
 
@@ -148,20 +148,19 @@ class _Generator:
         return var
 
     def function_source(self, schema: Any) -> str:
-        """Source of ``def read(b)``: the record after the 10-byte header, or _Unsure."""
+        """Source of ``def read(b, i)``: the record whose body starts at ``b[i]`` (after either header), or _Unsure."""
         self._emit(1, "n = len(b)")
-        self._emit(1, f"i = {HEADER_LEN}")
         result = self.read(schema, 1)
         self._emit(1, "if i != n: raise _Unsure")
         self._emit(1, f"return {result}")
-        return "def read(b):\n" + "\n".join(self._lines) + "\n"
+        return "def read(b, i):\n" + "\n".join(self._lines) + "\n"
 
 
-def _compile(schema: Any, *, expect: dict[str, object]) -> Callable[[bytes], Event]:
+def _compile(schema: Any, *, expect: dict[str, object]) -> Callable[[bytes, int], Event]:
     source = _Generator(dict(schema.get("__named_schemas", {})), expect).function_source(schema)
     namespace: dict[str, Any] = {"_long": _long, "_Unsure": _Unsure}
     exec(compile(source, f"<fast reader {schema.get('name')}>", "exec"), namespace)  # generated from our own schemas, never from input
-    read: Callable[[bytes], Event] = namespace["read"]  # the function the generated source defines
+    read: Callable[[bytes, int], Event] = namespace["read"]  # the function the generated source defines
     return read
 
 
@@ -184,7 +183,9 @@ class FastDecoder:
 
     def __init__(self, codec: EventCodec | None = None) -> None:
         self._codec = codec or EventCodec()
-        self._fast: dict[bytes, Callable[[bytes], Event]] = {}
+        self._fast: dict[bytes, Callable[[bytes, int], Event]] = {}
+        self._schema_ids = self._codec.schema_ids
+        self._chain = self._codec.upcasts.chain
         fallback = []
         for schema in self._codec.registry.all():
             try:
@@ -197,7 +198,7 @@ class FastDecoder:
                 sample_event["envelope"] |= {"eventType": schema.event_type, "schemaVersion": schema.version}
                 schemaless_writer(buf, schema.parsed, sample_event)
                 sample = buf.getvalue()
-                agrees = reader(sample) == self._codec.decode(sample)
+                agrees = reader(sample, HEADER_LEN) == self._codec.decode_written(sample)[1]
             except (_Unsupported, _Unsure):
                 agrees = False
             if agrees:
@@ -208,12 +209,39 @@ class FastDecoder:
         self.fallback_fingerprints: tuple[str, ...] = tuple(sorted(fallback))
 
     def decode(self, data: bytes) -> Event:
-        """The event in ``data``; raises the codec's :class:`CodecError` subclasses on bad bytes."""
-        if data is not None and len(data) >= HEADER_LEN and data[:2] == MAGIC:
-            reader = self._fast.get(data[2:HEADER_LEN])
-            if reader is not None:
-                try:
-                    return reader(data)
-                except (_Unsure, IndexError, UnicodeDecodeError):
-                    pass  # the codec decides, and names the error
+        """The event in ``data`` in the newest shape of its type, as ``EventCodec.decode``; raises its errors."""
+        if data is None or len(data) < CONFLUENT_HEADER_LEN:
+            return self._codec.decode(data)
+        if data[:2] == MAGIC and len(data) >= HEADER_LEN:
+            fingerprint, start = data[2:HEADER_LEN], HEADER_LEN
+        elif data[0] == CONFLUENT_MAGIC and self._schema_ids is not None:
+            # The lookup is cached; an unknown id or a registry that does not answer raises here, as in the codec.
+            fingerprint, start = self._schema_ids.schema_for(int.from_bytes(data[1:CONFLUENT_HEADER_LEN], "big")).fingerprint, CONFLUENT_HEADER_LEN
+        else:
+            return self._codec.decode(data)
+        reader = self._fast.get(fingerprint)
+        if reader is not None:
+            try:
+                event = reader(data, start)
+            except (_Unsure, IndexError, UnicodeDecodeError):
+                return self._codec.decode(data)  # the codec decides, and names the error
+            chain = self._chain(fingerprint)
+            return event if chain is None else chain(event)
         return self._codec.decode(data)
+
+
+def event_decoder(schema_registry_url: str | None = None, *, timeout_s: float = 5.0) -> Callable[[bytes], Event]:
+    """The decode function of every consumer (live, replay, log facts): both framings, newest shape.
+
+    With ``schema_registry_url`` (a Confluent-compatible API, e.g. Apicurio's ``/apis/ccompat/v7``)
+    Confluent-framed records are read through :class:`schemas.confluent.ConfluentSchemas`, each
+    registry lookup bounded by ``timeout_s`` seconds; without it they are dead-lettered as
+    :class:`~schemas.errors.UnknownSchemaError`. Single-object records never need the registry.
+    """
+    if not schema_registry_url:
+        return FastDecoder().decode
+    from schemas.confluent import ConfluentSchemas  # the registry client is imported only when a registry is used
+    from schemas.registry import load_registry
+
+    registry = load_registry()
+    return FastDecoder(EventCodec(registry, schema_ids=ConfluentSchemas(schema_registry_url, registry, timeout_s=timeout_s))).decode

@@ -77,6 +77,9 @@ class EventSchema:
     parsed: Any
     canonical_form: str
     fingerprint: bytes
+    #: The ``rewind.upcastFrom`` marker: this version starts a new major shape, reached from
+    #: version ``upcast_from`` by an explicit upcaster (:mod:`schemas.upcasters`); None: resolvable by Avro rules.
+    upcast_from: int | None = None
 
 
 def strip_logical_types(node: Any) -> Any:
@@ -185,6 +188,10 @@ class SchemaRegistry:
         """Every version of every event type."""
         return list(self._by_type_version.values())
 
+    def versions(self, event_type: str) -> list[EventSchema]:
+        """Every version of ``event_type``, oldest first (empty for an unknown type)."""
+        return sorted((s for s in self._by_type_version.values() if s.event_type == event_type), key=lambda s: s.version)
+
 
 def _read_schema_files(schema_dir: Path) -> tuple[dict[str, Any], list[tuple[str, int, dict[str, Any]]]]:
     envelope: dict[str, Any] | None = None
@@ -218,7 +225,8 @@ def build_registry(schema_dir: Path = SCHEMA_DIR) -> SchemaRegistry:
         parsed = parse_schema(writer)
         # Step 3: its Parsing Canonical Form and that form's CRC-64-AVRO fingerprint.
         canonical = to_parsing_canonical_form(parsed)
-        schemas.append(EventSchema(name, version, parsed, canonical, crc64_avro(canonical)))
+        marker = doc.get("rewind.upcastFrom")
+        schemas.append(EventSchema(name, version, parsed, canonical, crc64_avro(canonical), marker if isinstance(marker, int) else None))
     return SchemaRegistry(schemas)
 
 

@@ -92,7 +92,7 @@ def run_plain_quix(settings: RewindSettings, state_dir: Path) -> float:
         row["status"] = env["eventType"]
         row[env["eventType"]] = env["occurredAt"]
         if env["eventType"] == "OrderPlaced":
-            row.update(customerId=event["customerId"], totalMinor=event["totalMinor"], currency=event["currency"])
+            row.update(customerId=event["customerId"], totalMinor=event["total"]["amountMinor"], currency=event["total"]["currency"])
         state.set("order", row)
         return row
 

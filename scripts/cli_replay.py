@@ -118,6 +118,7 @@ def register(app: typer.Typer) -> None:
             workers=(os.cpu_count() or 1) if workers is None else workers,
             snapshots_root=(snapshots_dir or settings.state_dir / "snapshots") if snapshots else None,
             dlq_topic=replay_dlq_topic, facts_dir=settings.state_dir / "log-facts",
+            schema_registry_url=settings.schema_registry_url,
         )
         result = _run_or_exit(request, console, progress=progress)
         manifest = result.manifest
@@ -181,7 +182,7 @@ def register(app: typer.Typer) -> None:
                 view=name, bootstrap=settings.bootstrap(), topic=settings.orders_topic,
                 into=new_snapshot_dir(snapshots_root, name), mode="up-to", as_of_ms=parse_time_ms(at),
                 max_lateness_ms=settings.max_lateness_ms, workers=(os.cpu_count() or 1) if workers is None else workers,
-                snapshots_root=snapshots_root,
+                snapshots_root=snapshots_root, schema_registry_url=settings.schema_registry_url,
             )
             result = _run_or_exit(request, console, progress=progress)
             path, manifest = result.output, result.manifest

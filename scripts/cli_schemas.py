@@ -28,7 +28,9 @@ def check(
     the type, the field and the two versions, and exits 1.
     """
     from schemas.compat import check_versions, iter_errors, load_versions
-    from schemas.registry import SCHEMA_DIR
+    from schemas.errors import ConfigError
+    from schemas.registry import SCHEMA_DIR, build_registry
+    from schemas.upcast import UpcastChains
 
     # Arguments first: a bad URL or directory fails before anything is read or called.
     settings = build_settings(schema_registry_url=schema_registry_url)
@@ -43,6 +45,12 @@ def check(
             numbers = [v.version for v in versions[name]]
             typer.echo(f"OK {name} v{numbers[0]}" + (f"..v{numbers[-1]}" if len(numbers) > 1 else ""))
     problems += sum(1 for _ in iter_errors(findings))
+    # Each rewind.upcastFrom boundary needs its upcaster in schemas/upcasters.py, or decoding refuses to start.
+    try:
+        UpcastChains(build_registry(schema_dir or SCHEMA_DIR))
+    except ConfigError as exc:
+        typer.echo(f"INCOMPATIBLE {exc}")
+        problems += 1
     url = settings.schema_registry_url
     if url:
         from schemas.registry_client import check_registry

@@ -200,7 +200,8 @@ class MainJob:
             replica_answer = store.get_as_of("order-status", order.order_id, at_ms)
             into = self.run_dir / f"replay-order-status-{at_ms}"
             run_replay(ReplayRequest(view="order-status", bootstrap=self.settings.bootstrap(), topic=self.settings.orders_topic,
-                                     into=into, mode="as-of", as_of_ms=at_ms, facts_dir=self.settings.state_dir / "log-facts"))
+                                     into=into, mode="as-of", as_of_ms=at_ms, facts_dir=self.settings.state_dir / "log-facts",
+                                     schema_registry_url=self.settings.schema_registry_url))
             replayed = open_store(into / "view", read_only=True)
             replay_answer = replayed.get("order-status", order.order_id)
             replayed.close()

@@ -38,6 +38,7 @@ from pipelines.live.steps import OrderStep, RekeyedStep
 from pipelines.projections import get_projection, view_spec
 from pipelines.settings import RewindSettings
 from pipelines.topics import DLQ_TOPIC_CONFIG, VIEW_TOPIC_CONFIG, check_reachable, view_topic
+from schemas.fast_decode import event_decoder
 
 __all__ = ["LivePipeline", "build_pipeline", "run_pipeline"]
 
@@ -117,7 +118,8 @@ def build_pipeline(
             stats.log_progress(lag=lag_probe.lag())
 
     rekeyed = view_spec(view).rekeyed
-    order_step = OrderStep(projection, stats, rekeyed=rekeyed, rows=RowCache(max_rows=settings.live_row_cache_rows))
+    order_step = OrderStep(projection, stats, rekeyed=rekeyed, rows=RowCache(max_rows=settings.live_row_cache_rows),
+                           decode=event_decoder(settings.schema_registry_url))
     app = _RewindApplication(
         on_partitions_moved=order_step.partitions_moved,
         broker_address=bootstrap,

@@ -17,7 +17,7 @@ dead letters and view updates within the same Quix step and forwards only the ch
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,8 @@ from pipelines.kernel import Verdict, process_record
 from pipelines.live.row_cache import MISSING, RowCache
 from pipelines.live.stats import PipelineStats
 from pipelines.projections import Change, Projection, Row
-from schemas.fast_decode import FastDecoder
+from schemas.codec import Event
+from schemas.fast_decode import event_decoder
 from state.contracts import SourcePosition, ViewUpdate
 
 __all__ = ["OrderStep", "RekeyedStep", "RekeyedChange", "view_update", "LiveItem"]
@@ -95,11 +96,15 @@ class OrderStep:
     with the consumer offset, under exactly-once).
     """
 
-    def __init__(self, projection: Projection, stats: PipelineStats, *, rekeyed: bool, rows: RowCache | None = None) -> None:
+    def __init__(
+        self, projection: Projection, stats: PipelineStats, *, rekeyed: bool, rows: RowCache | None = None,
+        decode: Callable[[bytes], Event] | None = None,
+    ) -> None:
         self._projection = projection
         self._stats = stats
         self._rekeyed = rekeyed
-        self._decode = FastDecoder().decode
+        #: bytes -> the event in the newest shape (:func:`schemas.fast_decode.event_decoder`).
+        self._decode = decode or event_decoder()
         #: Order rows this process wrote; the application clears it when partitions move.
         self.rows = rows if rows is not None else RowCache()
         #: Stream time per source partition as this process last wrote it (cleared with ``rows``).

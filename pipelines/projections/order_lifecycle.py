@@ -65,8 +65,8 @@ def _new_row(event: Mapping[str, Any]) -> Row:
         "customerId": event["customerId"],
         "status": None,
         "items": [dict(item) for item in event["items"]],
-        "totalMinor": event["totalMinor"],
-        "currency": event["currency"],
+        "totalMinor": event["total"]["amountMinor"],  # OrderPlaced v3: the total is one Money record
+        "currency": event["total"]["currency"],
         "refundedMinor": 0,
         "lastSeq": 0,
         "validFrom": env["occurredAt"],

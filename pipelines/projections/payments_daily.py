@@ -1,7 +1,7 @@
 """`payments-daily`: payments per currency and UTC day of the payment event's own time.
 
 Counts and sums (exact minor units) authorized, failed and refunded payments. A
-PaymentAuthorized adds its own ``amountMinor``; a PaymentFailed carries no amount, so
+PaymentAuthorized adds its own ``authorizedMinor`` (``amountMinor`` before v2); a PaymentFailed carries no amount, so
 it adds the order's total; a RefundIssued adds its ``amountMinor``. View key:
 ``<currency>:<day start, epoch ms>``, the day (UTC) of the event's own occurredAt and
 the order's currency. Not windowed: a day row accepts changes whenever they arrive.
@@ -39,7 +39,7 @@ def _identity(key: str) -> Row:
 # Each maps (event, order row after it) to the delta.
 #: Event type -> the counter delta it contributes, from (event, the order row after it).
 _DELTAS: dict[str, Callable[[Mapping[str, Any], Row], Row]] = {
-    "PaymentAuthorized": lambda event, after: {"authorizedCount": 1, "authorizedMinor": event["amountMinor"]},
+    "PaymentAuthorized": lambda event, after: {"authorizedCount": 1, "authorizedMinor": event["authorizedMinor"]},
     "PaymentFailed": lambda event, after: {"failedCount": 1, "failedMinor": after["totalMinor"]},
     "RefundIssued": lambda event, after: {"refundedCount": 1, "refundedMinor": event["amountMinor"]},
 }

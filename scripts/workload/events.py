@@ -7,6 +7,7 @@ without decoding (order, seq, type, event id, and for poison: what is wrong).
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from random import Random
@@ -16,7 +17,7 @@ from schemas.codec import Event
 from schemas.registry import load_registry
 from scripts.workload.model import Order
 
-__all__ = ["PoisonKind", "POISON_KINDS", "PoisonInfo", "Emitted", "new_uuid", "build_event", "build_payload"]
+__all__ = ["PoisonKind", "POISON_KINDS", "PoisonInfo", "Emitted", "new_uuid", "build_event", "build_payload", "sales_channel"]
 
 PoisonKind = Literal["undecodable", "unknown_schema", "impossible_transition", "duplicate"]
 POISON_KINDS: tuple[PoisonKind, ...] = ("undecodable", "unknown_schema", "impossible_transition", "duplicate")
@@ -89,13 +90,15 @@ def build_event(
     causation_id: str,
     previous_type: str | None,
     rng: Random,
+    version: int | None = None,
 ) -> Event:
-    """The event dict (codec shape) of ``event_type`` for ``order``; see :func:`build_payload`."""
+    """The event dict (codec shape) of ``event_type`` for ``order``, written with schema ``version``
+    (None: the newest); see :func:`build_payload`."""
     event: Event = {
         "envelope": {
             "eventId": event_id,
             "eventType": event_type,
-            "schemaVersion": load_registry().get(event_type).version,
+            "schemaVersion": load_registry().get(event_type).version if version is None else version,
             "orderId": order.order_id,
             "seq": seq,
             "occurredAt": occurred_at_ms,
@@ -103,27 +106,58 @@ def build_event(
             "causationId": causation_id,
         }
     }
-    event.update(build_payload(order, event_type, previous_type=previous_type, rng=rng))
+    event.update(build_payload(order, event_type, previous_type=previous_type, rng=rng, version=version))
     return event
 
 
-def build_payload(order: Order, event_type: str, *, previous_type: str | None, rng: Random) -> dict[str, Any]:
-    """The payload fields (all but the envelope) of ``event_type`` for ``order``.
+def build_payload(
+    order: Order, event_type: str, *, previous_type: str | None, rng: Random, version: int | None = None
+) -> dict[str, Any]:
+    """The payload fields (all but the envelope) of ``event_type`` for ``order``, in the shape of
+    schema ``version`` (None: the newest). KeyError for a version this workload cannot write.
 
     Details that matter to no total (payment id, carrier, ...) are drawn from
-    ``rng``; ``previous_type`` (the order's event before) only flavours a cancellation reason.
-    Works for any type in any status, so poison builds its illegal events the same way.
+    ``rng``, the same draws whatever the version; ``previous_type`` (the order's event
+    before) only flavours a cancellation reason. Works for any type in any status, so
+    poison builds its illegal events the same way.
+
+    Old versions are written here from the order itself, as an old producer would write
+    them, never by downcasting the newest shape: a consumer's upcasters are then checked
+    against facts they did not produce.
     """
-    return _PAYLOADS[event_type](order, previous_type, rng)
+    if version is None:
+        return _PAYLOADS[event_type](order, previous_type, rng)
+    return _OLD_PAYLOADS.get((event_type, version), _PAYLOADS[event_type])(order, previous_type, rng)
+
+
+_SALES_CHANNELS = ("web", "app", "store")
+
+
+def sales_channel(order_id: str) -> str:
+    """The channel an order was placed through (OrderPlaced v2+): a function of its id, so it costs no draw."""
+    return _SALES_CHANNELS[zlib.crc32(order_id.encode()) % len(_SALES_CHANNELS)]
+
+
+def _line_items(order: Order) -> list[dict[str, Any]]:
+    return [{"sku": i.sku, "quantity": i.quantity, "unitPriceMinor": i.unit_price_minor} for i in order.items]
 
 
 def _placed(order: Order, previous_type: str | None, rng: Random) -> dict[str, Any]:
+    """OrderPlaced v3: the total as one Money record."""
     return {
         "customerId": order.customer_id,
-        "items": [{"sku": i.sku, "quantity": i.quantity, "unitPriceMinor": i.unit_price_minor} for i in order.items],
-        "totalMinor": order.total_minor,
-        "currency": order.currency,
+        "items": _line_items(order),
+        "total": {"amountMinor": order.total_minor, "currency": order.currency},
+        "salesChannel": sales_channel(order.order_id),
     }
+
+
+def _placed_v1(order: Order, previous_type: str | None, rng: Random) -> dict[str, Any]:
+    return {"customerId": order.customer_id, "items": _line_items(order), "totalMinor": order.total_minor, "currency": order.currency}
+
+
+def _placed_v2(order: Order, previous_type: str | None, rng: Random) -> dict[str, Any]:
+    return {**_placed_v1(order, previous_type, rng), "salesChannel": sales_channel(order.order_id)}
 
 
 def _refunded(order: Order, previous_type: str | None, rng: Random) -> dict[str, Any]:
@@ -154,7 +188,7 @@ _WAREHOUSES = tuple(f"wh-{n}" for n in range(1, 9))
 _PAYLOADS: dict[str, Callable[[Order, str | None, Random], dict[str, Any]]] = {
     "OrderPlaced": _placed,
     "PaymentAuthorized": lambda order, _, rng: {
-        "paymentId": f"pay-{rng.getrandbits(64):016x}", "amountMinor": order.total_minor, "currency": order.currency
+        "paymentId": f"pay-{rng.getrandbits(64):016x}", "authorizedMinor": order.total_minor, "currency": order.currency
     },
     "PaymentFailed": lambda _, __, rng: {"reason": _PAYMENT_FAILURES[int(rng.random() * len(_PAYMENT_FAILURES))]},
     "InventoryReserved": lambda _, __, rng: {"warehouseId": _WAREHOUSES[int(rng.random() * len(_WAREHOUSES))]},
@@ -163,4 +197,14 @@ _PAYLOADS: dict[str, Callable[[Order, str | None, Random], dict[str, Any]]] = {
     "OrderDelivered": lambda _, __, ___: {},  # the envelope only
     "OrderCancelled": lambda _, previous_type, __: {"reason": _CANCEL_REASONS.get(previous_type, "customer request")},
     "RefundIssued": _refunded,
+}
+
+#: Payload builders of the versions before the newest, by (type, version); a type missing here
+#: has had one shape all along (its newest builder writes every version).
+_OLD_PAYLOADS: dict[tuple[str, int], Callable[[Order, str | None, Random], dict[str, Any]]] = {
+    ("OrderPlaced", 1): _placed_v1,
+    ("OrderPlaced", 2): _placed_v2,
+    ("PaymentAuthorized", 1): lambda order, _, rng: {
+        "paymentId": f"pay-{rng.getrandbits(64):016x}", "amountMinor": order.total_minor, "currency": order.currency
+    },
 }

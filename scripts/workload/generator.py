@@ -22,6 +22,10 @@ on does not change a single good event):
    0.1% of events at the defaults, not 0.5%. Events arriving after the end of
    the history are not emitted (orders still open "now" are realistic).
 4. Encode every event once (pre-encoded bytes are what the producer sends),
+   a share ``old_version_rate`` of the events of evolved types (OrderPlaced,
+   PaymentAuthorized) with an older schema version, as an old producer would
+   write them (drawn from a ``Random`` of its own, so the share changes no byte
+   of the newest-version events' content),
    and let :class:`~scripts.workload.poison.Poisoner` insert poison next to
    the records it is anchored at.
 5. One stable sort of all records by arrival: many orders interleave, each
@@ -83,6 +87,9 @@ class WorkloadConfig:
     skew_rate: float = 0.005
     max_lateness_ms: int = 600_000
     poison_rate: float = 0.0
+    #: Share of the events of a type with several schema versions written with an older one
+    #: (uniformly among the older ones); 0: every event is written with the newest schema.
+    old_version_rate: float = 0.0
     customers: int | None = None  # None: max(50, orders // 5)
     skus: int = 300
 
@@ -91,7 +98,7 @@ class WorkloadConfig:
             raise ConfigError(f"orders must be >= 0, got {self.orders}")
         if not self.days > 0:
             raise ConfigError(f"days must be > 0, got {self.days}")
-        for name in ("late_rate", "skew_rate", "poison_rate"):
+        for name in ("late_rate", "skew_rate", "poison_rate", "old_version_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name} must be within [0, 1], got {value}")
@@ -238,8 +245,32 @@ def _customer_picker(catalog: Catalog, rng: Random) -> Callable[[], str]:
     return lambda: ids[bisect.bisect(cumulative, u() * total)]
 
 
+#: (event type) -> the schema version to write it with, None for the newest.
+VersionPicker = Callable[[str], int | None]
+
+
+def _version_picker(config: WorkloadConfig, encoder: FastEncoder) -> VersionPicker | None:
+    """Draws an older schema version for a share ``old_version_rate`` of the events of evolved types."""
+    if config.old_version_rate <= 0:
+        return None
+    registry = encoder.codec.registry
+    older = {s.event_type: [v.version for v in registry.versions(s.event_type)][:-1] for s in registry.latest()}
+    older = {t: versions for t, versions in older.items() if versions}
+    draw = Random(f"versions:{config.seed}").random
+    rate = config.old_version_rate
+
+    def pick(event_type: str) -> int | None:
+        versions = older.get(event_type)
+        if versions is None or draw() >= rate:
+            return None
+        return versions[int(draw() * len(versions))]
+
+    return pick
+
+
 def _emit(
-    order: Order, types: list[str], occurred: list[int], arrival: list[int], *, encoder: FastEncoder, rng: Random
+    order: Order, types: list[str], occurred: list[int], arrival: list[int], *, encoder: FastEncoder, rng: Random,
+    versions: VersionPicker | None = None,
 ) -> list[Emitted]:
     """The order's good records, in seq order, encoded."""
     key = order.order_id.encode()
@@ -254,8 +285,16 @@ def _emit(
     for k in range(len(occurred)):
         event_type = types[k]
         event_id = new_uuid(rng)
-        payload = build_payload(order, event_type, previous_type=previous_type, rng=rng)
-        value = write(event_type, event_id, k + 1, occurred[k], causation, payload)
+        version = versions(event_type) if versions is not None else None
+        payload = build_payload(order, event_type, previous_type=previous_type, rng=rng, version=version)
+        if version is None:
+            value = write(event_type, event_id, k + 1, occurred[k], causation, payload)
+        else:  # an old producer's event: rare, through the codec
+            envelope = {
+                "eventId": event_id, "eventType": event_type, "schemaVersion": version, "orderId": order_id, "seq": k + 1,
+                "occurredAt": occurred[k], "correlationId": order.correlation_id, "causationId": causation,
+            }
+            value = encoder.encode({"envelope": envelope, **payload})
         emitted.append(
             new_record(Emitted, (key, value, occurred[k], arrival[k], order_id, k + 1, event_type, event_id, None))
         )
@@ -282,6 +321,7 @@ def _generate(config: WorkloadConfig, encoder: FastEncoder) -> Workload:
     line_of = {(sku, q): LineItem(sku, q, price) for sku, price in catalog.price_of.items() for q in range(1, 6)}
     currency_of = dict(catalog.currency_of)
     poisoner = Poisoner(config, encoder=encoder) if config.poison_rate > 0 else None
+    versions = _version_picker(config, encoder)
     end_ms = config.end_ms
     span_ms = end_ms - config.start_ms
     # Placement times first, in order, so that order ids grow with time like a real sequence's would.
@@ -320,7 +360,7 @@ def _generate(config: WorkloadConfig, encoder: FastEncoder) -> Workload:
             refund=_refund(rng, items) if len(occurred) == len(types) and types[-1] == "RefundIssued" else None,
         )
         orders[order_id] = order
-        emitted = _emit(order, types, occurred, arrival, encoder=encoder, rng=rng)
+        emitted = _emit(order, types, occurred, arrival, encoder=encoder, rng=rng, versions=versions)
         if poisoner is not None:
             emitted = poisoner.inject(order, emitted)
         records += emitted

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from random import Random
 from typing import TYPE_CHECKING
 
-from schemas.codec import HEADER_LEN, MAGIC
+from schemas.codec import CONFLUENT_MAGIC, HEADER_LEN, MAGIC
 from scripts.workload.encoding import FastEncoder
 from scripts.workload.events import POISON_KINDS, Emitted, PoisonInfo, PoisonKind, build_event, new_uuid
 from scripts.workload.model import Order, Status, illegal_event_types, next_status, rejection_reason
@@ -87,9 +87,9 @@ class Poisoner:
         rng = self._rng
         if rng.random() < 0.5:
             garbage = bytearray(rng.randbytes(1 + rng.randrange(64)))
-            if garbage[0] == MAGIC[0]:
-                garbage[0] ^= 0xFF  # never a valid marker, whatever follows
-            reason = f"{len(garbage)} bytes of garbage without the C3 01 marker"
+            if garbage[0] in (MAGIC[0], CONFLUENT_MAGIC):
+                garbage[0] ^= 0xFF  # never a valid marker of either framing, whatever follows
+            reason = f"{len(garbage)} bytes of garbage without the C3 01 (or Confluent 00) marker"
             value = bytes(garbage)
         else:
             cut = rng.randrange(HEADER_LEN, len(anchor.value))

@@ -25,7 +25,7 @@ from typing import Protocol
 from pipelines.gc_pause import gc_paused
 from pipelines.projections import get_projection
 from schemas.errors import ConfigError
-from schemas.fast_decode import FastDecoder
+from schemas.fast_decode import event_decoder
 from state.contracts import WritableProjectionStore
 from state.encoded_writes import EncodedWritesStore
 from state.errors import ReplayInterruptedError
@@ -110,6 +110,8 @@ class ReplayRequest:
     #: A per-order view into a store that takes encoded writes: the workers encode the store's
     #: writes where they fold (:mod:`state.encoded_writes`); False: the parent applies updates.
     encode_in_workers: bool = True
+    #: A Confluent-compatible schema registry for Confluent-framed records (None: they are dead letters).
+    schema_registry_url: str | None = None
 
     def __post_init__(self) -> None:
         get_projection(self.view)  # UnknownViewError before anything connects
@@ -192,7 +194,7 @@ def run_replay(
     if facts is None and request.mode == "as-of" and request.facts_dir is not None:
         progress.stage("bringing the log's range facts up to date")
         facts = LogFacts(facts_path(request.facts_dir, request.topic, kafka_topic_id(request.bootstrap, request.topic)),
-                         read=kafka_record_source(request.bootstrap, request.topic), decode=FastDecoder().decode,
+                         read=kafka_record_source(request.bootstrap, request.topic), decode=event_decoder(request.schema_registry_url),
                          range_records=request.facts_range_records)
     try:
         plan = plan_replay(source, request.topic, mode=request.mode, as_of_ms=request.as_of_ms, facts=facts)
@@ -266,6 +268,7 @@ def _build(
                 seed_fold_dir=str(tmp / FOLD_DIR) if seed is not None else None, dlq_topic=request.dlq_topic,
                 spill_dir=str(tmp / f"{SPILL_PREFIX}{i}"), max_rows_in_memory=request.max_rows_in_memory,
                 batch_size=request.batch_size, seed_stream_time_ms=seed_stream_time, encode_store_writes=encode_apart,
+                schema_registry_url=request.schema_registry_url,
             )
             for i, ranges in enumerate(split_partitions(plan, max(1, request.workers)))
         ]

@@ -39,7 +39,7 @@ from confluent_kafka import Producer
 
 from pipelines.dlq import DeadLetter
 from pipelines.projections import Row, get_projection
-from schemas.fast_decode import FastDecoder
+from schemas.fast_decode import event_decoder
 from state.encoded_writes import EncodedWrites, encode_row_writes, latest_from_order_row
 from state.errors import ReplayError, ReplayInterruptedError
 from state.records import StoredVersion
@@ -85,6 +85,8 @@ class WorkerSpec:
     #: Encode the store's writes here (a per-order view into a store that takes them, see
     #: :mod:`state.encoded_writes`) and send those instead of the changes.
     encode_store_writes: bool = False
+    #: Where Confluent-framed records' schema ids are looked up (None: such records are dead letters).
+    schema_registry_url: str | None = None
 
 
 class Batch(NamedTuple):
@@ -182,7 +184,7 @@ def _fold(spec: WorkerSpec, rows: OrderRows, *, should_stop: Callable[[], bool])
     """:func:`worker_messages` with the fold state open."""
     dlq = _DeadLetterProducer(spec.bootstrap, spec.dlq_topic) if spec.dlq_topic else None
     folder = OrderFolder(
-        get_projection(spec.view, grace_ms=spec.grace_ms), topic=spec.topic, decode=FastDecoder().decode,
+        get_projection(spec.view, grace_ms=spec.grace_ms), topic=spec.topic, decode=event_decoder(spec.schema_registry_url),
         as_of_ms=spec.as_of_ms, rows=rows, on_dead_letter=dlq,
         stream_time_ms={p: t for p, t in spec.seed_stream_time_ms.items() if any(r.partition == p for r in spec.ranges)},
     )

@@ -67,7 +67,7 @@ public class AvroSingleObject {
     out.flush();
   }
 
-  /** Every event schema in the directory, by record name, parsed after Envelope.v1.avsc. */
+  /** Every event schema in the directory, by file name without .avsc ("OrderPlaced.v3"), parsed after Envelope.v1.avsc. */
   private static Map<String, Schema> load(Path dir) throws Exception {
     Map<String, Schema> schemas = new TreeMap<>();
     try (DirectoryStream<Path> files = Files.newDirectoryStream(dir, "*.avsc")) {
@@ -79,7 +79,7 @@ public class AvroSingleObject {
         Schema.Parser parser = new Schema.Parser();
         parser.parse(dir.resolve("Envelope.v1.avsc").toFile());
         Schema schema = parser.parse(file.toFile());
-        schemas.put(schema.getName(), schema);
+        schemas.put(name.substring(0, name.length() - ".avsc".length()), schema);  // "OrderPlaced.v3": one entry per version
       }
     }
     return schemas;

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from schemas import EVENT_TYPES, EventCodec
+from schemas import EVENT_TYPES, CodecError, EventCodec
 from schemas.fast_decode import FastDecoder
 from schemas.registry import SCHEMA_DIR, load_registry
 from scripts.workload import WorkloadConfig, generate
@@ -43,17 +43,25 @@ def _edge_value(schema: Any, named: dict[str, Any], flavour: int, depth: int = 0
     raise AssertionError(f"no edge values for {kind!r}")
 
 
+SCHEMAS = sorted(load_registry().all(), key=lambda s: (s.event_type, s.version))
+
+
+def _java_name(event: dict[str, Any]) -> str:
+    """The Java tool's key of the schema an event is written with: ``<Type>.v<N>`` (its .avsc file)."""
+    return f"{event['envelope']['eventType']}.v{event['envelope']['schemaVersion']}"
+
+
 def _events() -> list[dict[str, Any]]:
-    """Per type: three workload events and three edge-case events."""
+    """Per schema version: three workload events (as written) and three edge-case events."""
     events: list[dict[str, Any]] = []
-    workload = [CODEC.decode(r.value) for r in generate(WorkloadConfig(seed=11, orders=600, days=7)).records]
-    for event_type in EVENT_TYPES:
-        events += [e for e in workload if e["envelope"]["eventType"] == event_type][:3]
-        schema = load_registry().get(event_type)
+    mixed = generate(WorkloadConfig(seed=11, orders=600, days=7, old_version_rate=0.6)).records
+    workload = [CODEC.decode_written(r.value)[1] for r in mixed]
+    for schema in SCHEMAS:
+        events += [e for e in workload if (e["envelope"]["eventType"], e["envelope"]["schemaVersion"]) == (schema.event_type, schema.version)][:3]
         named = dict(schema.parsed.get("__named_schemas", {}))
         for flavour in range(3):
             event = _edge_value(schema.parsed, named, flavour)
-            event["envelope"] |= {"eventType": event_type, "schemaVersion": schema.version}
+            event["envelope"] |= {"eventType": schema.event_type, "schemaVersion": schema.version}
             events.append(event)
     return events
 
@@ -66,13 +74,13 @@ def java() -> dict[str, list[dict[str, Any]]]:
     """Apache Avro (Java)'s answers: schema facts per type, its encodings of EVENTS, its decodings of our bytes."""
     try:
         jars = fetch_jars()
-        schema_requests = [{"op": "schema", "type": t} for t in EVENT_TYPES]
-        encode_requests = [{"op": "encode", "type": e["envelope"]["eventType"], "event": e} for e in EVENTS]
-        decode_requests = [{"op": "decode", "type": e["envelope"]["eventType"], "hex": CODEC.encode(e).hex()} for e in EVENTS]
+        schema_requests = [{"op": "schema", "type": f"{s.event_type}.v{s.version}"} for s in SCHEMAS]
+        encode_requests = [{"op": "encode", "type": _java_name(e), "event": e} for e in EVENTS]
+        decode_requests = [{"op": "decode", "type": _java_name(e), "hex": CODEC.encode(e).hex()} for e in EVENTS]
         # Our bytes with one fingerprint bit flipped: Java must refuse them, or the decode checks would prove nothing.
         flipped = bytearray(CODEC.encode(EVENTS[0]))
         flipped[9] ^= 0x01
-        refused_requests = [{"op": "decode", "type": EVENTS[0]["envelope"]["eventType"], "hex": flipped.hex()}]
+        refused_requests = [{"op": "decode", "type": _java_name(EVENTS[0]), "hex": flipped.hex()}]
         answers = run_tool(SCHEMA_DIR, schema_requests + encode_requests + decode_requests + refused_requests, jars=jars)
     except AvroJavaError as exc:
         pytest.fail(f"Apache Avro {AVRO_VERSION} (Java) could not run: {exc}")
@@ -81,19 +89,18 @@ def java() -> dict[str, list[dict[str, Any]]]:
 
 
 def test_every_type_is_exercised() -> None:
-    """Scenario: the events sent to Java. We expect all nine types, workload and edge cases alike."""
+    """Scenario: the events sent to Java. We expect all nine types in every version, workload and edge cases alike."""
     assert {e["envelope"]["eventType"] for e in EVENTS} == set(EVENT_TYPES)
-    assert len(EVENTS) == 6 * len(EVENT_TYPES)
+    assert {_java_name(e) for e in EVENTS} == {f"{s.event_type}.v{s.version}" for s in SCHEMAS}
+    assert len(EVENTS) == 6 * len(SCHEMAS)
 
 
 def test_java_computes_our_canonical_forms_and_fingerprints(java: dict[str, list[dict[str, Any]]]) -> None:
-    """Scenario: Java parses each .avsc (after Envelope's). We expect our Parsing Canonical Form and fingerprint, for all nine types."""
-    registry = load_registry()
-    for event_type, answer in zip(EVENT_TYPES, java["schema"], strict=True):
+    """Scenario: Java parses each .avsc (after Envelope's). We expect our Parsing Canonical Form and fingerprint, for every version of all nine types."""
+    for schema, answer in zip(SCHEMAS, java["schema"], strict=True):
         assert answer["ok"], answer
-        schema = registry.get(event_type)
-        assert answer["canonical"] == schema.canonical_form, event_type
-        assert answer["fingerprint"] == schema.fingerprint.hex(), event_type
+        assert answer["canonical"] == schema.canonical_form, (schema.event_type, schema.version)
+        assert answer["fingerprint"] == schema.fingerprint.hex(), (schema.event_type, schema.version)
 
 
 def test_java_encoder_writes_our_bytes(java: dict[str, list[dict[str, Any]]]) -> None:
@@ -106,11 +113,20 @@ def test_java_encoder_writes_our_bytes(java: dict[str, list[dict[str, Any]]]) ->
 
 
 def test_we_decode_javas_bytes(java: dict[str, list[dict[str, Any]]]) -> None:
-    """Scenario: Java's single-object bytes. We expect the codec and the fast decoder to read back the event Java was given."""
+    """Scenario: Java's single-object bytes. We expect the codec to read back the event Java was given, and the fast
+    decoder to agree with the codec (both upcast an old version to the newest shape)."""
     for event, answer in zip(EVENTS, java["encode"], strict=True):
         data = bytes.fromhex(answer["hex"])
-        assert CODEC.decode(data) == event
-        assert FAST_DECODER.decode(data) == event
+        assert CODEC.decode_written(data)[1] == event
+        assert _outcome(FAST_DECODER.decode, data) == _outcome(CODEC.decode, data)
+
+
+def _outcome(decode: Any, data: bytes) -> Any:
+    """The decoded event, or the error's type and message (an edge-case currency is refused by the v2 -> v3 upcaster)."""
+    try:
+        return decode(data)
+    except CodecError as exc:
+        return type(exc).__name__, str(exc)
 
 
 def test_java_decoder_reads_our_bytes(java: dict[str, list[dict[str, Any]]]) -> None:

@@ -30,12 +30,12 @@ long_ = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 int_ = st.integers(min_value=-(2**31), max_value=2**31 - 1)
 
 
-def envelope(event_type: str) -> st.SearchStrategy[dict]:
+def envelope(event_type: str, version: int = 1) -> st.SearchStrategy[dict]:
     return st.fixed_dictionaries(
         {
             "eventId": ids,
             "eventType": st.just(event_type),
-            "schemaVersion": st.just(1),
+            "schemaVersion": st.just(version),
             "orderId": text,
             "seq": int_,
             "occurredAt": long_,
@@ -70,23 +70,48 @@ PAYLOADS: dict[str, dict] = {
 }
 
 
-def event_strategy(event_type: str) -> st.SearchStrategy[dict]:
-    return st.fixed_dictionaries({"envelope": envelope(event_type), **PAYLOADS[event_type]})
+_ORDER_PLACED_V2 = {**PAYLOADS["OrderPlaced"], "salesChannel": text}
+#: Payloads of the versions after v1, by (type, version), written from the .avsc files.
+LATER_PAYLOADS: dict[tuple[str, int], dict] = {
+    ("OrderPlaced", 2): _ORDER_PLACED_V2,
+    ("OrderPlaced", 3): {
+        **{k: v for k, v in _ORDER_PLACED_V2.items() if k not in ("totalMinor", "currency")},
+        "total": st.fixed_dictionaries({"amountMinor": long_, "currency": text}),
+    },
+    ("PaymentAuthorized", 2): {"paymentId": text, "authorizedMinor": long_, "currency": text},
+}
+
+
+def event_strategy(event_type: str, version: int = 1) -> st.SearchStrategy[dict]:
+    payload = PAYLOADS[event_type] if version == 1 else LATER_PAYLOADS[(event_type, version)]
+    return st.fixed_dictionaries({"envelope": envelope(event_type, version), **payload})
 
 
 any_event = st.one_of([event_strategy(t) for t in EVENT_TYPES])
+any_version_event = st.one_of([event_strategy(s.event_type, s.version) for s in CODEC.registry.all()])
 
 
 def test_every_event_type_has_a_schema_and_a_strategy() -> None:
     assert {s.event_type for s in CODEC.registry.latest()} == set(EVENT_TYPES) == set(PAYLOADS)
+    assert {(s.event_type, s.version) for s in CODEC.registry.all() if s.version > 1} == set(LATER_PAYLOADS)
 
 
 @settings(max_examples=300, deadline=None)
-@given(any_event)
+@given(any_version_event)
 def test_hypothesis_events_round_trip(event: dict) -> None:
+    """Scenario: any event of any version. We expect decode_written to give it back exactly, with the schema it names."""
     data = CODEC.encode(event)
     assert data[:2] == MAGIC
-    assert CODEC.decode(data) == event
+    schema, decoded = CODEC.decode_written(data)
+    assert decoded == event
+    assert (schema.event_type, schema.version) == (event["envelope"]["eventType"], event["envelope"]["schemaVersion"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.one_of([event_strategy(s.event_type, s.version) for s in CODEC.registry.latest()]))
+def test_newest_version_decodes_unchanged(event: dict) -> None:
+    """Scenario: an event of its type's newest version. We expect decode (which upcasts) to return it as written."""
+    assert CODEC.decode(CODEC.encode(event)) == event
 
 
 @settings(max_examples=50, deadline=None)
@@ -161,17 +186,17 @@ def test_corrupt_field_is_named_by_its_path() -> None:
 
 
 def test_encode_refuses_an_envelope_naming_another_schema_version() -> None:
-    """Scenario: schemaVersion 2 where only v1 exists. We expect EncodeError, not bytes whose header contradicts their envelope."""
+    """Scenario: schemaVersion 7 where only v1..v3 exist. We expect EncodeError, not bytes whose header contradicts their envelope."""
     event = _good_event()
-    event["envelope"]["schemaVersion"] = 2
-    with pytest.raises(EncodeError, match="schemaVersion is 2"):
+    event["envelope"]["schemaVersion"] = 7
+    with pytest.raises(EncodeError, match=r"OrderPlaced has schema versions \[1, 2, 3\], but envelope.schemaVersion is 7"):
         CODEC.encode(event)
 
 
 def test_wrong_magic_raises_bad_magic() -> None:
     data = _good_bytes()
     with pytest.raises(BadMagicError):
-        CODEC.decode(b"\x00\x01" + data[2:])
+        CODEC.decode(b"\x07\x01" + data[2:])
     with pytest.raises(BadMagicError):
         CODEC.decode(b"{}")
 

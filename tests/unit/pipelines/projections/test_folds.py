@@ -28,12 +28,12 @@ FAILED_PAYMENT = ["OrderPlaced", "PaymentFailed", "OrderCancelled"]
 def event(event_type: str, seq: int, *, ts: int | None = None, order_id: str = "o-1") -> dict:
     payload: dict = {}
     if event_type == "OrderPlaced":
-        payload = {"customerId": "c-1", "items": ITEMS, "totalMinor": 1300, "currency": "EUR"}
+        payload = {"customerId": "c-1", "items": ITEMS, "total": {"amountMinor": 1300, "currency": "EUR"}, "salesChannel": "web"}
     elif event_type == "RefundIssued":
         payload = {"items": [{"sku": "A", "quantity": 1}], "amountMinor": 150, "currency": "EUR", "reason": "damaged"}
     return {
         "envelope": {
-            "eventId": f"e-{order_id}-{seq}", "eventType": event_type, "schemaVersion": 1, "orderId": order_id,
+            "eventId": f"e-{order_id}-{seq}", "eventType": event_type, "schemaVersion": 3 if event_type == "OrderPlaced" else 1, "orderId": order_id,
             "seq": seq, "occurredAt": T0 + seq * 1000 if ts is None else ts, "correlationId": "c", "causationId": "x",
         },
         **payload,

@@ -35,7 +35,7 @@ def event(event_type: str, occurred_at: int, **payload: object) -> dict:
 def test_authorized_counts_the_events_own_amount_in_its_utc_day() -> None:
     """Scenario: a PaymentAuthorized of 1250 (not the order's 1300) at 13:00 UTC.
     We expect one delta keyed EUR:<that midnight> adding one authorization of 1250."""
-    e = event("PaymentAuthorized", DAY + 13 * 3_600_000, paymentId="p", amountMinor=1250, currency="EUR")
+    e = event("PaymentAuthorized", DAY + 13 * 3_600_000, paymentId="p", authorizedMinor=1250, currency="EUR")
     assert VIEW.deltas(e, AFTER) == ((f"EUR:{DAY}", {"authorizedCount": 1, "authorizedMinor": 1250}),)
 
 
@@ -70,7 +70,7 @@ def _changes(e: dict) -> tuple[Change, ...]:
 def test_changes_are_tagged_with_the_order_row() -> None:
     """Scenario: a PaymentAuthorized whose clock stepped back (occurredAt before the row's validFrom).
     We expect its change keyed by its own day but valid from the row's validFrom, with the row's (orderId, lastSeq)."""
-    e = event("PaymentAuthorized", DAY - 1, paymentId="p", amountMinor=1300, currency="EUR")
+    e = event("PaymentAuthorized", DAY - 1, paymentId="p", authorizedMinor=1300, currency="EUR")
     [change] = _changes(e)
     assert change == Change(f"EUR:{DAY - DAY_MS}", {"authorizedCount": 1, "authorizedMinor": 1300}, "o-1", 2, DAY + 5000)
     assert VIEW.partition_key(change) == "EUR"

@@ -8,8 +8,9 @@ import pytest
 
 from scripts.workload import Workload, WorkloadConfig, generate, write_oracle
 
-#: Seven days so that refunds (days after delivery) happen; poison on, a little more than the CLI's 1%.
-POISONED = WorkloadConfig(seed=11, orders=3000, days=7, poison_rate=0.03)
+#: Seven days so that refunds (days after delivery) happen; poison on, a little more than the CLI's 1%;
+#: a third of the OrderPlaced and PaymentAuthorized events written with an older schema version.
+POISONED = WorkloadConfig(seed=11, orders=3000, days=7, poison_rate=0.03, old_version_rate=0.3)
 #: The defaults a user gets, on a few thousand orders.
 DEFAULTS = WorkloadConfig(seed=11, orders=3000)
 

@@ -140,7 +140,7 @@ def test_final_orders_match_a_fold_of_the_decoded_bytes(poisoned: Workload, orac
     for order_id, row in rows.items():
         p = placed[order_id]
         assert (str(row.status), row.last_seq, row.customer_id, row.total_minor, row.currency, row.refunded_minor) == (
-            status[order_id], last_seq[order_id], p["customerId"], p["totalMinor"], p["currency"], refunded[order_id]
+            status[order_id], last_seq[order_id], p["customerId"], p["total"]["amountMinor"], p["total"]["currency"], refunded[order_id]
         )
         assert [list(i) for i in row.items] == [[i["sku"], i["quantity"], i["unitPriceMinor"]] for i in p["items"]]
         assert row.refunded_minor <= row.total_minor
@@ -176,8 +176,8 @@ def test_totals_match_an_independent_recount(poisoned: Workload, oracle: Oracle)
         if kind == "OrderDelivered":
             delivered[customer] += 1
             open_orders[customer] -= 1
-            ltv[customer] += order["totalMinor"]
-            delivered_total += order["totalMinor"]
+            ltv[customer] += order["total"]["amountMinor"]
+            delivered_total += order["total"]["amountMinor"]
             for i in order["items"]:
                 revenue[i["sku"]] += i["quantity"] * i["unitPriceMinor"]
         if kind == "OrderCancelled":
