@@ -37,6 +37,16 @@ def register(app: typer.Typer) -> None:
             "Share of extra poison records (bad bytes, unknown schema, impossible transition, duplicate)."
         )),
         late_rate: float = typer.Option(0.02, min=0.0, max=1.0, help="Share of events that arrive late (out of event-time order)."),
+        old_versions: float = typer.Option(0.0, "--old-versions", min=0.0, max=1.0, help=(
+            "Share of the events of evolved types (OrderPlaced, PaymentAuthorized) written with an older schema version."
+        )),
+        confluent_share: float = typer.Option(0.0, "--confluent-share", min=0.0, max=1.0, help=(
+            "Share of records framed in the Confluent wire format (00 + registry schema id) instead of single-object; "
+            "needs a schema registry (--registry or REWIND_SCHEMA_REGISTRY_URL)."
+        )),
+        schema_registry_url: str | None = setting_option(
+            "schema_registry_url", "Schema registry (Confluent-compatible API) that Confluent-framed records are registered in.", "--registry",
+        ),
         days: float = typer.Option(3.0, min=0.01, help="Length of the simulated history in days."),
         start: str | None = typer.Option(None, help="Start of the simulated history (ISO-8601 with zone, or epoch ms). Default: a fixed date."),
         orders_topic: str | None = setting_option(
@@ -49,18 +59,31 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Produce a realistic order workload (interleaved lifecycles, late events, poison) and its oracle."""
         from pipelines.topics import check_reachable
+        from schemas.errors import ConfigError
         from scripts.workload import WorkloadConfig, generate, produce_workload, write_oracle
 
-        settings = build_settings(orders_topic=orders_topic, max_lateness_ms=max_lateness_ms, kafka_bootstrap_servers=kafka_bootstrap_servers)
+        settings = build_settings(orders_topic=orders_topic, max_lateness_ms=max_lateness_ms, kafka_bootstrap_servers=kafka_bootstrap_servers,
+                                  schema_registry_url=schema_registry_url)
+        if confluent_share > 0 and not settings.schema_registry_url:
+            raise ConfigError("--confluent-share needs a schema registry: pass --registry URL or set REWIND_SCHEMA_REGISTRY_URL "
+                              "(`rewind registry up` prints it)")
         check_reachable(settings.bootstrap(), timeout_s=settings.connect_timeout_s)
         start_ms = _parse_start(start)
         config = WorkloadConfig(
-            seed=seed, orders=orders, days=days, late_rate=late_rate, poison_rate=poison_rate,
+            seed=seed, orders=orders, days=days, late_rate=late_rate, poison_rate=poison_rate, old_version_rate=old_versions,
             max_lateness_ms=settings.max_lateness_ms, **({"start_ms": start_ms} if start_ms is not None else {}),
         )
         with console.status(f"generating {orders:,} orders (seed {seed})"):
             workload = generate(config)
-        report = produce_workload(settings, workload, rate=rate, progress=progress)
+        records = list(workload.records)
+        if confluent_share > 0 and settings.schema_registry_url:
+            from schemas.confluent import ConfluentSchemas
+            from schemas.registry import load_registry
+            from scripts.workload.framing import confluent_framed, register_all
+
+            headers = register_all(ConfluentSchemas(settings.schema_registry_url, load_registry(), timeout_s=settings.connect_timeout_s), load_registry())
+            records = confluent_framed(records, share=confluent_share, seed=seed, headers=headers)
+        report = produce_workload(settings, records, rate=rate, progress=progress)
         oracle_path = oracle or Path(".run/oracles") / f"{report.topic}-seed{seed}.sqlite"
         oracle_path.parent.mkdir(parents=True, exist_ok=True)
         write_oracle(workload, oracle_path, topic=report.topic)

@@ -96,6 +96,11 @@ class PipelineChild:
             "REWIND_COMMIT_INTERVAL_S": str(settings.commit_interval_s),
             "REWIND_LIVE_ROW_CACHE_ROWS": str(settings.live_row_cache_rows),
         }
+        # The child reads Confluent-framed records through the same registry, or through none.
+        if settings.schema_registry_url:
+            env["REWIND_SCHEMA_REGISTRY_URL"] = settings.schema_registry_url
+        else:
+            env.pop("REWIND_SCHEMA_REGISTRY_URL", None)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
