@@ -187,3 +187,23 @@ def test_a_registry_that_is_down_is_a_clear_error_in_bounded_time(world: dict[st
     with pytest.raises(RegistryUnavailableError, match="127.0.0.1:1"):
         decode(framed)
     assert time.monotonic() - started < 5.0
+
+
+def test_a_live_pipeline_stops_on_a_registry_that_is_down_and_skips_nothing(world: dict[str, Any], tmp_path: Path) -> None:
+    """Scenario: order-status started on the mixed log with the registry URL a closed port (a Confluent-framed
+    record comes within its first records). We expect it to exit non-zero within a bounded time with one line
+    naming the registry, having committed no offset past the records it could not read."""
+    settings = world["settings"].model_copy(update={"schema_registry_url": "http://127.0.0.1:1/apis/ccompat/v7"})
+    group = f"{settings.orders_topic}-registry-down"
+    proc = PipelineProcess.start(settings, "order-status", group=group, state_dir=tmp_path / "state", log_dir=tmp_path / "logs")
+    try:
+        wait_until(lambda: not proc.alive(), timeout_s=120, what="the pipeline to stop on the unreachable registry", interval_s=0.5)
+    finally:
+        if proc.alive():
+            proc.kill9()
+    assert proc.proc.returncode != 0
+    assert "127.0.0.1:1" in proc.output_tail() and "RegistryUnavailableError" in proc.output_tail()
+    records = len(world["records"]) + 3
+    from tests.integration.support import committed_total
+
+    assert committed_total(settings.bootstrap(), group, settings.orders_topic) < records
