@@ -22,6 +22,9 @@ from pipelines.readback import data_end_offsets, latest_by_key, read_to_end
 from pipelines.settings import RewindSettings
 from pipelines.topics import view_topic
 from schemas import CodecError, EventCodec, RewindError
+from schemas.codec import CONFLUENT_MAGIC
+from schemas.confluent import ConfluentSchemas
+from schemas.registry import load_registry
 from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
 from scripts.workload.expected_views import (
     expected_customers,
@@ -32,6 +35,7 @@ from scripts.workload.expected_views import (
     late_revenue,
     mismatched_keys,
 )
+from scripts.workload.framing import confluent_framed, register_all
 from state.replay.engine import ReplayRequest, run_replay
 from state.replica import Replica, view_topics
 from state.rocks_store import open_store
@@ -53,6 +57,10 @@ class MainJob:
     orders: int = 5000
     seed: int = 42
     poison_rate: float = 0.01
+    #: Share of the events of evolved types written with an older schema version.
+    old_versions: float = 0.3
+    #: Share of records in the Confluent wire format (needs ``settings.schema_registry_url``).
+    confluent_share: float = 0.0
     console: Console = field(default_factory=lambda: Console(stderr=False))
     run_id: str = field(default_factory=lambda: "demo-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
     failures: list[str] = field(default_factory=list)
@@ -70,15 +78,27 @@ class MainJob:
         if not ok:
             self.failures.append(what)
 
+    def codec(self) -> EventCodec:
+        """A codec for this run's records: Confluent-framed ones through the run's registry, if it has one."""
+        url = self.settings.schema_registry_url
+        return EventCodec(load_registry(), schema_ids=ConfluentSchemas(url, load_registry()) if url else None)
+
     # Step 1 + 2
     def produce(self) -> Path:
         """Generate the workload over the last three days, produce it, write the oracle."""
         now_ms = int(time.time() * 1000)
         config = WorkloadConfig(seed=self.seed, orders=self.orders, days=3, poison_rate=self.poison_rate,
-                                start_ms=now_ms - 3 * DAY_MS, max_lateness_ms=self.settings.max_lateness_ms)
+                                old_version_rate=self.old_versions, start_ms=now_ms - 3 * DAY_MS,
+                                max_lateness_ms=self.settings.max_lateness_ms)
         self.console.rule(f"[bold]1. Produce {self.orders:,} orders to {self.settings.orders_topic}")
         workload = generate(config)
-        report = produce_workload(self.settings, workload)
+        records = list(workload.records)
+        url = self.settings.schema_registry_url
+        if self.confluent_share > 0 and url:
+            headers = register_all(ConfluentSchemas(url, load_registry(), timeout_s=self.settings.connect_timeout_s), load_registry())
+            records = confluent_framed(records, share=self.confluent_share, seed=self.seed, headers=headers)
+            self.console.print(f"every schema version registered in {url}; {self.confluent_share:.0%} of the records Confluent-framed")
+        report = produce_workload(self.settings, records)
         oracle_path = self.run_dir / "oracle.sqlite"
         oracle_path.parent.mkdir(parents=True, exist_ok=True)
         write_oracle(workload, oracle_path, topic=self.settings.orders_topic)
@@ -89,13 +109,23 @@ class MainJob:
     def read_back(self, oracle: Oracle) -> None:
         """Consume the topic back and compare counts per event type with the oracle."""
         self.console.rule("[bold]2. Read the log back")
-        codec = EventCodec()
+        codec = self.codec()
         counts: Counter[str] = Counter()
+        written: Counter[tuple[str, int, str]] = Counter()
         for msg in read_to_end(self.settings.bootstrap(), self.settings.orders_topic, timeout_s=120):
+            value = msg.value()
             try:
-                counts[codec.decode(msg.value())["envelope"]["eventType"]] += 1
+                schema, _ = codec.decode_written(value)
+                counts[codec.decode(value)["envelope"]["eventType"]] += 1
             except CodecError as exc:
                 counts[f"<{type(exc).__name__}>"] += 1
+                continue
+            written[(schema.event_type, schema.version, "Confluent" if value[0] == CONFLUENT_MAGIC else "single-object")] += 1
+        versions = Table("event type", "schema version", "framing", "records", title="as written (every consumer reads the newest shape)")
+        for (event_type, version, framing), n in sorted(written.items()):
+            if len(load_registry().versions(event_type)) > 1 or framing == "Confluent":
+                versions.add_row(event_type, f"v{version}", framing, f"{n:,}")
+        self.console.print(versions)
         expected = Counter(oracle.event_type_counts())
         decodable_poison = Counter(p.event_type for p in oracle.poison() if p.kind in ("impossible_transition", "duplicate"))
         table = Table("event type", "read back", "oracle (good)", "oracle (poison)")
@@ -163,7 +193,7 @@ class MainJob:
             self.check(not bad, f"{view}: all {len(exp):,} rows equal the oracle" + (f" ({len(bad)} differ)" if bad else ""))
         windows = {k: v for k, v in expected_revenue_windows(oracle).items() if v}
         state: dict[str, int] = {}
-        codec = EventCodec()
+        codec = self.codec()
 
         def revenue_mismatch() -> list[str]:
             revenue = {k: r["row"]["revenueMinor"] for k, r in latest_by_key(bootstrap, view_topic("revenue-hourly", prefix=prefix)).items()}
@@ -238,9 +268,11 @@ def _poll(mismatches: Any, *, timeout_s: float) -> list[str]:
         time.sleep(1.0)
 
 
-def run_main_job(settings: RewindSettings, *, orders: int, seed: int, poison_rate: float, console: Console) -> list[str]:
+def run_main_job(settings: RewindSettings, *, orders: int, seed: int, poison_rate: float, console: Console,
+                 old_versions: float = 0.3, confluent_share: float = 0.0) -> list[str]:
     """Run every step; return the failed checks (empty: all agreed with the oracle)."""
-    job = MainJob(settings, orders=orders, seed=seed, poison_rate=poison_rate, console=console)
+    job = MainJob(settings, orders=orders, seed=seed, poison_rate=poison_rate, console=console,
+                  old_versions=old_versions, confluent_share=confluent_share)
     console.print(f"run id [bold]{job.run_id}[/]: topics {job.settings.orders_topic}, {job.settings.dlq_topic}, {job.settings.view_topic_prefix}view.<name>")
     oracle_path = job.produce()
     with Oracle.open(oracle_path) as oracle:
