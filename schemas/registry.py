@@ -26,6 +26,8 @@ from typing import Any
 
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
+from schemas.errors import ConfigError
+
 __all__ = [
     "EventSchema",
     "SchemaRegistry",
@@ -226,7 +228,9 @@ def build_registry(schema_dir: Path = SCHEMA_DIR) -> SchemaRegistry:
         # Step 3: its Parsing Canonical Form and that form's CRC-64-AVRO fingerprint.
         canonical = to_parsing_canonical_form(parsed)
         marker = doc.get("rewind.upcastFrom")
-        schemas.append(EventSchema(name, version, parsed, canonical, crc64_avro(canonical), marker if isinstance(marker, int) else None))
+        if marker is not None and (not isinstance(marker, int) or isinstance(marker, bool)):
+            raise ConfigError(f"{name} v{version}: rewind.upcastFrom must be an integer version, not {marker!r}")
+        schemas.append(EventSchema(name, version, parsed, canonical, crc64_avro(canonical), marker))
     return SchemaRegistry(schemas)
 
 

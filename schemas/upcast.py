@@ -161,19 +161,44 @@ def _sample(schema: Any, names: dict[str, Any], depth: int = 0) -> Any:
 
 
 def _resolution(writer: EventSchema, reader: EventSchema) -> _Resolve:
-    """The cheapest function that agrees with fastavro's resolution of ``writer`` data to ``reader``."""
+    """The cheapest function that agrees with fastavro's resolution of ``writer`` data to ``reader``.
+
+    Raises :class:`ConfigError` when fastavro cannot resolve a sample of ``writer`` to ``reader``
+    at all (a breaking change without its ``rewind.upcastFrom`` marker): refused at start-up,
+    not at the first old event.
+    """
     exact = _fastavro_resolution(writer, reader)
     w_names = dict(writer.parsed.get("__named_schemas", {}))
     r_names = dict(reader.parsed.get("__named_schemas", {}))
+    step = f"{writer.event_type} v{writer.version} -> v{reader.version}"
     try:
-        plan = _plan(writer.parsed, reader.parsed, w_names, r_names)
         sample = _sample(writer.parsed, w_names)
     except (_Unsupported, KeyError):
-        return exact
-    expected = exact(copy.deepcopy(sample))
+        return _guarded(exact, step)
+    try:
+        expected = exact(copy.deepcopy(sample))
+    except Exception as exc:  # fastavro raises SchemaResolutionError and others
+        raise ConfigError(f"{step} is not resolvable by Avro rules ({type(exc).__name__}: {exc}); "
+                          "a breaking change needs \"rewind.upcastFrom\" and an upcaster in schemas/upcasters.py") from exc
+    try:
+        plan = _plan(writer.parsed, reader.parsed, w_names, r_names)
+    except (_Unsupported, KeyError):
+        return _guarded(exact, step)
     if plan is None:
-        return (lambda event: event) if sample == expected else exact
-    return plan if plan(copy.deepcopy(sample)) == expected else exact
+        return (lambda event: event) if sample == expected else _guarded(exact, step)
+    return plan if plan(copy.deepcopy(sample)) == expected else _guarded(exact, step)
+
+
+def _guarded(resolve: _Resolve, step: str) -> _Resolve:
+    """``resolve`` with any failure turned into an UpcastError naming the step (a dead letter, not a crash)."""
+
+    def run(event: Any) -> Any:
+        try:
+            return resolve(event)
+        except Exception as exc:  # fastavro's resolution of a datum the sample did not cover
+            raise UpcastError(f"resolving {step} failed: {type(exc).__name__}: {exc}") from exc
+
+    return run
 
 
 def _versioned(step: Callable[[dict[str, Any]], dict[str, Any]], version: int) -> Step:
@@ -197,7 +222,11 @@ def _upcast_step(schema: EventSchema, target: EventSchema, fn: Upcaster) -> Step
             raise UpcastError(f"{where} failed at field {exc.args[0] if exc.args else '?'}: KeyError (missing)") from exc
         except Exception as exc:  # an upcaster bug: dead-letter the event, never crash the pipeline
             raise UpcastError(f"{where} raised {type(exc).__name__}: {exc}") from exc
-        out["envelope"]["schemaVersion"] = target.version
+        envelope = out.get("envelope") if isinstance(out, dict) else None
+        if not isinstance(envelope, dict):  # a forgotten return, a dropped envelope: a bug, but never a crash
+            raise UpcastError(f"{where} returned {type(out).__name__}" + (" without an envelope" if isinstance(out, dict) else "") +
+                              ", not an event")
+        envelope["schemaVersion"] = target.version
         return out
 
     return run
