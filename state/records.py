@@ -79,6 +79,11 @@ def encode_version(version: StoredVersion) -> bytes:
     return _dumps({"r": version.row, "s": _source_to_json(version.source), "q": version.seq})
 
 
+def encode_version_fields(row: Mapping[str, Any], topic: str, partition: int, offset: int, seq: int | None) -> bytes:
+    """:func:`encode_version` of a version with this row, seq and source, without building one."""
+    return _dumps({"r": row, "s": [topic, partition, offset], "q": seq})
+
+
 def decode_version(valid_from_ms: int, data: bytes) -> StoredVersion:
     """Inverse of :func:`encode_version` (valid_from comes from the key)."""
     obj = _loads(data)

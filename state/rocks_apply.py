@@ -56,7 +56,7 @@ from state.records import (
     encode_version,
 )
 
-__all__ = ["ApplyCounts", "KeyApplier", "LatestCache", "GroupedUpdates", "group_updates", "CORRECTION_ORDER_ID"]
+__all__ = ["ApplyCounts", "KeyApplier", "LatestCache", "GroupedUpdates", "group_updates", "index_keys", "CORRECTION_ORDER_ID"]
 
 #: orderId of a correction change (sorts before every real orderId at the same time).
 CORRECTION_ORDER_ID = ""
@@ -127,7 +127,8 @@ class _IndexKeys:
 _INDEX_KEYS: dict[str, tuple[_IndexKeys, ...]] = {}
 
 
-def _index_keys(view: str) -> tuple[_IndexKeys, ...]:
+def index_keys(view: str) -> tuple[_IndexKeys, ...]:
+    """``view``'s indexes with their encoded key prefixes, built once per view."""
     found = _INDEX_KEYS.get(view)
     if found is None:
         found = tuple(
@@ -437,7 +438,7 @@ class KeyApplier:
         for version in new:
             encoded = encode_version(version)
             put(version_key(version.valid_from_ms), encoded)
-        indexes = _index_keys(view)
+        indexes = index_keys(view)
         if indexes:
             key_lp = rk.key_lp
             # Step 2
@@ -486,7 +487,7 @@ class KeyApplier:
             encoded = encode_version(version)
             put(versions + from_key, encoded)
         # Equality entries, as _versioned_entry / _current_entry build them.
-        for ix in _index_keys(view):
+        for ix in index_keys(view):
             value_of, versioned = ix.value_of, ix.versioned
             base_value = None if base is None else value_of(base.row)
             if base_value is not None:
@@ -511,7 +512,7 @@ class KeyApplier:
         """:meth:`_rewrite_suffix` with ``old`` empty (every new version is later than ``base``):
         the common case of a replay and of a replica that keeps up, written without the general
         case's lists (it runs once per row group on the store's single writer)."""
-        if all(ix.equality for ix in _index_keys(view)):
+        if all(ix.equality for ix in index_keys(view)):
             self._append_equality(view, rk, base, new)
         else:
             self._append_general(view, rk, base, new)
@@ -527,7 +528,7 @@ class KeyApplier:
             encoded = encode_version(version)
             put(versions + enc_int(version.valid_from_ms), encoded)
         last = new[-1]
-        indexes = _index_keys(view)
+        indexes = index_keys(view)
         if indexes:
             key_lp = rk.key_lp
             count = len(new)

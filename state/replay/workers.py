@@ -40,15 +40,14 @@ from confluent_kafka import Producer
 from pipelines.dlq import DeadLetter
 from pipelines.projections import Row, get_projection
 from schemas.fast_decode import event_decoder
-from state.encoded_writes import EncodedWrites, encode_row_writes, latest_from_order_row
+from state.encoded_writes import EncodedWrites
 from state.errors import ReplayError, ReplayInterruptedError
-from state.records import StoredVersion
+from state.order_row_writes import encode_order_row_writes
 from state.replay.fold import OrderFolder
 from state.replay.foldstate import FoldStateDB
 from state.replay.orderrows import OrderRows
 from state.replay.plan import ReplayPlan
 from state.replay.reader import BoundedReader, PartitionRange
-from state.replay.sink import per_order_updates
 
 __all__ = [
     "WorkerSpec",
@@ -202,8 +201,7 @@ def _fold(spec: WorkerSpec, rows: OrderRows, *, should_stop: Callable[[], bool])
         # parent commits this worker's batches in order, and no other worker has its orders.
         before: dict[str, Row | None] = {}
         folder.fold(records, out, rows_before=before)
-        encoded = encode_row_writes(per_order_updates(spec.view, spec.topic, out), stored_position=started_at,
-                                    latest_of=_latest_in(before))
+        encoded = encode_order_row_writes(spec.view, spec.topic, out, stored_position=started_at, rows_before=before)
         yield Batch(spec.worker_id, [], dict(reader.next_offsets), dict(reader.max_timestamp_ms), len(records), encoded)
     if should_stop():
         return
@@ -212,11 +210,6 @@ def _fold(spec: WorkerSpec, rows: OrderRows, *, should_stop: Callable[[], bool])
     if dlq is not None:
         dlq.close()
     yield Done(spec.worker_id, folder.counters.as_dict(), len(folder.cut), dict(reader.max_timestamp_ms))
-
-
-def _latest_in(rows_before: Mapping[str, Row | None]) -> Callable[[str], StoredVersion | None]:
-    """orderId -> the store's latest version of its row, from the rows before a batch."""
-    return lambda order_id: latest_from_order_row(rows_before.get(order_id))
 
 
 def _worker_main(spec: WorkerSpec, conn: Connection, stop: Any) -> None:

@@ -14,7 +14,7 @@ from state.contracts import SourcePosition, ViewUpdate
 from state.errors import StoreError
 from state.indexes import indexes_of
 from state.records import StoredVersion, decode_latest
-from state.rocks_apply import LatestCache, _current_entry, _index_keys, _index_value, _RowKeys, _versioned_entry
+from state.rocks_apply import LatestCache, _current_entry, _index_value, _RowKeys, _versioned_entry, index_keys
 from state.rocks_store import open_store
 from tests.unit.state.state_builders import dump_store
 
@@ -38,7 +38,7 @@ def test_index_entries_equal_the_key_module() -> None:
         "order-status": {"status": "SHIPPED"}, "product-sales": {"revenueMinor": -42}, "customer-summary": {"lifetimeValueMinor": 7}}
     for view, row in rows.items():
         (spec,) = indexes_of(view)
-        (ix,) = _index_keys(view)
+        (ix,) = index_keys(view)
         version = StoredVersion(T0, row, None, None)
         value = _index_value(ix, version)
         assert value is not None
