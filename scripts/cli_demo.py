@@ -37,6 +37,11 @@ def register(app: typer.Typer) -> None:
 
         settings = build_settings(kafka_bootstrap_servers=kafka_bootstrap_servers, schema_registry_url=schema_registry_url)
         console = Console()
+        if not settings.uses_local_broker:
+            from pipelines.topics import check_reachable
+
+            # Before the local registry is started for it: an unreachable cluster is one line, and nothing runs.
+            check_reachable(settings.bootstrap(), timeout_s=settings.connect_timeout_s)
         if settings.uses_local_broker:
             console.rule("[bold]0. Kafka")
             console.print(f"local broker up at {kafka_local.up(port=settings.kafka_port, controller_port=settings.kafka_controller_port)}")

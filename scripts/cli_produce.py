@@ -6,23 +6,34 @@ commands do not pay for it (Quix, rocksdict, the replay engine).
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from scripts.cli_common import build_settings, setting_option
+from scripts.cli_common import MAX_TIME_MS, build_settings, check_file_target, check_topic, parse_time_arg, setting_option
 
 console = Console(stderr=True)
 
 
-def _parse_start(value: str | None) -> int | None:
-    if value is None:
-        return None
-    from state.query_args import parse_timestamp  # one parser for every timestamp the CLI takes
+def _check_history(start: str | None, days: float) -> int:
+    """The history's start in epoch ms (``--start``, or the workload's default); ConfigError unless it all fits Kafka and the calendar.
 
-    return parse_timestamp(value)
+    Every record's timestamp (CreateTime = its occurredAt) lies in [start, start + days]: Kafka refuses a
+    negative one, and the oracle and the summary line show them as dates (years 1-9999).
+    """
+    from schemas.errors import ConfigError
+    from scripts.workload import DEFAULT_START_MS
+    from scripts.workload.generator import DAY_MS
+
+    start_ms = DEFAULT_START_MS if start is None else parse_time_arg("--start", start)
+    if start_ms < 0:
+        raise ConfigError(f"--start {start!r}: before 1970-01-01T00:00:00Z; Kafka record timestamps (the events' occurredAt) are >= 0")
+    if not math.isfinite(days) or start_ms + days * DAY_MS > MAX_TIME_MS:
+        raise ConfigError(f"--days {days:g}: the history would end after year 9999")
+    return start_ms
 
 
 def register(app: typer.Typer) -> None:
@@ -67,11 +78,17 @@ def register(app: typer.Typer) -> None:
         if confluent_share > 0 and not settings.schema_registry_url:
             raise ConfigError("--confluent-share needs a schema registry: pass --registry URL or set REWIND_SCHEMA_REGISTRY_URL "
                               "(`rewind registry up` prints it)")
+        # Every argument is checked here, before the broker is asked anything: a failure after producing
+        # would leave records in the topic without their oracle.
+        start_ms = _check_history(start, days)
+        if rate is not None and not math.isfinite(rate):
+            raise ConfigError(f"--rate {rate:g}: give a finite number of events per second, or omit it for as fast as possible")
+        check_topic("--topic", settings.orders_topic)
+        oracle_path = check_file_target("--oracle", oracle or Path(".run/oracles") / f"{settings.orders_topic}-seed{seed}.sqlite")
         check_reachable(settings.bootstrap(), timeout_s=settings.connect_timeout_s)
-        start_ms = _parse_start(start)
         config = WorkloadConfig(
             seed=seed, orders=orders, days=days, late_rate=late_rate, poison_rate=poison_rate, old_version_rate=old_versions,
-            max_lateness_ms=settings.max_lateness_ms, **({"start_ms": start_ms} if start_ms is not None else {}),
+            max_lateness_ms=settings.max_lateness_ms, start_ms=start_ms,
         )
         with console.status(f"generating {orders:,} orders (seed {seed})"):
             workload = generate(config)
@@ -84,10 +101,10 @@ def register(app: typer.Typer) -> None:
             headers = register_all(ConfluentSchemas(settings.schema_registry_url, load_registry(), timeout_s=settings.connect_timeout_s), load_registry())
             records = confluent_framed(records, share=confluent_share, seed=seed, headers=headers)
         report = produce_workload(settings, records, rate=rate, progress=progress)
-        oracle_path = oracle or Path(".run/oracles") / f"{report.topic}-seed{seed}.sqlite"
         oracle_path.parent.mkdir(parents=True, exist_ok=True)
         write_oracle(workload, oracle_path, topic=report.topic)
-        first = datetime.fromtimestamp(config.start_ms / 1000).astimezone().isoformat(timespec="seconds")
+        # In UTC: a local zone could carry a start near the end of year 9999 into year 10000.
+        first = datetime.fromtimestamp(config.start_ms / 1000, tz=UTC).isoformat(timespec="seconds")
         console.print(
             f"produced {report.delivered:,} records ({report.poison:,} poison) to {report.topic} "
             f"in {report.elapsed_s:.1f}s ({report.events_per_s:,.0f} ev/s); history from {first}, {days:g} days"

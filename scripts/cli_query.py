@@ -8,15 +8,32 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from pipelines.projections import VIEW_NAMES
-from scripts.cli_common import build_settings, setting_option
+from schemas.errors import ConfigError
+from scripts.cli_common import build_settings, check_dir, check_topic, parse_time_arg, setting_option
 
 __all__ = ["register"]
+
+
+def _check_listen(host: str, port: int) -> None:
+    """ConfigError unless ``host`` resolves and ``port`` can be bound there now (the probe socket is closed at once).
+
+    Checked before the replica starts: uvicorn would only log a failed bind and exit after it.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT leftovers are no conflict
+            probe.bind(address)
+    except OSError as exc:  # socket.gaierror included
+        raise ConfigError(f"--host {host!r} --port {port}: cannot listen there ({exc.strerror or exc})") from exc
+
 
 def _replica_dir(replica_dir: Path | None, state_dir: Path | None) -> Path:
     settings = build_settings(state_dir=state_dir, replica_dir=replica_dir)
@@ -124,8 +141,12 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Query a view: a row now or as of a time, rows by index, or a row's history (JSON or --table)."""
+        from pipelines.projections import get_projection
         from state.errors import QueryError
 
+        get_projection(view)  # an unknown view is named before any store is opened or server asked
+        if as_of is not None:
+            parse_time_arg("--as-of", as_of)  # the same parser the store and the server use, plus the CLI's range
         if (key is None) == (index is None):
             raise QueryError("give either a KEY or --index (not both)")
         if history and key is None:
@@ -185,10 +206,16 @@ def register(app: typer.Typer) -> None:
 
         settings = build_settings(state_dir=state_dir, kafka_bootstrap_servers=kafka_bootstrap_servers,
                                   view_topic_prefix=view_topic_prefix, replica_dir=replica_dir)
+        # Arguments before the broker: the replica opens its store and starts consuming before uvicorn binds.
+        store_dir = settings.replica_dir if settings.replica_dir is not None else settings.state_dir / "replica"
+        check_dir("--replica-dir" if settings.replica_dir is not None else "--state-dir", store_dir)
+        for topic in view_topics(prefix=settings.view_topic_prefix):
+            check_topic("--view-topic-prefix", topic)
+        _check_listen(host, port)
         check_reachable(settings.bootstrap(), timeout_s=settings.connect_timeout_s)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
         run_serve(
-            settings.replica_dir if settings.replica_dir is not None else settings.state_dir / "replica",
+            store_dir,
             bootstrap=settings.bootstrap(),
             topics=view_topics(prefix=settings.view_topic_prefix),
             host=host,

@@ -8,8 +8,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from schemas.errors import ConfigError
 from scripts import registry_local
-from scripts.cli_common import build_settings, setting_option
+from scripts.cli_common import build_settings, check_dir, setting_option
+from scripts.local_service import check_ports
 
 app = typer.Typer(
     help=(
@@ -64,6 +66,9 @@ def up(
     to start empty).
     """
     settings = build_settings(schema_registry_url=url)
+    # Checked even when an external registry makes them unused: a contradictory command line is refused, not ignored.
+    check_ports(port, management_port, pair="the registry's HTTP and management ports", error=ConfigError)
+    check_dir("--run-dir", run_dir)
     local_url = registry_local.registry_url(port)
     if settings.schema_registry_url and settings.schema_registry_url.rstrip("/") != local_url:
         console.print(f"REWIND_SCHEMA_REGISTRY_URL is set: using {settings.schema_registry_url}, nothing started")

@@ -15,9 +15,20 @@ import typer
 from rich.console import Console
 
 from pipelines.projections import VIEW_NAMES
-from scripts.cli_common import build_settings, setting_option
+from scripts.cli_common import build_settings, check_dir, check_new_dir, check_topic, parse_time_arg, setting_option
 
 console = Console(stderr=True)
+
+#: Upper bound of --workers. Each worker is a process with its own Kafka consumer, RocksDB spill and
+#: share of the fold state, and folds at least one partition (12 by default): more workers than
+#: partitions sit idle, and beyond a few per core they only contend. 64 is far above both here,
+#: and a typo (100000000) is refused instead of allocating a partition group per worker.
+MAX_WORKERS = 64
+
+
+def _workers(workers: int | None) -> int:
+    """``--workers``, or by default one per CPU core (at most MAX_WORKERS)."""
+    return min(os.cpu_count() or 1, MAX_WORKERS) if workers is None else workers
 
 
 def _run_or_exit(request: Any, console: Console, *, progress: bool) -> Any:
@@ -71,8 +82,8 @@ def register(app: typer.Typer) -> None:
         replay_dlq_topic: str | None = typer.Option(None, "--dlq-topic", help=(
             "Also write dead letters to this topic. Default: count them only (the live pipeline has written them once already)."
         )),
-        workers: int | None = typer.Option(None, "--workers", min=0, help=(
-            "Fold processes, partitions split among them. Default: one per CPU core; 0: fold in this process."
+        workers: int | None = typer.Option(None, "--workers", min=0, max=MAX_WORKERS, help=(
+            f"Fold processes, partitions split among them (at most {MAX_WORKERS}). Default: one per CPU core; 0: fold in this process."
         )),
         snapshots: bool = typer.Option(True, "--snapshots/--no-snapshots", help="Start from the newest usable snapshot (same result, less to read)."),
         snapshots_dir: Path | None = typer.Option(None, "--snapshots-dir", help="Where snapshots live. Default: <state-dir>/snapshots."),
@@ -97,25 +108,39 @@ def register(app: typer.Typer) -> None:
         1. build into DIR.tmp (from the newest usable snapshot, or offset 0) while the served view keeps serving;
         2. close and fsync it; 3. rename DIR.tmp -> DIR; 4. with --swap, flip <views-dir>/NAME/current to DIR.
         """
+        from pipelines.projections import get_projection
+        from pipelines.topics import check_reachable
         from schemas.errors import ConfigError
         from state.replay.engine import ReplayRequest
-        from state.replay.plan import parse_time_ms
         from state.replay.swap import new_generation_dir, swap_view
 
+        # Every argument before the registry, the broker or the file system is touched: the build
+        # directory appears only after the log's metadata was read.
+        get_projection(name)
         if from_offset != 0:
             raise ConfigError("--from-offset: only 0 is supported (a fold that starts mid-log has no order state; snapshots give the speed-up)")
         settings = build_settings(state_dir=state_dir, orders_topic=orders_topic, max_lateness_ms=max_lateness_ms,
                                   kafka_bootstrap_servers=kafka_bootstrap_servers, replay_keep_generations=keep_generations)
-        as_of_ms = parse_time_ms(as_of) if as_of is not None else None
+        as_of_ms = parse_time_arg("--as-of", as_of) if as_of is not None else None
         if swap and as_of_ms is not None:
             raise ConfigError("--swap with --as-of would serve a view of the past as the current one; build it with --into and query it there")
-        _schema_gate(settings.schema_registry_url, force=force, timeout_s=settings.connect_timeout_s)
+        check_topic("--orders-topic", settings.orders_topic)
+        if replay_dlq_topic is not None:
+            check_topic("--dlq-topic", replay_dlq_topic)
         views_root = views_dir or settings.state_dir / "views"
-        target = into or new_generation_dir(views_root, name)
+        if into is None or swap:
+            check_dir("--views-dir" if views_dir else "--state-dir", views_root)
+        target = check_new_dir("--into", into) if into is not None else new_generation_dir(views_root, name)
+        if as_of_ms is not None:
+            check_dir("--state-dir", settings.state_dir)  # an as-of replay keeps the log's range facts under it
+        if snapshots:
+            check_dir("--snapshots-dir" if snapshots_dir else "--state-dir", snapshots_dir or settings.state_dir / "snapshots", writable=False)
+        _schema_gate(settings.schema_registry_url, force=force, timeout_s=settings.connect_timeout_s)
+        check_reachable(settings.bootstrap(), timeout_s=settings.connect_timeout_s)
         request = ReplayRequest(
             view=name, bootstrap=settings.bootstrap(), topic=settings.orders_topic, into=target,
             mode="to-end" if as_of_ms is None else "as-of", as_of_ms=as_of_ms, max_lateness_ms=settings.max_lateness_ms,
-            workers=(os.cpu_count() or 1) if workers is None else workers,
+            workers=_workers(workers),
             snapshots_root=(snapshots_dir or settings.state_dir / "snapshots") if snapshots else None,
             dlq_topic=replay_dlq_topic, facts_dir=settings.state_dir / "log-facts",
             schema_registry_url=settings.schema_registry_url,
@@ -153,7 +178,9 @@ def register(app: typer.Typer) -> None:
         )),
         snapshots_dir: Path | None = typer.Option(None, "--snapshots-dir", help="Where snapshots live. Default: <state-dir>/snapshots."),
         views_dir: Path | None = typer.Option(None, "--views-dir", help="Where served view directories live. Default: <state-dir>/views."),
-        workers: int | None = typer.Option(None, "--workers", min=0, help="With --at: fold processes (default: one per CPU core)."),
+        workers: int | None = typer.Option(None, "--workers", min=0, max=MAX_WORKERS, help=(
+            f"With --at: fold processes (default: one per CPU core; at most {MAX_WORKERS})."
+        )),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="With --at: show the progress bar on stderr."),
         state_dir: Path | None = setting_option("state_dir", "State directory (views and snapshots live under it)."),
         orders_topic: str | None = setting_option("orders_topic", "Source topic of order events."),
@@ -166,22 +193,33 @@ def register(app: typer.Typer) -> None:
         )),
     ) -> None:
         """Write a snapshot of view NAME: a RocksDB checkpoint tagged with per-partition next offsets and the event-time watermark."""
+        from pipelines.projections import get_projection
+        from pipelines.topics import check_reachable
+        from schemas.errors import ConfigError
         from state.errors import SnapshotError
         from state.replay.engine import ReplayRequest, checkpoint_view_store
-        from state.replay.plan import parse_time_ms
         from state.replay.swap import served_dir
         from state.snapshots import new_snapshot_dir, take_snapshot
 
+        # Every argument before the registry, the broker or the file system is touched.
+        get_projection(name)
         settings = build_settings(state_dir=state_dir, orders_topic=orders_topic, max_lateness_ms=max_lateness_ms,
                                   kafka_bootstrap_servers=kafka_bootstrap_servers)
-        snapshots_root = snapshots_dir or settings.state_dir / "snapshots"
-        if at is not None:
+        at_ms = parse_time_arg("--at", at) if at is not None else None
+        snapshots_root = check_dir("--snapshots-dir" if snapshots_dir else "--state-dir", snapshots_dir or settings.state_dir / "snapshots")
+        if at_ms is None and source is not None and not source.is_dir():
+            raise ConfigError(f"--from {str(source)!r}: not a directory (give a replay output directory)")
+        if at_ms is None and source is None:
+            check_dir("--views-dir" if views_dir else "--state-dir", views_dir or settings.state_dir / "views", writable=False)
+        if at_ms is not None:
             # A snapshot is a replay output: build one straight into the snapshots directory.
+            check_topic("--orders-topic", settings.orders_topic)
             _schema_gate(settings.schema_registry_url, force=force, timeout_s=settings.connect_timeout_s)
+            check_reachable(settings.bootstrap(), timeout_s=settings.connect_timeout_s)
             request = ReplayRequest(
                 view=name, bootstrap=settings.bootstrap(), topic=settings.orders_topic,
-                into=new_snapshot_dir(snapshots_root, name), mode="up-to", as_of_ms=parse_time_ms(at),
-                max_lateness_ms=settings.max_lateness_ms, workers=(os.cpu_count() or 1) if workers is None else workers,
+                into=new_snapshot_dir(snapshots_root, name), mode="up-to", as_of_ms=at_ms,
+                max_lateness_ms=settings.max_lateness_ms, workers=_workers(workers),
                 snapshots_root=snapshots_root, schema_registry_url=settings.schema_registry_url,
             )
             result = _run_or_exit(request, console, progress=progress)

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from pipelines.projections import VIEW_NAMES
-from scripts.cli_common import build_settings, setting_option
+from scripts.cli_common import build_settings, check_dir, check_topic, setting_option
 
 
 def register(app: typer.Typer) -> None:
@@ -32,17 +32,27 @@ def register(app: typer.Typer) -> None:
             "Windowed views (revenue-hourly): how long after a window ends changes still count, ms. Default: the view's own (10 min)."
         )),
         idle_timeout_s: float = typer.Option(0.0, min=0, help="Stop after this many seconds without new messages (0: run until SIGTERM/SIGINT)."),
-        progress_interval_s: float = typer.Option(10.0, min=0.1, help="Seconds between progress lines (events/s, lag per partition)."),
+        # At most a day: the lag probe waits half of it on a threading.Event, which overflows on huge values.
+        progress_interval_s: float = typer.Option(10.0, min=0.1, max=86_400.0, help="Seconds between progress lines (events/s, lag per partition)."),
     ) -> None:
         """Run one projection until SIGTERM/SIGINT: RocksDB state, exactly-once, view.<name> and DLQ output."""
         from pipelines.live import build_pipeline, run_pipeline
         from pipelines.projections import get_projection
+        from pipelines.topics import view_topic
+        from schemas.errors import ConfigError
 
         get_projection(name)  # an unknown view fails before anything connects
         settings = build_settings(
             state_dir=state_dir, guarantee=guarantee, orders_topic=orders_topic, dlq_topic=dlq_topic,
             kafka_bootstrap_servers=kafka_bootstrap_servers, view_topic_prefix=view_topic_prefix,
         )
+        # Arguments before the broker: Quix would create the state directory and the topics only after connecting.
+        if group is not None and not group.strip():
+            raise ConfigError(f"--group {group!r}: empty; omit it for the default group rewind-{name}")
+        check_dir("--state-dir", state_dir or settings.state_dir)
+        check_topic("--orders-topic", settings.orders_topic)
+        check_topic("--dlq-topic", settings.dlq_topic)
+        check_topic("--view-topic-prefix", view_topic(name, prefix=settings.view_topic_prefix))
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
         pipeline = build_pipeline(
             settings, name, group_id=group, grace_ms=grace_ms, progress_interval_s=progress_interval_s,

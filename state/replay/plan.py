@@ -22,6 +22,7 @@ every record before it has a smaller timestamp.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,7 +54,8 @@ def parse_time_ms(text: str) -> int:
     day "10:00" means depends on a zone, and a time-travel answer must not.
     """
     stripped = text.strip()
-    if stripped.lstrip("-").isdigit():
+    # One optional sign and ASCII digits: lstrip("-") took "--5", which int() then refused with a ValueError.
+    if re.fullmatch(r"-?[0-9]+", stripped):
         return int(stripped)
     try:
         parsed = datetime.fromisoformat(stripped.replace("Z", "+00:00") if stripped.endswith("Z") else stripped)

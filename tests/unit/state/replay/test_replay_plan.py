@@ -117,7 +117,7 @@ def test_parse_time(text: str, expected: int) -> None:
     assert parse_time_ms(text) == expected
 
 
-@pytest.mark.parametrize("text", ["2024-01-01T00:00:00", "yesterday", ""])
+@pytest.mark.parametrize("text", ["2024-01-01T00:00:00", "yesterday", "", "--5", "-"])
 def test_parse_time_refuses_naive_or_garbage(text: str) -> None:
     """Scenario: a time without a zone, or not a time. We expect a ConfigError."""
     with pytest.raises(ConfigError):
