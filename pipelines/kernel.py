@@ -2,30 +2,47 @@
 
 Live (:mod:`pipelines.live.steps`) and replay (:mod:`state.replay.fold`) are adapters
 around :func:`process_record`: they do the I/O, batching and state access, and decide
-nothing themselves. Every verdict below is a function of the log alone (the record,
-the order's fold state, and its partition's stream time, all of which are determined
-by the records before it in its partition), so live and replay cannot disagree.
+nothing themselves. Every verdict below is a function of the log alone (the record, its
+partition and the topic's partition count, the order's fold state, and its partition's
+stream time, all of which are determined by the records before it in its partition), so
+live and replay cannot disagree.
 
-For one record, in this order:
+No record raises: each one is applied, a counted duplicate, ``beyond`` (replay as of T),
+or a dead letter with a reason class. For one record, in this order:
 
-1. **Read.** The value must decode (else a dead letter named after the codec error)
-   and the record key must be the event's orderId (else ``KeyMismatch``).
+1. **Read.** The value must decode (else a dead letter named after the codec error) and
+   its envelope must be in its domain: orderId not empty, seq >= 1, occurredAt within
+   :data:`~pipelines.projections.domain.MIN_EVENT_MS`..``MAX_EVENT_MS`` (else
+   ``InvalidValue``).
 2. **Stream time.** The partition's stream time becomes
-   ``max(stream time before, event occurredAt)``: the largest event time of any
-   record that decoded at an offset at or below this one in this partition (None
-   before the first). It advances even when step 3 or 4 rejects the event, because it
-   is a fact about the log, not about one order.
-3. **As-of cut** (replay as of T only): a record of an order whose as-of prefix has
+   ``max(stream time before, event occurredAt)``: the largest event time of any record
+   that passed step 1 at an offset at or below this one in this partition (None before
+   the first). It advances even when a later step rejects the event, because it is a fact
+   about the log, not about one order.
+3. **Placement.** The record key must be the event's orderId, byte for byte (else
+   ``KeyMismatch``), and the record must be on the key's partition,
+   ``murmur2(key) % partition count`` (:mod:`pipelines.partitioning`; else
+   ``WrongPartition``), before any order row is looked up: a row of this orderId
+   belongs to the key's partition only, and an adapter's cache may hold it.
+4. **As-of cut** (replay as of T only): a record of an order whose as-of prefix has
    ended is ``beyond`` (see :mod:`state.replay.fold` for the as-of contract).
-4. **Order fold** (:func:`pipelines.projections.order_step`): a seq already applied is
-   a ``duplicate``; a gap or an impossible transition is a dead letter; otherwise the
-   order row moves on (``applied``). As of T, an applied transition whose row becomes
-   valid after T is ``beyond`` instead and cuts the order.
-5. **View changes and the late rule.** The view's deltas for the transition; for a
+5. **Order fold** (:func:`pipelines.projections.order_step`): a seq already applied is
+   a ``duplicate``; a gap, an impossible transition, or a payload outside its domain or
+   at odds with the order (:mod:`pipelines.projections.domain`) is a dead letter;
+   otherwise the order row moves on (``applied``). As of T, an applied transition whose
+   row becomes valid after T is ``beyond`` instead and cuts the order.
+6. **View changes and the late rule.** The view's deltas for the transition; for a
    windowed view (one with ``late_by_ms``), a delta whose window closed at or before
    the partition's stream time (step 2) is *late*: it is left out of ``deltas`` and the
    record is also dead-lettered as ``LateEvent``. The order row still moves on, so the
    order's later events are judged against the truth.
+
+Last line: an exception out of steps 5-6 (a bug in a fold meeting an event no rule
+foresaw) is a ``FoldError`` dead letter naming the exception, never a crash: a record
+that raised would raise again on every restart, and the committed offset would never
+move. Exceptions from ``decode`` that are not a :class:`~schemas.errors.CodecError`
+(the registry is down) and from ``row_of`` (the state store) are not about the record,
+so they propagate.
 
 Outcomes are counted once each: ``events_in == applied + duplicates + dead + beyond``
 (a late change is counted in ``late``, on top of ``applied``).
@@ -36,8 +53,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
+from pipelines.partitioning import partition_for
 from pipelines.projections import OrderFoldResult, Projection, Row, order_step
 from pipelines.projections.base import Change
+from pipelines.projections.domain import INVALID_VALUE, MAX_EVENT_MS, MIN_EVENT_MS, envelope_problem
 from schemas.errors import CodecError
 
 __all__ = [
@@ -46,6 +65,8 @@ __all__ = [
     "process_record",
     "LATE_EVENT",
     "KEY_MISMATCH",
+    "WRONG_PARTITION",
+    "FOLD_ERROR",
     "CUT",
 ]
 
@@ -54,6 +75,8 @@ Outcome = Literal["applied", "duplicate", "dead", "beyond"]
 #: Reason classes the kernel itself names (others come from the codec and the order fold).
 LATE_EVENT = "LateEvent"
 KEY_MISMATCH = "KeyMismatch"
+WRONG_PARTITION = "WrongPartition"
+FOLD_ERROR = "FoldError"
 
 #: What a replay's row lookup returns for an order whose as-of prefix has ended.
 CUT: Any = object()
@@ -126,14 +149,18 @@ def process_record(
     row_of: Callable[[str], Row | None],
     stream_time_ms: int | None,
     as_of_ms: int | None = None,
+    partition: int | None = None,
+    partition_count: int | None = None,
 ) -> Verdict:
-    """The verdict on one orders record (module docstring: steps 1-5). Pure: reads state only
-    through ``row_of`` and changes nothing.
+    """The verdict on one orders record (module docstring: steps 1-6). Pure: reads state only
+    through ``row_of`` and changes nothing. Never raises for a bad record (see "Last line").
 
     ``row_of(orderId)`` is the order's row before this record (None: no event applied yet;
     :data:`CUT`: replay as of T, the order's prefix has ended). ``stream_time_ms`` is the
     partition's stream time *before* this record (None: no record decoded yet);
-    ``as_of_ms`` is T for a replay as of T (inclusive), else None.
+    ``as_of_ms`` is T for a replay as of T (inclusive), else None. ``partition`` is the
+    record's partition and ``partition_count`` the topic's: live and replay pass both;
+    when either is None the placement is not checked (tests of a single record).
     """
     # Step 1
     try:
@@ -141,19 +168,47 @@ def process_record(
     except CodecError as exc:
         return Verdict("dead", stream_time_ms, reason_class=type(exc).__name__, reason=str(exc))
     envelope = event["envelope"]
-    # Step 2
-    occurred_at = envelope["occurredAt"]
-    if stream_time_ms is None or occurred_at > stream_time_ms:
-        stream_time_ms = occurred_at
     order_id = envelope["orderId"]
-    if key is None or key.decode(errors="replace") != order_id:
-        return Verdict("dead", stream_time_ms, order_id, event, None, None, _NO_DELTAS, _NO_DELTAS, KEY_MISMATCH,
-                       f"record key {key!r} is not the event's orderId {order_id!r}")
-    # Step 3
+    occurred_at = envelope["occurredAt"]
+    # One chained test on the hot path; envelope_problem explains only a failure.
+    if not order_id or envelope["seq"] < 1 or not MIN_EVENT_MS <= occurred_at < MAX_EVENT_MS:
+        return Verdict("dead", stream_time_ms, order_id, event, None, None, _NO_DELTAS, _NO_DELTAS, INVALID_VALUE,
+                       envelope_problem(envelope) or "envelope outside its domain")
+    # Step 2
+    now_ms: int = occurred_at if stream_time_ms is None or occurred_at > stream_time_ms else stream_time_ms
+    # Step 3: bytes, not a decoded key: two keys that decode alike (b"\xff" and the replacement
+    # character) are two keys to Kafka's partitioner and to Quix's per-key state.
+    if key is None or key != order_id.encode():
+        return Verdict("dead", now_ms, order_id, event, None, None, _NO_DELTAS, _NO_DELTAS, KEY_MISMATCH,
+                       f"record key {_short(repr(key))} is not the event's orderId {_short(repr(order_id))}")
+    if partition_count is not None and partition is not None:
+        expected = partition_for(key, partition_count)
+        if expected != partition:
+            return Verdict("dead", now_ms, order_id, event, None, None, _NO_DELTAS, _NO_DELTAS, WRONG_PARTITION,
+                           f"record on partition {partition}, but key {_short(repr(key))} belongs on partition {expected} of "
+                           f"{partition_count} (murmur2, the Java client's partitioner)")
+    # Step 4
     before = row_of(order_id)
     if before is CUT:
-        return Verdict("beyond", stream_time_ms, order_id, event)
-    # Step 4
+        return Verdict("beyond", now_ms, order_id, event)
+    try:
+        return _fold(projection, event, order_id, before, now_ms, as_of_ms)
+    except Exception as exc:  # the last line (module docstring): a dead letter, not a crash on every restart
+        return Verdict("dead", now_ms, order_id, event, before, None, _NO_DELTAS, _NO_DELTAS, FOLD_ERROR,
+                       f"{type(exc).__name__} folding {envelope['eventType']} seq {envelope['seq']} into "
+                       f"{projection.name}: {_short(str(exc))}")
+
+
+def _short(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters (a reason travels in a Kafka header)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _fold(projection: Projection, event: Mapping[str, Any], order_id: str, before: Row | None,
+          stream_time_ms: int, as_of_ms: int | None) -> Verdict:
+    """Steps 5 and 6 of :func:`process_record`, for a record that passed steps 1-4
+    (``stream_time_ms``: the partition's stream time *after* this record)."""
+    # Step 5
     after = order_step(before, event)
     if after.__class__ is OrderFoldResult:
         result: OrderFoldResult = after  # type: ignore[assignment]  # narrowed by the exact class test above
@@ -164,7 +219,7 @@ def process_record(
     row: Row = after  # type: ignore[assignment]  # not an OrderFoldResult: the new row
     if as_of_ms is not None and row["validFrom"] > as_of_ms:
         return Verdict("beyond", stream_time_ms, order_id, event, before)
-    # Step 5
+    # Step 6
     deltas = projection.deltas(event, row)
     late_by_of = getattr(projection, "late_by_ms", None)
     if late_by_of is None or not deltas:

@@ -118,10 +118,9 @@ def build_pipeline(
             stats.log_progress(lag=lag_probe.lag())
 
     rekeyed = view_spec(view).rekeyed
-    order_step = OrderStep(projection, stats, rekeyed=rekeyed, rows=RowCache(max_rows=settings.live_row_cache_rows),
-                           decode=event_decoder(settings.schema_registry_url))
+    order_step: OrderStep  # built once the orders topic is declared (below); partitions only move once the app runs
     app = _RewindApplication(
-        on_partitions_moved=order_step.partitions_moved,
+        on_partitions_moved=lambda: order_step.partitions_moved(),
         broker_address=bootstrap,
         consumer_group=group_id or f"rewind-{view}",
         auto_offset_reset="earliest",
@@ -137,6 +136,10 @@ def build_pipeline(
         broker_availability_timeout=settings.connect_timeout_s * 4,
     )
     orders = app.topic(settings.orders_topic, value_deserializer="bytes", key_deserializer="bytes")
+    # Quix read the topic's metadata when declaring it: its partition count is the placement rule's
+    # (pipelines.partitioning), read once here, never per event.
+    order_step = OrderStep(projection, stats, rekeyed=rekeyed, rows=RowCache(max_rows=settings.live_row_cache_rows),
+                           decode=event_decoder(settings.schema_registry_url), partition_count=orders.broker_config.num_partitions)
     # Declared so that the TopicManager creates them with our configs; the steps encode and
     # produce their records themselves (see pipelines.live.outputs), hence bytes serializers.
     dlq = app.topic(

@@ -98,9 +98,12 @@ class OrderStep:
 
     def __init__(
         self, projection: Projection, stats: PipelineStats, *, rekeyed: bool, rows: RowCache | None = None,
-        decode: Callable[[bytes], Event] | None = None,
+        decode: Callable[[bytes], Event] | None = None, partition_count: int | None = None,
     ) -> None:
         self._projection = projection
+        #: The orders topic's partition count, for the kernel's placement check (a record on another
+        #: partition than its key's is a ``WrongPartition`` dead letter); None skips it (unit tests).
+        self._partition_count = partition_count
         self._stats = stats
         self._rekeyed = rekeyed
         #: bytes -> the event in the newest shape (:func:`schemas.fast_decode.event_decoder`).
@@ -143,14 +146,16 @@ class OrderStep:
             stream_time = _partition_state(state).get(STREAM_TIME_KEY)
 
         def row_of(_order_id: str) -> Row | None:
-            # The state is scoped to the message key, which the kernel has checked is the orderId.
+            # The state is scoped to the message key, which the kernel has checked is the orderId and
+            # belongs on this partition, so the cache (keyed by key alone) holds this partition's row.
             row = self.rows.get(key)  # type: ignore[arg-type]  # the kernel checked key == orderId, so not None
             if row is MISSING:
                 stored = state.get_bytes(ORDER_STATE_KEY_BYTES)
                 row = None if stored is None else orjson.loads(stored)
             return row  # type: ignore[no-any-return]  # orjson/RowCache give Any; rows are JSON objects
 
-        verdict = process_record(self._projection, key, value, decode=self._decode, row_of=row_of, stream_time_ms=stream_time)
+        verdict = process_record(self._projection, key, value, decode=self._decode, row_of=row_of, stream_time_ms=stream_time,
+                                 partition=partition, partition_count=self._partition_count)
         if keeps_stream_time:
             if verdict.stream_time_ms != stream_time:
                 _partition_state(state).set(STREAM_TIME_KEY, verdict.stream_time_ms)

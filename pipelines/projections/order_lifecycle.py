@@ -11,8 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.projections.base import FoldOutcome, Row
+from pipelines.projections.domain import PAYLOAD_CHECKS
 
-__all__ = ["STATUS_AFTER", "TIMESTAMP_FIELD", "OPEN_STATUSES", "OrderFoldResult", "order_step"]
+__all__ = ["STATUS_AFTER", "TIMESTAMP_FIELD", "OPEN_STATUSES", "OrderFoldResult", "order_step", "SEQUENCE_GAP", "IMPOSSIBLE_TRANSITION"]
+
+SEQUENCE_GAP = "SequenceGap"
+IMPOSSIBLE_TRANSITION = "ImpossibleTransition"
 
 #: (status before, event type) -> status after. A missing pair is an impossible transition.
 STATUS_AFTER: dict[tuple[str | None, str], str] = {
@@ -83,8 +87,11 @@ def order_step(row: Row | None, event: Mapping[str, Any]) -> Row | OrderFoldResu
     row when the event applies, else the duplicate or rejected :class:`OrderFoldResult`.
 
     Seq order is the truth: seq <= lastSeq is a duplicate; seq > lastSeq + 1 is a gap
-    (rejected); the transition must be in :data:`STATUS_AFTER`. ``validFrom`` of the new
-    row is max(previous validFrom, occurredAt), per ../shared/DESIGN.md "Time, precisely".
+    (rejected); the transition must be in :data:`STATUS_AFTER`; the payload must be in its
+    domain and agree with the order (:data:`~pipelines.projections.domain.PAYLOAD_CHECKS`,
+    rejected with that module's reason classes). The envelope's domain (seq >= 1, ...) is
+    checked by the kernel before this runs. ``validFrom`` of the new row is
+    max(previous validFrom, occurredAt), per ../shared/DESIGN.md "Time, precisely".
     A new row is built per event; ``row`` is never mutated.
     """
     env = event["envelope"]
@@ -95,13 +102,18 @@ def order_step(row: Row | None, event: Mapping[str, Any]) -> Row | OrderFoldResu
         return DUPLICATE
     if seq != last_seq + 1:
         return OrderFoldResult(
-            "rejected", reason_class="SequenceGap", reason=f"seq {seq} after {last_seq}: events {last_seq + 1}..{seq - 1} are missing"
+            "rejected", reason_class=SEQUENCE_GAP, reason=f"seq {seq} after {last_seq}: events {last_seq + 1}..{seq - 1} are missing"
         )
     status = row["status"] if row is not None else None
     after_status = STATUS_AFTER.get((status, event_type))
     if after_status is None:
         where = f"in status {status}" if status else "before OrderPlaced"
-        return OrderFoldResult("rejected", reason_class="ImpossibleTransition", reason=f"{event_type} is not allowed {where}")
+        return OrderFoldResult("rejected", reason_class=IMPOSSIBLE_TRANSITION, reason=f"{event_type} is not allowed {where}")
+    check = PAYLOAD_CHECKS.get(event_type)
+    if check is not None:
+        refusal = check(event, row)
+        if refusal is not None:
+            return OrderFoldResult("rejected", reason_class=refusal.reason_class, reason=refusal.reason)
     after = _new_row(event) if row is None else dict(row)
     after["status"] = after_status
     after["lastSeq"] = seq

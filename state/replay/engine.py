@@ -269,6 +269,8 @@ def _build(
                 spill_dir=str(tmp / f"{SPILL_PREFIX}{i}"), max_rows_in_memory=request.max_rows_in_memory,
                 batch_size=request.batch_size, seed_stream_time_ms=seed_stream_time, encode_store_writes=encode_apart,
                 schema_registry_url=request.schema_registry_url,
+                # Kafka numbers a topic's partitions 0..n-1, and the plan read them all from its metadata.
+                partition_count=len(plan.partitions),
             )
             for i, ranges in enumerate(split_partitions(plan, max(1, request.workers)))
         ]

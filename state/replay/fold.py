@@ -18,7 +18,8 @@ letters never count and never cut: they change nothing in the order. Re-keyed vi
 get exactly the changes of the applied transitions, whose ``valid_from_ms`` are all
 <= T, so their rows are the fold of the changes visible at T.
 
-Records that cannot be read (undecodable, key mismatch) are dead letters in every mode,
+Records that cannot be read (undecodable, an envelope outside its domain, key mismatch,
+wrong partition) are dead letters in every mode,
 because that verdict does not depend on the order's state; records of a cut order are
 not folded at all, because a verdict against the as-of state could differ from live's.
 """
@@ -174,6 +175,9 @@ class OrderFolder:
     ``rows`` is the fold state (:class:`~state.replay.orderrows.OrderRows`: orderId -> order
     row; reads a snapshot's rows when seeded from one; default: in memory, empty).
     ``cut`` holds the orders whose as-of prefix has ended. ``on_dead_letter`` receives every dead letter (the DLQ producer, when asked for).
+    ``partition_count`` is the topic's partition count, for the kernel's placement check
+    (a record on another partition than its key's is a ``WrongPartition`` dead letter);
+    a replay always passes it, None skips the check (tests of hand-placed records).
     """
 
     def __init__(
@@ -186,8 +190,10 @@ class OrderFolder:
         rows: OrderRows | None = None,
         on_dead_letter: Callable[[DeadLetter], None] | None = None,
         stream_time_ms: Mapping[int, int] | None = None,
+        partition_count: int | None = None,
     ) -> None:
         self.projection = projection
+        self.partition_count = partition_count
         self.rekeyed = is_rekeyed(projection.name)
         self.topic = topic
         self.as_of_ms = as_of_ms
@@ -229,6 +235,7 @@ class OrderFolder:
         projection = self.projection
         get_row, put_row = self.rows.get, self.rows.put
         stream_times = self.stream_time_ms
+        partition_count = self.partition_count
         append = out.append
         applied = duplicates = beyond = n_in = emitted = late = 0
         max_valid_from = counters.max_valid_from_ms if counters.max_valid_from_ms is not None else -(2**63)
@@ -250,7 +257,8 @@ class OrderFolder:
             n_in += 1
             partition = record.partition()
             verdict = process_record(projection, record.key(), record.value(), decode=decode, row_of=row_of,
-                                     stream_time_ms=stream_times.get(partition), as_of_ms=as_of_ms)
+                                     stream_time_ms=stream_times.get(partition), as_of_ms=as_of_ms,
+                                     partition=partition, partition_count=partition_count)
             if verdict.stream_time_ms is not None:
                 stream_times[partition] = verdict.stream_time_ms
             outcome = verdict.outcome

@@ -86,6 +86,8 @@ class WorkerSpec:
     encode_store_writes: bool = False
     #: Where Confluent-framed records' schema ids are looked up (None: such records are dead letters).
     schema_registry_url: str | None = None
+    #: The topic's partition count, for the kernel's placement check (None: not checked).
+    partition_count: int | None = None
 
 
 class Batch(NamedTuple):
@@ -186,6 +188,7 @@ def _fold(spec: WorkerSpec, rows: OrderRows, *, should_stop: Callable[[], bool])
         get_projection(spec.view, grace_ms=spec.grace_ms), topic=spec.topic, decode=event_decoder(spec.schema_registry_url),
         as_of_ms=spec.as_of_ms, rows=rows, on_dead_letter=dlq,
         stream_time_ms={p: t for p, t in spec.seed_stream_time_ms.items() if any(r.partition == p for r in spec.ranges)},
+        partition_count=spec.partition_count,
     )
     reader = BoundedReader(spec.bootstrap, spec.topic, list(spec.ranges), batch_size=spec.batch_size,
                            consumer_overrides=spec.consumer_overrides)

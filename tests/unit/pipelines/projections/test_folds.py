@@ -29,11 +29,14 @@ def event(event_type: str, seq: int, *, ts: int | None = None, order_id: str = "
     payload: dict = {}
     if event_type == "OrderPlaced":
         payload = {"customerId": "c-1", "items": ITEMS, "total": {"amountMinor": 1300, "currency": "EUR"}, "salesChannel": "web"}
+    elif event_type == "PaymentAuthorized":  # the decoded shape (v2): the fold checks its amount and currency
+        payload = {"paymentId": "p-1", "authorizedMinor": 1300, "currency": "EUR"}
     elif event_type == "RefundIssued":
         payload = {"items": [{"sku": "A", "quantity": 1}], "amountMinor": 150, "currency": "EUR", "reason": "damaged"}
     return {
         "envelope": {
-            "eventId": f"e-{order_id}-{seq}", "eventType": event_type, "schemaVersion": 3 if event_type == "OrderPlaced" else 1, "orderId": order_id,
+            "eventId": f"e-{order_id}-{seq}", "eventType": event_type, "orderId": order_id,
+            "schemaVersion": {"OrderPlaced": 3, "PaymentAuthorized": 2}.get(event_type, 1),
             "seq": seq, "occurredAt": T0 + seq * 1000 if ts is None else ts, "correlationId": "c", "causationId": "x",
         },
         **payload,

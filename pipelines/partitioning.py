@@ -1,0 +1,61 @@
+"""Where a key belongs: the Java client's partitioner, ``toPositive(murmur2(key)) % partitions``.
+
+Kafka's ``BuiltInPartitioner.partitionForKey`` (and librdkafka's ``murmur2`` /
+``murmur2_random`` partitioners, which the workload producer and Quix Streams use) place
+a keyed record on ``(murmur2(key) & 0x7fffffff) % partition_count``, so every event of
+one order lands on one partition. The kernel (:mod:`pipelines.kernel`) dead-letters a
+record found anywhere else as ``WrongPartition``.
+
+:func:`murmur2` is Kafka's ``Utils.murmur2`` (MurmurHash2, seed ``0x9747b28c``), checked
+against Kafka's own test vectors and librdkafka's partitioner in
+``tests/unit/pipelines/test_partitioning.py``. It costs a few µs in Python, so
+:func:`partition_for` remembers the hash of recently seen keys (an order's events come
+close together): the answer never depends on the memo, only the cost does.
+"""
+
+from __future__ import annotations
+
+__all__ = ["murmur2", "partition_for", "MEMO_KEYS"]
+
+_M = 0x5BD1E995
+_SEED = 0x9747B28C
+_MASK = 0xFFFFFFFF
+
+#: How many keys' hashes :func:`partition_for` remembers (about 100 bytes each), per process.
+MEMO_KEYS = 1 << 16
+
+_memo: dict[bytes, int] = {}
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's ``Utils.murmur2(data)``: the 32-bit MurmurHash2 of ``data`` as a *signed* Java int."""
+    n = len(data)
+    h = (_SEED ^ n) & _MASK
+    end = n - (n & 3)
+    for i in range(0, end, 4):
+        k = ((data[i] | data[i + 1] << 8 | data[i + 2] << 16 | data[i + 3] << 24) * _M) & _MASK
+        k = ((k ^ (k >> 24)) * _M) & _MASK
+        h = ((h * _M) & _MASK) ^ k
+    rest = n - end
+    # The tail falls through, as in the Java switch: 3 bytes mix in bytes 2, 1 and 0.
+    if rest == 3:
+        h ^= data[end + 2] << 16
+    if rest >= 2:
+        h ^= data[end + 1] << 8
+    if rest:
+        h = ((h ^ data[end]) * _M) & _MASK
+    h = ((h ^ (h >> 13)) * _M) & _MASK
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def partition_for(key: bytes, partition_count: int) -> int:
+    """The partition the Java client (and librdkafka's ``murmur2``/``murmur2_random``) puts ``key`` on,
+    among ``partition_count`` (>= 1) partitions."""
+    positive = _memo.get(key)
+    if positive is None:
+        positive = murmur2(key) & 0x7FFFFFFF
+        if len(_memo) >= MEMO_KEYS:
+            _memo.clear()  # crude but O(1) per key on average; only the cost depends on it
+        _memo[key] = positive
+    return positive % partition_count
