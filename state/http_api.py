@@ -11,40 +11,77 @@ Endpoints (OpenAPI at ``/docs``)::
 
 Every query takes ``min_position`` and ``wait_ms`` (read-your-writes, see
 :mod:`state.query_args`). Errors are one-line JSON ``{"error": name, "detail": reason}``:
-unknown view or key 404; malformed timestamp, index, position or parameter 422; replica
-behind the asked position 503 (with ``behind`` per topic and partition). Never a 500 for
-anything the caller sent.
+unknown view, key or endpoint 404; a timestamp outside years 1-9999, a key or index value
+over 65,535 bytes, a malformed index, position or parameter 422; replica behind the asked
+position 503 (with ``behind`` per topic and partition), or its store unreadable 503. Never
+a 500 for anything the caller sent, never a 503 for the caller's own mistake. The OpenAPI
+document declares every status and body, and a fuzzer holds the app to it
+(tests/unit/state/test_http_fuzz.py).
+
+Keys are path segments and may hold any character: percent-encode them, a slash as ``%2F``.
+The ``/views/...`` routes match the path *as sent* (:class:`_RawPathMiddleware`), so
+``/views/order-status/a%2Fhistory`` is the row ``a/history``, never the history of ``a``:
+no key can reach another endpoint. (The alternative, refusing keys with a '/', would leave
+rows whose key holds one unreadable over HTTP; an orderId is any string its producer chose.)
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote, unquote, unquote_to_bytes
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException
 
 from pipelines.errors import UnknownViewError
+from pipelines.projections import VIEW_NAMES
 from schemas.errors import RewindError
-from state.errors import KeyNotFoundError, QueryError, ReplicaBehindError, StoreError
+from state.errors import InvalidUpdateError, KeyNotFoundError, QueryError, ReplicaBehindError, StoreError
+from state.http_bodies import Health, HistoryAnswer, RowAnswer, RowsAnswer, ViewList, responses
 from state.query import DEFAULT_WAIT_MS, MAX_LIMIT, MAX_WAIT_MS, QueryService, position_json
+from state.query_args import MAX_KEY_BYTES, MAX_TIME_MS, MIN_TIME_MS
 from state.records import dumps
 from state.replica import ReplicaStatus
 
 __all__ = ["create_app", "status_of"]
 
-_AS_OF = Query(None, description="ISO-8601 with zone (2026-11-21T15:00:00Z) or epoch ms; inclusive bound. Omit for now.")
+
+def _optional_string(string_format: str) -> dict[str, Any]:
+    # Replaces the anyOf FastAPI derives from `str | None`: a format belongs on the string branch.
+    return {"anyOf": [{"type": "string", "format": string_format}, {"type": "null"}]}
+
+
+# The custom formats name these syntaxes for clients and fuzzers (tests/unit/state/test_http_fuzz.py generates them).
+_AS_OF = Query(
+    None,
+    description="ISO-8601 with zone (2026-11-21T15:00:00Z) or epoch ms; inclusive bound; years 1-9999 "
+    f"(epoch ms {MIN_TIME_MS} to {MAX_TIME_MS}). Omit for now.",
+    json_schema_extra=_optional_string("rewind-timestamp"),
+)
 _MIN_POSITION = Query(
     None,
-    description="Wait until the replica reached this position: topic:partition:next_offset[,...] or JSON {topic: {partition: next_offset}}.",
+    description="Wait until the replica reached this position: topic:partition:next_offset[,...] or JSON {topic: {partition: next_offset}}; "
+    "a Kafka topic name, partition 0 to 2^31-1, offset 0 to 2^63-1.",
+    json_schema_extra=_optional_string("rewind-position"),
 )
 _WAIT_MS = Query(None, ge=0, le=MAX_WAIT_MS, description=f"How long to wait for min_position (default {DEFAULT_WAIT_MS}).")
+# The enum documents the views; an unknown one is still answered by the handler (404 UnknownViewError, not a 422).
+_VIEW = Path(description="View name (GET /views lists them).", json_schema_extra={"enum": list(VIEW_NAMES)})
+_KEY = Path(
+    description=f"Row key, at most {MAX_KEY_BYTES} bytes of UTF-8. Percent-encode it: a slash is %2F, and stays part of the key.",
+    json_schema_extra={"format": "rewind-key"},
+)
+#: An error's detail is one line of at most this many characters (it may echo what the caller sent).
+_DETAIL_CHARS = 500
 
 
 def status_of(exc: Exception) -> int:
@@ -55,18 +92,70 @@ def status_of(exc: Exception) -> int:
         return 503
     if isinstance(exc, QueryError):
         return 422
+    if isinstance(exc, InvalidUpdateError):
+        # On the query side only the caller's own arguments are ever encoded into store keys.
+        return 422
     if isinstance(exc, StoreError):
         return 503
     return 400
 
 
-def _json(body: Any, status: int = 200) -> Response:
+def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     # orjson straight to bytes: the JSON response class of FastAPI validates and re-encodes.
-    return Response(dumps(body), status_code=status, media_type="application/json")
+    return Response(dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def _one_line(text: str) -> str:
+    lines = text.splitlines()
+    line = lines[0] if lines else ""
+    return line if len(line) <= _DETAIL_CHARS else line[: _DETAIL_CHARS - 3] + "..."
 
 
 def _error(exc: Exception, status: int, **extra: Any) -> Response:
-    return _json({"error": type(exc).__name__, "detail": str(exc).splitlines()[0] if str(exc) else type(exc).__name__, **extra}, status)
+    return _json({"error": type(exc).__name__, "detail": _one_line(str(exc)) or type(exc).__name__, **extra}, status)
+
+
+def _segment(text: str) -> str:
+    """A path parameter as the caller meant it (see :class:`_RawPathMiddleware`, which left it encoded)."""
+    return unquote(text, errors="strict")
+
+
+class _RawPathMiddleware:
+    """Routes ``/views/...`` by the path as sent, so a percent-encoded slash stays inside its segment.
+
+    ASGI servers give the router a decoded ``path``: ``/views/v/a%2Fhistory`` arrives as
+    ``/views/v/a/history`` and would match the history route with key ``a``. This rebuilds
+    ``path`` from ``raw_path`` with every segment percent-encoded (no segment can then hold a
+    '/'), and the handlers decode their view and key parameters (:func:`_segment`). A segment
+    that is not UTF-8 once decoded is refused here with a 422: decoding it with replacement
+    characters would look up some other key.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        root = scope.get("root_path", "")
+        if scope["type"] != "http" or not path[len(root) :].startswith("/views/"):
+            await self._app(scope, receive, send)
+            return
+        raw = scope.get("raw_path")
+        try:
+            if isinstance(raw, bytes) and raw.startswith(root.encode()):
+                decoded = [unquote_to_bytes(part) for part in raw[len(root.encode()) :].split(b"/")]
+            else:
+                # No raw path from this server: the decoded one is all there is (its slashes stay ambiguous).
+                decoded = [part.encode() for part in path[len(root) :].split("/")]
+            for part in decoded:
+                part.decode()
+        except UnicodeDecodeError:
+            response = _json({"error": "InvalidRequest", "detail": "the path is not UTF-8 once percent-decoded"}, 422)
+            await response(scope, receive, send)
+            return
+        # In place, not a copy: the metrics middleware reads the matched route back from this dict.
+        scope["path"] = root + "/".join(quote(part, safe="") for part in decoded)
+        await self._app(scope, receive, send)
 
 
 class _Metrics:
@@ -98,7 +187,9 @@ class _Metrics:
             yield applied
         if self._replica_status is not None:
             status = self._replica_status()
-            lag = GaugeMetricFamily("rewind_replica_lag", "Records behind the partition's high watermark", labels=["topic", "partition"])
+            lag = GaugeMetricFamily(
+                "rewind_replica_lag", "Offsets the replica has still to read (0 when caught up)", labels=["topic", "partition"]
+            )
             for topic, parts in status.lag.items():
                 for partition, behind in parts.items():
                     lag.add_metric([topic, str(partition)], behind)
@@ -142,7 +233,8 @@ def create_app(service: QueryService, *, replica_status: Callable[[], ReplicaSta
         version="1",
     )
     metrics = _Metrics(service, replica_status)
-    app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    app.add_middleware(_RawPathMiddleware)
+    app.add_middleware(_MetricsMiddleware, metrics=metrics)  # outermost: it times everything
 
     @app.exception_handler(RewindError)
     async def _rewind_error(request: Request, exc: RewindError) -> Response:
@@ -156,7 +248,18 @@ def create_app(service: QueryService, *, replica_status: Callable[[], ReplicaSta
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path"))
-        return _json({"error": "InvalidRequest", "detail": f"{where}: {first.get('msg')}" if where else str(first.get("msg"))}, 422)
+        detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        return _json({"error": "InvalidRequest", "detail": _one_line(detail)}, 422)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        # No such endpoint (404) or method (405): the same one-line shape as every other error.
+        try:
+            name = HTTPStatus(exc.status_code).phrase.replace(" ", "")
+        except ValueError:
+            name = "HTTPError"
+        detail = _one_line(f"{request.method} {request.url.path}: {exc.detail} (the endpoints are listed at /docs)")
+        return _json({"error": name, "detail": detail}, exc.status_code, headers=exc.headers)
 
     async def call(waits: bool, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         # A point read takes microseconds: run it on the event loop (a thread hop would
@@ -166,42 +269,59 @@ def create_app(service: QueryService, *, replica_status: Callable[[], ReplicaSta
             return await run_in_threadpool(fn, *args, **kwargs)
         return fn(*args, **kwargs)
 
-    @app.get("/views", summary="List views, their key field and indexes, and the replica position")
+    @app.get("/views", summary="List views, their key field and indexes, and the replica position", responses=responses(ViewList))
     async def list_views() -> Response:
         return _json(service.list_views())
 
-    @app.get("/views/{view}/{key}/history", summary="Every version of one row, oldest first")
+    @app.get("/views/{view}/{key}/history", summary="Every version of one row, oldest first", responses=responses(HistoryAnswer, 404, 422, 503))
     async def history(
-        view: str, key: str, limit: int | None = Query(None, ge=1, le=MAX_LIMIT, description="At most this many (oldest first)."),
+        view: str = _VIEW, key: str = _KEY,
+        limit: int | None = Query(None, ge=1, le=MAX_LIMIT, description="At most this many (oldest first)."),
         min_position: str | None = _MIN_POSITION, wait_ms: int | None = _WAIT_MS,
     ) -> Response:
-        answer = await call(True, service.history, view, key, limit=limit, min_position=min_position, wait_ms=wait_ms)
+        answer = await call(True, service.history, _segment(view), _segment(key), limit=limit, min_position=min_position, wait_ms=wait_ms)
         return _json(answer.to_json())
 
-    @app.get("/views/{view}/{key}", summary="One row, now or as of a time (greatest valid_from <= as_of)")
+    @app.get(
+        "/views/{view}/{key}", summary="One row, now or as of a time (greatest valid_from <= as_of)", responses=responses(RowAnswer, 404, 422, 503)
+    )
     async def get_row(
-        view: str, key: str, as_of: str | None = _AS_OF, min_position: str | None = _MIN_POSITION, wait_ms: int | None = _WAIT_MS
+        view: str = _VIEW, key: str = _KEY, as_of: str | None = _AS_OF, min_position: str | None = _MIN_POSITION, wait_ms: int | None = _WAIT_MS
     ) -> Response:
-        answer = await call(bool(min_position), service.get, view, key, as_of=as_of, min_position=min_position, wait_ms=wait_ms)
+        answer = await call(
+            bool(min_position), service.get, _segment(view), _segment(key), as_of=as_of, min_position=min_position, wait_ms=wait_ms
+        )
         return _json(answer.to_json())
 
-    @app.get("/views/{view}", summary="Rows by secondary index (equality: value required; ranking: top rows)")
+    @app.get(
+        "/views/{view}", summary="Rows by secondary index (equality: value required; ranking: top rows)",
+        responses=responses(RowsAnswer, 404, 422, 503),
+    )
     async def scan(
-        view: str,
-        index: str = Query(..., description="Index name, e.g. status, lifetimeValue, revenue (GET /views lists them)."),
-        value: str | None = Query(None, description="Value for an equality index, e.g. SHIPPED."),
+        view: str = _VIEW,
+        index: str = Query(
+            ..., description="Index name or the field it reads, e.g. status, lifetimeValue, revenue (GET /views lists them); "
+            "or name=value for an equality index.", json_schema_extra={"format": "rewind-index"},
+        ),
+        value: str | None = Query(
+            None, description=f"Value for an equality index, e.g. SHIPPED (at most {MAX_KEY_BYTES} bytes of UTF-8).",
+            json_schema_extra=_optional_string("rewind-key"),
+        ),
         as_of: str | None = _AS_OF,
         limit: int = Query(100, ge=1, le=MAX_LIMIT, description="At most this many rows."),
         min_position: str | None = _MIN_POSITION,
         wait_ms: int | None = _WAIT_MS,
     ) -> Response:
         answer = await call(
-            True, service.scan, view, index=index, value=value, as_of=as_of, limit=limit,
+            True, service.scan, _segment(view), index=index, value=value, as_of=as_of, limit=limit,
             min_position=min_position, wait_ms=wait_ms,
         )
         return _json(answer.to_json())
 
-    @app.get("/healthz", summary="200 while the replica consumes (or the store is static), else 503")
+    @app.get(
+        "/healthz", summary="200 while the replica consumes (or the store is static), else 503",
+        responses={200: {"model": Health}, 503: {"model": Health, "description": "The replica loop stopped (replica.error says why)"}},
+    )
     async def healthz() -> Response:
         body: dict[str, Any] = {"position": position_json(service.store.position())}
         healthy = True
@@ -215,7 +335,7 @@ def create_app(service: QueryService, *, replica_status: Callable[[], ReplicaSta
         body["status"] = "ok" if healthy else "unavailable"
         return _json(body, 200 if healthy else 503)
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics (text format)", response_class=PlainTextResponse)
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

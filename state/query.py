@@ -9,6 +9,10 @@ otherwise fails with :class:`ReplicaBehindError` saying how far behind it is per
 As-of contract (from :mod:`state.contracts`): ``as_of`` is inclusive; an answer row shows
 valid_from (inclusive) and valid_to (exclusive, None while current). No row as of T is a
 :class:`KeyNotFoundError`, the same as a key that never existed.
+
+Every argument is checked before the store is touched (:mod:`state.query_args`: time range,
+key and value size, position syntax), so a bad argument is a :class:`QueryError` (or a
+subclass), never a store error.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pipelines.projections import get_projection
 from state.contracts import ApplyWatch, ReadOnlyView, VersionedRow
 from state.errors import KeyNotFoundError, QueryError, ReplicaBehindError
 from state.indexes import check_view, find_index, indexes_of
-from state.query_args import format_iso, format_position, missing, parse_min_position, parse_timestamp, time_fields
+from state.query_args import check_key, format_iso, format_position, missing, parse_min_position, parse_timestamp, shorten, time_fields
 
 __all__ = ["Answer", "QueryService", "row_json", "position_json", "DEFAULT_WAIT_MS", "MAX_WAIT_MS", "MAX_LIMIT"]
 
@@ -148,13 +152,14 @@ class QueryService:
     ) -> Answer:
         """Row ``key`` now, or as of ``as_of`` (inclusive); KeyNotFoundError when there is none."""
         check_view(view)
+        check_key(key)
         as_of_ms = None if as_of is None else parse_timestamp(as_of)
         self.await_position(view, min_position, wait_ms=wait_ms)
         position = self._store.position()
         row = self._store.get(view, key) if as_of_ms is None else self._store.get_as_of(view, key, as_of_ms)
         if row is None:
             when = "" if as_of_ms is None else f" as of {format_iso(as_of_ms)} ({as_of_ms} ms)"
-            raise KeyNotFoundError(f"{view} has no row {key!r}{when}")
+            raise KeyNotFoundError(f"{view} has no row {shorten(key)}{when}")
         return self._answer("row", view, [row], position, key=key, as_of_ms=as_of_ms)
 
     def scan(
@@ -172,6 +177,8 @@ class QueryService:
         if value is None and "=" in index:
             index, value = index.split("=", 1)
         spec = find_index(view, index)
+        if value is not None:
+            check_key(value, what="index value")
         if not 1 <= limit <= MAX_LIMIT:
             raise QueryError(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
         as_of_ms = None if as_of is None else parse_timestamp(as_of)
@@ -185,11 +192,12 @@ class QueryService:
     ) -> Answer:
         """Every version of ``key``, oldest first; KeyNotFoundError when it has none."""
         check_view(view)
+        check_key(key)
         if limit is not None and not 1 <= limit <= MAX_LIMIT:
             raise QueryError(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
         self.await_position(view, min_position, wait_ms=wait_ms)
         position = self._store.position()
         rows = self._store.history(view, key, limit=limit)
         if not rows:
-            raise KeyNotFoundError(f"{view} has no row {key!r}")
+            raise KeyNotFoundError(f"{view} has no row {shorten(key)}")
         return self._answer("history", view, rows, position, key=key)

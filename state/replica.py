@@ -14,7 +14,8 @@ Protocol (one loop, one thread; the store is the only record of offsets):
    position in one WriteBatch. A record at or below the stored position is a counted
    no-op in the store, so even a redelivery is never applied twice.
 5. Every ``metadata_refresh_s``, assign partitions of topics that appeared since (a view
-   topic is created by its pipeline's first run) and refresh the lag per partition.
+   topic is created by its pipeline's first run) and refresh the lag per partition
+   (:func:`partition_lag`: 0 once the replica read to the end, transaction markers included).
 
 History: view topics are compacted. A replica that starts after compaction ran sees only
 the retained records, so versions before the first retained one are unknown (as-of
@@ -40,7 +41,7 @@ from pipelines.topics import view_topic
 from state.contracts import SourcePosition, ViewUpdate, WritableProjectionStore
 from state.view_records import MalformedRecord, decode_view_update
 
-__all__ = ["ReplicaStatus", "Replica", "view_topics"]
+__all__ = ["ReplicaStatus", "Replica", "view_topics", "partition_lag"]
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,24 @@ def view_topics(*, prefix: str = "", views: tuple[str, ...] = VIEW_NAMES, overri
     return {overrides.get(view, prefix + view_topic(view)): view for view in views}
 
 
+def partition_lag(*, low: int, high: int, next_offset: int | None, end_seen: int | None) -> int:
+    """Offsets of one partition the replica has still to read: 0 once it read to the end.
+
+    ``high`` (the high watermark) counts transaction markers, which a read_committed consumer
+    never returns: after a transaction whose last record is at offset N the marker takes
+    N + 1, so the stored ``next_offset`` (N + 1) stays one below ``high`` for good.
+    ``end_seen`` is where the consumer last reached the end of the partition (its
+    end-of-partition event): every offset below it, markers included, has been read and
+    applied. The lag counts from the larger of the two (and from ``low``, after retention
+    deleted records); until caught up it may include up to one marker per transaction.
+    """
+    read_to = max(low, next_offset if next_offset is not None else low, end_seen if end_seen is not None else low)
+    return max(0, high - read_to)
+
+
 @dataclass(frozen=True, slots=True)
 class ReplicaStatus:
-    """What /healthz and /metrics report about the consumer loop."""
+    """What /healthz and /metrics report about the consumer loop (``lag``: :func:`partition_lag` per partition)."""
 
     running: bool
     error: str | None
@@ -90,6 +106,8 @@ class Replica:
         self._thread: threading.Thread | None = None
         self._assigned: dict[str, set[int]] = {}
         self._lag: dict[str, dict[int, int]] = {}
+        # Where each partition's end-of-partition event was last seen (see partition_lag).
+        self._end_seen: dict[tuple[str, int], int] = {}
         self._records = 0
         self._malformed = 0
         self._last_malformed: str | None = None
@@ -133,7 +151,8 @@ class Replica:
                 "group.id": f"rewind-replica-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
-                "enable.partition.eof": False,
+                # The end-of-partition event says where the data ends, past any transaction marker (lag).
+                "enable.partition.eof": True,
                 "isolation.level": "read_committed",
                 "auto.offset.reset": "earliest",
                 "log_level": 3,
@@ -187,7 +206,9 @@ class Replica:
                     low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=1.0, cached=False)
                 except KafkaException:
                     continue
-                lag.setdefault(topic, {})[partition] = max(0, high - max(low, position.get(topic, {}).get(partition, low)))
+                lag.setdefault(topic, {})[partition] = partition_lag(
+                    low=low, high=high, next_offset=position.get(topic, {}).get(partition), end_seen=self._end_seen.get((topic, partition))
+                )
         self._lag = lag
 
     def _apply(self, messages: list[Any]) -> None:
@@ -196,7 +217,11 @@ class Replica:
         for message in messages:
             error = message.error()
             if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    # Everything below this offset was read; the records among it are applied below,
+                    # before the lag is next refreshed.
+                    self._end_seen[(message.topic(), message.partition())] = message.offset()
+                else:
                     log.warning("replica: consume error: %s", error)
                 continue
             topic, partition, offset = message.topic(), message.partition(), message.offset()

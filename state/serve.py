@@ -20,15 +20,31 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from state.http_api import create_app
 from state.query import DEFAULT_WAIT_MS, QueryService
+from state.query_args import MAX_KEY_BYTES
 from state.replica import Replica
 from state.rocks_store import ReadOnlyStoreView, open_store
 
-__all__ = ["serve"]
+__all__ = ["serve", "server_config", "MAX_REQUEST_HEAD_BYTES"]
 
 log = logging.getLogger(__name__)
+
+#: The longest request head uvicorn (h11) takes: the longest key, percent-encoded (three bytes
+#: a byte at worst), plus 64 KiB for the rest of the request line and the headers.
+MAX_REQUEST_HEAD_BYTES = 3 * MAX_KEY_BYTES + 64 * 1024
+
+
+def server_config(app: ASGIApp, *, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
+    """The uvicorn configuration `rewind serve` runs ``app`` with (port 0: any free port)."""
+    return uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, access_log=False,
+        # h11's default refuses a request head that arrives in pieces once it passes 16 KiB, so a
+        # long key over a real network would get "Invalid HTTP request" instead of its answer.
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+    )
 
 
 @contextmanager
@@ -68,7 +84,7 @@ def serve(
         app = create_app(service, replica_status=replica.status)
         log.info("serving %s on http://%s:%d (replica of %s)", store_dir, host, port, ", ".join(topics))
         with _signals_noted() as noted:
-            uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)).run()
+            uvicorn.Server(server_config(app, host=host, port=port, log_level=log_level)).run()
         # Step 4
         log.info("stopping (signal %s): replica loop, then store", noted or "none")
         replica.stop()
