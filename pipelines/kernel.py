@@ -191,9 +191,44 @@ def process_record(
     before = row_of(order_id)
     if before is CUT:
         return Verdict("beyond", now_ms, order_id, event)
+    # Steps 5-6 under the last line (module docstring): an exception is a dead letter, not a crash on every
+    # restart. Inline, not a helper: a call per record costs more than the try (free until it raises).
     try:
-        return _fold(projection, event, order_id, before, now_ms, as_of_ms)
-    except Exception as exc:  # the last line (module docstring): a dead letter, not a crash on every restart
+        # Step 5
+        after = order_step(before, event)
+        if after.__class__ is OrderFoldResult:
+            result: OrderFoldResult = after  # type: ignore[assignment]  # narrowed by the exact class test above
+            if result.outcome == "duplicate":
+                return Verdict("duplicate", now_ms, order_id, event, before)
+            return Verdict("dead", now_ms, order_id, event, before, None, _NO_DELTAS, _NO_DELTAS,
+                           result.reason_class or "Rejected", result.reason or "")
+        row: Row = after  # type: ignore[assignment]  # not an OrderFoldResult: the new row
+        if as_of_ms is not None and row["validFrom"] > as_of_ms:
+            return Verdict("beyond", now_ms, order_id, event, before)
+        # Step 6
+        deltas = projection.deltas(event, row)
+        late_by_of = getattr(projection, "late_by_ms", None)
+        if late_by_of is None or not deltas:
+            return Verdict("applied", now_ms, order_id, event, before, row, deltas)
+        on_time: list[tuple[str, Row]] = []
+        late: list[tuple[str, Row]] = []
+        worst = 0
+        for view_key, delta in deltas:
+            late_by = late_by_of(view_key, stream_time_ms=now_ms)
+            if late_by > 0:
+                late.append((view_key, delta))
+                worst = max(worst, late_by)
+            else:
+                on_time.append((view_key, delta))
+        if not late:
+            return Verdict("applied", now_ms, order_id, event, before, row, deltas)
+        return Verdict(
+            "applied", now_ms, order_id=order_id, event=event, before=before, after=row, deltas=tuple(on_time),
+            late=tuple(late), reason_class=LATE_EVENT,
+            reason=f"window {', '.join(k for k, _ in late)} closed {worst} ms before stream time {now_ms} "
+                   f"of its source partition (end + grace <= stream time)",
+        )
+    except Exception as exc:
         return Verdict("dead", now_ms, order_id, event, before, None, _NO_DELTAS, _NO_DELTAS, FOLD_ERROR,
                        f"{type(exc).__name__} folding {envelope['eventType']} seq {envelope['seq']} into "
                        f"{projection.name}: {_short(str(exc))}")
@@ -202,43 +237,3 @@ def process_record(
 def _short(text: str, limit: int = 200) -> str:
     """``text`` cut to ``limit`` characters (a reason travels in a Kafka header)."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _fold(projection: Projection, event: Mapping[str, Any], order_id: str, before: Row | None,
-          stream_time_ms: int, as_of_ms: int | None) -> Verdict:
-    """Steps 5 and 6 of :func:`process_record`, for a record that passed steps 1-4
-    (``stream_time_ms``: the partition's stream time *after* this record)."""
-    # Step 5
-    after = order_step(before, event)
-    if after.__class__ is OrderFoldResult:
-        result: OrderFoldResult = after  # type: ignore[assignment]  # narrowed by the exact class test above
-        if result.outcome == "duplicate":
-            return Verdict("duplicate", stream_time_ms, order_id, event, before)
-        return Verdict("dead", stream_time_ms, order_id, event, before, None, _NO_DELTAS, _NO_DELTAS,
-                       result.reason_class or "Rejected", result.reason or "")
-    row: Row = after  # type: ignore[assignment]  # not an OrderFoldResult: the new row
-    if as_of_ms is not None and row["validFrom"] > as_of_ms:
-        return Verdict("beyond", stream_time_ms, order_id, event, before)
-    # Step 6
-    deltas = projection.deltas(event, row)
-    late_by_of = getattr(projection, "late_by_ms", None)
-    if late_by_of is None or not deltas:
-        return Verdict("applied", stream_time_ms, order_id, event, before, row, deltas)
-    on_time: list[tuple[str, Row]] = []
-    late: list[tuple[str, Row]] = []
-    worst = 0
-    for view_key, delta in deltas:
-        late_by = late_by_of(view_key, stream_time_ms=stream_time_ms)
-        if late_by > 0:
-            late.append((view_key, delta))
-            worst = max(worst, late_by)
-        else:
-            on_time.append((view_key, delta))
-    if not late:
-        return Verdict("applied", stream_time_ms, order_id, event, before, row, deltas)
-    return Verdict(
-        "applied", stream_time_ms, order_id=order_id, event=event, before=before, after=row, deltas=tuple(on_time),
-        late=tuple(late), reason_class=LATE_EVENT,
-        reason=f"window {', '.join(k for k, _ in late)} closed {worst} ms before stream time {stream_time_ms} "
-               f"of its source partition (end + grace <= stream time)",
-    )

@@ -15,14 +15,20 @@ close together): the answer never depends on the memo, only the cost does.
 
 from __future__ import annotations
 
+import struct
+from itertools import islice
+
 __all__ = ["murmur2", "partition_for", "MEMO_KEYS"]
 
 _M = 0x5BD1E995
 _SEED = 0x9747B28C
 _MASK = 0xFFFFFFFF
+#: Little-endian 32-bit blocks, one Struct per block count of the usual key lengths (an orderId is ~11 bytes).
+_BLOCKS = [struct.Struct(f"<{n}I") for n in range(64)]
 
-#: How many keys' hashes :func:`partition_for` remembers (about 100 bytes each), per process.
-MEMO_KEYS = 1 << 16
+#: How many keys' hashes :func:`partition_for` remembers (about 110 bytes each: ~14 MB), per process.
+#: An order's events span days of the log; 2^17 keys kept one miss per order on a 400k-event workload.
+MEMO_KEYS = 1 << 17
 
 _memo: dict[bytes, int] = {}
 
@@ -31,11 +37,14 @@ def murmur2(data: bytes) -> int:
     """Kafka's ``Utils.murmur2(data)``: the 32-bit MurmurHash2 of ``data`` as a *signed* Java int."""
     n = len(data)
     h = (_SEED ^ n) & _MASK
-    end = n - (n & 3)
-    for i in range(0, end, 4):
-        k = ((data[i] | data[i + 1] << 8 | data[i + 2] << 16 | data[i + 3] << 24) * _M) & _MASK
-        k = ((k ^ (k >> 24)) * _M) & _MASK
-        h = ((h * _M) & _MASK) ^ k
+    blocks = n >> 2
+    if blocks:
+        # struct reads the blocks in C: a third of the cost of assembling them byte by byte.
+        words = _BLOCKS[blocks].unpack_from(data) if blocks < len(_BLOCKS) else struct.unpack_from(f"<{blocks}I", data)
+        for k in words:
+            k = (k * _M) & _MASK
+            h = ((h * _M) & _MASK) ^ (((k ^ (k >> 24)) * _M) & _MASK)
+    end = blocks << 2
     rest = n - end
     # The tail falls through, as in the Java switch: 3 bytes mix in bytes 2, 1 and 0.
     if rest == 3:
@@ -56,6 +65,8 @@ def partition_for(key: bytes, partition_count: int) -> int:
     if positive is None:
         positive = murmur2(key) & 0x7FFFFFFF
         if len(_memo) >= MEMO_KEYS:
-            _memo.clear()  # crude but O(1) per key on average; only the cost depends on it
+            # Forget the older half (dicts keep insertion order): the keys of orders placed longest ago.
+            for old in list(islice(_memo, len(_memo) // 2)):
+                del _memo[old]
         _memo[key] = positive
     return positive % partition_count

@@ -105,9 +105,24 @@ def envelope_problem(envelope: Mapping[str, Any]) -> str | None:
 
 def _placed(event: Mapping[str, Any], row: Row | None) -> Refusal | None:
     """OrderPlaced (v3): a customer, lines of positive quantity and bounded price, a bounded total in an ISO currency."""
+    items = event["items"]
+    for item in items:
+        # One test per line on the way through (every order is placed once); _line_problem names the field.
+        quantity, price = item["quantity"], item["unitPriceMinor"]
+        if not item["sku"] or not 0 < quantity <= MAX_QUANTITY or price < 0 or quantity * price > MAX_MINOR:
+            return _line_problem(items)
+    total = event["total"]
+    if not 0 <= total["amountMinor"] <= MAX_MINOR:
+        return _invalid("total.amountMinor", total["amountMinor"], f"0..{MAX_MINOR}")
     if not event["customerId"]:
         return _invalid("customerId", event["customerId"], "not empty")
-    for i, item in enumerate(event["items"]):
+    currency = total["currency"]
+    return None if currency in _valid_currencies else _currency_problem("total.currency", currency)
+
+
+def _line_problem(items: Any) -> Refusal:
+    """The first field of an order line outside its domain (only called when one is)."""
+    for i, item in enumerate(items):
         quantity, price = item["quantity"], item["unitPriceMinor"]
         if not item["sku"]:
             return _invalid(f"items[{i}].sku", item["sku"], "not empty")
@@ -117,10 +132,7 @@ def _placed(event: Mapping[str, Any], row: Row | None) -> Refusal | None:
             return _invalid(f"items[{i}].unitPriceMinor", price, f"0..{MAX_MINOR}")
         if quantity * price > MAX_MINOR:
             return _invalid(f"items[{i}]", f"{quantity} x {price}", f"a line's value is at most {MAX_MINOR}")
-    total = event["total"]
-    if not 0 <= total["amountMinor"] <= MAX_MINOR:
-        return _invalid("total.amountMinor", total["amountMinor"], f"0..{MAX_MINOR}")
-    return _currency_problem("total.currency", total["currency"])
+    raise AssertionError("_line_problem called on valid lines")
 
 
 def _paid(event: Mapping[str, Any], row: Row | None) -> Refusal | None:
