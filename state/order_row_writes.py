@@ -104,8 +104,8 @@ def encode_order_row_writes(
             encoded = encode_version_fields(row, topic, partition, offset, seq)
             ops += (versions + from_key, encoded)
         for ix in indexes:
-            value_of, versioned, current = ix.value_of, ix.versioned, ix.current
-            base_value = None if before is None else value_of(before)
+            field, versioned, current = ix.spec.field, ix.versioned, ix.current
+            base_value = None if before is None else _equality_value(field, before.get(field))
             if base_value is not None:
                 assert before is not None
                 base_from = enc_int(before["validFrom"])
@@ -116,13 +116,35 @@ def encode_order_row_writes(
             value = None
             last = len(new) - 1
             for i, (_vf, row, _p, _o, _s) in enumerate(new):
-                value = value_of(row)
+                value = _equality_value(field, row.get(field))
                 if value is not None:
                     ops += (versioned + value + (froms[i + 1] if i < last else _OPEN_END) + key_lp, froms[i])
             if value is not None:
                 ops += (current + value + froms[-1] + key_lp, b"")
         ops += (K.NS_LATEST + view_lp + key_lp, froms[-1] + encoded)
     return EncodedWrites(ops, source_ends, applied, skipped, counts.skipped_duplicate, counts.clamped_valid_from)
+
+
+#: (type of the raw value, raw value) -> its encoded equality index value; bounded, as rows carry any value.
+_EQUALITY_VALUES: dict[tuple[type, Any], bytes] = {}
+_EQUALITY_VALUES_MAX = 4096
+
+
+def _equality_value(field: str, raw: Any) -> bytes | None:
+    """``_IndexKeys.value_of`` of an equality index on ``field`` for a row whose ``field`` is ``raw``:
+    ``lp_name(str(raw))``, None when unset. Memoised: an index like status has a handful of values."""
+    if raw is None:
+        return None
+    try:
+        key = (type(raw), raw)  # by type too: True == 1, but str(True) != str(1)
+        found = _EQUALITY_VALUES.get(key)
+    except TypeError:  # an unhashable value (a list): encoded every time
+        return K.lp_name(str(raw))
+    if found is None:
+        found = K.lp_name(str(raw))
+        if len(_EQUALITY_VALUES) < _EQUALITY_VALUES_MAX:
+            _EQUALITY_VALUES[key] = found
+    return found
 
 
 def _appended(group: list[tuple[Any, ...]], before: Row | None) -> list[tuple[int, Row, int, int, int]] | None:
