@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +47,19 @@ class RegistryCli:
     def stop(self) -> None:
         """Teardown: stop the registry of this run dir whatever the test did."""
         registry_local.down(paths=registry_local.LocalRegistryPaths(run_dir=self.run_dir))
+
+
+@contextmanager
+def running_registry(run_dir: Path, port: int) -> Iterator[RegistryCli]:
+    """`rewind registry up` in ``run_dir`` on ``port`` (a fresh database, global level BACKWARD_TRANSITIVE),
+    stopped on exit whatever the tests did: a test module's own registry."""
+    cli = RegistryCli(run_dir=run_dir, port=port)
+    try:
+        up = cli.run("up")
+        assert up.returncode == 0, up.stderr
+        yield cli
+    finally:
+        cli.stop()
 
 
 def avro_record(*fields: dict[str, object]) -> Schema:

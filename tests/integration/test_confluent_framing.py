@@ -31,7 +31,7 @@ from schemas.errors import ConfigError, RegistryUnavailableError, UnknownSchemaE
 from schemas.registry import EVENT_TYPES, EventSchema, load_registry
 from schemas.registry_client import subject_name
 from scripts.workload import WorkloadConfig, generate
-from tests.integration.registry_support import RegistryCli, avro_record
+from tests.integration.registry_support import RegistryCli, avro_record, running_registry
 
 pytestmark = pytest.mark.integration
 
@@ -43,13 +43,8 @@ CTX = SerializationContext("orders", MessageField.VALUE)
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryCli]:
     """A registry of this module's own (port 18381, fresh database), global level BACKWARD_TRANSITIVE; stopped at the end."""
-    cli = RegistryCli(run_dir=tmp_path_factory.mktemp("confluent-registry") / "registry", port=PORT)
-    try:
-        up = cli.run("up")
-        assert up.returncode == 0, up.stderr
+    with running_registry(tmp_path_factory.mktemp("confluent-registry") / "registry", PORT) as cli:
         yield cli
-    finally:
-        cli.stop()
 
 
 @pytest.fixture(scope="module")

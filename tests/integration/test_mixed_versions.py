@@ -30,7 +30,7 @@ from scripts.workload.expected_views import expected_order_status, expected_paym
 from scripts.workload.framing import confluent_framed, register_all
 from state.replay.engine import ReplayRequest, run_replay
 from state.rocks_store import open_store
-from tests.integration.registry_support import RegistryCli
+from tests.integration.registry_support import RegistryCli, running_registry
 from tests.integration.support import PipelineProcess, group_caught_up, isolated_settings, latest_rows, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
@@ -45,13 +45,8 @@ CONFLUENT_SHARE = 0.5
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryCli]:
     """A registry of this module's own (fresh database, level BACKWARD_TRANSITIVE); stopped at the end."""
-    cli = RegistryCli(run_dir=tmp_path_factory.mktemp("mixed-registry") / "registry", port=PORT)
-    try:
-        up = cli.run("up")
-        assert up.returncode == 0, up.stderr
+    with running_registry(tmp_path_factory.mktemp("mixed-registry") / "registry", PORT) as cli:
         yield cli
-    finally:
-        cli.stop()
 
 
 def _bad_records(headers: dict[bytes, bytes], template: Emitted) -> list[Emitted]:
