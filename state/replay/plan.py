@@ -22,10 +22,8 @@ every record before it has a smaller timestamp.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Literal, Protocol
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -40,32 +38,10 @@ __all__ = [
     "StopFacts",
     "KafkaOffsetSource",
     "plan_replay",
-    "parse_time_ms",
     "consumer_config",
 ]
 
 ReplayMode = Literal["to-end", "as-of", "up-to"]
-
-
-def parse_time_ms(text: str) -> int:
-    """Epoch milliseconds from ``text``: an integer (epoch ms) or ISO-8601 *with* a zone.
-
-    A naive timestamp ("2024-01-02T10:00:00") is refused with :class:`ConfigError`: which
-    day "10:00" means depends on a zone, and a time-travel answer must not.
-    """
-    stripped = text.strip()
-    # One optional sign and ASCII digits: lstrip("-") took "--5", which int() then refused with a ValueError.
-    if re.fullmatch(r"-?[0-9]+", stripped):
-        return int(stripped)
-    try:
-        parsed = datetime.fromisoformat(stripped.replace("Z", "+00:00") if stripped.endswith("Z") else stripped)
-    except ValueError as exc:
-        raise ConfigError(f"not a time: {text!r} (use epoch ms or ISO-8601 with a zone, e.g. 2024-01-02T10:00:00Z)") from exc
-    if parsed.tzinfo is None:
-        raise ConfigError(f"time {text!r} has no zone; add one (Z or +01:00) or give epoch ms")
-    # Integer arithmetic on the timedelta: float timestamps lose the millisecond near 2^53 µs.
-    delta = parsed - datetime.fromtimestamp(0, tz=parsed.tzinfo)
-    return (delta.days * 86_400_000) + (delta.seconds * 1000) + (delta.microseconds // 1000)
 
 
 @dataclass(frozen=True, slots=True)

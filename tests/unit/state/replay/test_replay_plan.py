@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from schemas.errors import CodecError, ConfigError
+from schemas.errors import CodecError
 from state.errors import ReplayError
 from state.replay.logfacts import LogFacts
-from state.replay.plan import parse_time_ms, plan_replay
+from state.replay.plan import plan_replay
 from state.replay.workers import split_partitions
 
 
@@ -101,24 +101,3 @@ def test_partitions_are_split_by_records_to_read() -> None:
     groups = split_partitions(plan, 2)
     assert sorted(r.partition for g in groups for r in g) == [0, 1, 2]
     assert sorted(sum(r.stop - r.start for r in g) for g in groups) == [10, 11]
-
-
-@pytest.mark.parametrize(
-    "text,expected",
-    [
-        ("1704067200000", 1_704_067_200_000),
-        ("2024-01-01T00:00:00Z", 1_704_067_200_000),
-        ("2024-01-01T01:00:00.123+01:00", 1_704_067_200_123),
-        ("2024-01-01T00:00:00.999999+00:00", 1_704_067_200_999),  # ms, truncated like event times
-    ],
-)
-def test_parse_time(text: str, expected: int) -> None:
-    """Scenario: each accepted spelling of T. We expect epoch ms."""
-    assert parse_time_ms(text) == expected
-
-
-@pytest.mark.parametrize("text", ["2024-01-01T00:00:00", "yesterday", "", "--5", "-"])
-def test_parse_time_refuses_naive_or_garbage(text: str) -> None:
-    """Scenario: a time without a zone, or not a time. We expect a ConfigError."""
-    with pytest.raises(ConfigError):
-        parse_time_ms(text)
