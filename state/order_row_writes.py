@@ -24,9 +24,9 @@ from typing import Any
 
 from pipelines.projections import Row, view_spec
 from state import keys as K
-from state.contracts import SourcePosition, ViewUpdate
 from state.encoded_writes import EncodedWrites, RecordingBatch, encode_row_writes, latest_from_order_row
 from state.records import encode_version_fields
+from state.replay.sink import per_order_updates
 from state.rocks_apply import ApplyCounts, KeyApplier, index_keys
 
 __all__ = ["encode_order_row_writes", "covers"]
@@ -56,8 +56,6 @@ def encode_order_row_writes(
     before the batch (missing or None: the store has none).
     """
     if not covers(view):
-        from state.replay.sink import per_order_updates  # the generic path; sink imports the store, not us
-
         return encode_row_writes(per_order_updates(view, topic, changes), stored_position=stored_position,
                                  latest_of=lambda order_id: latest_from_order_row(rows_before.get(order_id)))
     # Steps 1-2 of an apply (group_updates): skip changes below the stored position, group per key.
@@ -93,7 +91,7 @@ def encode_order_row_writes(
         if new is None:  # not a plain append: the generic applier decides, in this place of the batch
             if applier is None:
                 applier = KeyApplier(None, batch, counts, latest_of=lambda order_id: latest_from_order_row(rows_before.get(order_id)))
-            applied += applier.apply_group(view, key, _updates(view, topic, group))
+            applied += applier.apply_group(view, key, per_order_updates(view, topic, group))
             continue
         applied += len(group)
         key_lp = K.lp(key)
@@ -171,12 +169,3 @@ def _appended(group: list[tuple[Any, ...]], before: Row | None) -> list[tuple[in
             new.append((valid_from, row, partition, offset, seq))
         last_seq, last_from = seq, valid_from
     return new
-
-
-def _updates(view: str, topic: str, group: list[tuple[Any, ...]]) -> list[ViewUpdate]:
-    """The group's ViewUpdates, as :func:`state.replay.sink.per_order_updates` builds them."""
-    out = []
-    for key, row, order_id, seq, valid_from_ms, partition, offset in group:
-        source = SourcePosition(topic, partition, offset)
-        out.append(ViewUpdate(view, key, row, row.get("validFrom", valid_from_ms), valid_from_ms, None, order_id, seq, source, source))
-    return out
