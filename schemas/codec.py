@@ -20,6 +20,7 @@ millis, int), correlationId, causationId; the other keys are the payload.
 
 from __future__ import annotations
 
+import struct
 from io import BytesIO
 from typing import Any, Protocol, cast
 
@@ -29,12 +30,34 @@ from schemas.errors import BadMagicError, CodecError, EncodeError, TruncatedEven
 from schemas.registry import EventSchema, SchemaRegistry, load_registry
 from schemas.upcast import UpcastChains
 
-__all__ = ["EventCodec", "SchemaIds", "MAGIC", "HEADER_LEN", "CONFLUENT_MAGIC", "CONFLUENT_HEADER_LEN", "Event"]
+__all__ = ["EventCodec", "SchemaIds", "MAGIC", "HEADER_LEN", "CONFLUENT_MAGIC", "CONFLUENT_HEADER_LEN", "Event", "confluent_schema_id", "confluent_header"]
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10  # 2 marker bytes + 8 fingerprint bytes
 CONFLUENT_MAGIC = 0  # Confluent wire format: one zero byte, then the schema id as 4 big-endian bytes
 CONFLUENT_HEADER_LEN = 5
+#: Unsigned, as confluent_kafka reads it; registries hand out positive ids only.
+_CONFLUENT_HEADER = struct.Struct(">BI")
+
+
+def confluent_schema_id(data: bytes) -> int:
+    """The schema id in the Confluent header that starts ``data`` (the body may be empty).
+
+    The one reader of that header: the codec, the fast decoder and the registry client call it.
+    Raises :class:`TruncatedEventError` for fewer than :data:`CONFLUENT_HEADER_LEN` bytes and
+    :class:`BadMagicError` when the first byte is not :data:`CONFLUENT_MAGIC`.
+    """
+    if len(data) < CONFLUENT_HEADER_LEN:
+        raise TruncatedEventError(f"{len(data)} bytes is shorter than the {CONFLUENT_HEADER_LEN}-byte Confluent header")
+    magic, schema_id = _CONFLUENT_HEADER.unpack_from(data)
+    if magic != CONFLUENT_MAGIC:
+        raise BadMagicError(f"bad magic {magic:02x}, expected {CONFLUENT_MAGIC:02x} (Confluent framing)")
+    return int(schema_id)
+
+
+def confluent_header(schema_id: int) -> bytes:
+    """The 5-byte Confluent header naming ``schema_id`` (0 <= schema_id < 2**32; struct.error outside)."""
+    return _CONFLUENT_HEADER.pack(CONFLUENT_MAGIC, schema_id)
 
 Event = dict[str, Any]
 
@@ -108,9 +131,7 @@ class EventCodec:
         :class:`~schemas.errors.RegistryUnavailableError`.
         """
         if data is not None and len(data) >= 1 and data[0] == CONFLUENT_MAGIC:
-            if len(data) < CONFLUENT_HEADER_LEN:
-                raise TruncatedEventError(f"{len(data)} bytes is shorter than the {CONFLUENT_HEADER_LEN}-byte Confluent header")
-            schema_id = int.from_bytes(data[1:CONFLUENT_HEADER_LEN], "big")
+            schema_id = confluent_schema_id(data)
             if self._schema_ids is None:
                 raise UnknownSchemaError(
                     f"Confluent-framed record with schema id {schema_id}, but no schema registry is configured (REWIND_SCHEMA_REGISTRY_URL)"

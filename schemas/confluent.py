@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -44,16 +43,13 @@ import httpx
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from schemas.codec import CONFLUENT_HEADER_LEN, CONFLUENT_MAGIC
+from schemas.codec import CONFLUENT_HEADER_LEN, CONFLUENT_MAGIC, confluent_header, confluent_schema_id
 from schemas.compat import SchemaVersion, load_versions
-from schemas.errors import BadMagicError, ConfigError, RegistryUnavailableError, TruncatedEventError, UnknownSchemaError
+from schemas.errors import ConfigError, RegistryUnavailableError, UnknownSchemaError
 from schemas.registry import ENVELOPE, SCHEMA_DIR, EventSchema, SchemaRegistry, crc64_avro, parsing_canonical_form
 from schemas.registry_client import subject_name
 
 __all__ = ["CONFLUENT_MAGIC", "CONFLUENT_HEADER_LEN", "confluent_schema_id", "ConfluentSchemas"]
-
-# Unsigned, as confluent_kafka reads it; registries hand out positive ids only.
-_HEADER = struct.Struct(">BI")
 
 _SUBJECT_NOT_FOUND = 40401
 _SCHEMA_NOT_FOUND = 40403  # Confluent's code for "no such id" / "not under this subject"; Apicurio answers the same
@@ -64,20 +60,6 @@ _UNKNOWN_ID_TTL_S = 10.0
 _REFUSED_MAX = 1024  # refused ids kept at most; garbage records may name any of 2**32 ids
 
 _T = TypeVar("_T")
-
-
-def confluent_schema_id(data: bytes) -> int:
-    """The schema id in the Confluent header that starts ``data`` (the body may be empty).
-
-    Raises :class:`TruncatedEventError` for fewer than :data:`CONFLUENT_HEADER_LEN` bytes and
-    :class:`BadMagicError` when the first byte is not :data:`CONFLUENT_MAGIC`.
-    """
-    if len(data) < CONFLUENT_HEADER_LEN:
-        raise TruncatedEventError(f"{len(data)} bytes is shorter than the {CONFLUENT_HEADER_LEN}-byte Confluent header")
-    magic, schema_id = _HEADER.unpack_from(data)
-    if magic != CONFLUENT_MAGIC:
-        raise BadMagicError(f"bad magic {magic:02x}, expected {CONFLUENT_MAGIC:02x} (Confluent framing)")
-    return int(schema_id)
 
 
 def _one_line(text: object) -> str:
@@ -187,7 +169,7 @@ class ConfluentSchemas:
                         f"{_one_line(refused.error_message)}"
                     ) from refused
                 raise self._answered(f"register {subject}", refused) from refused
-        header = _HEADER.pack(CONFLUENT_MAGIC, schema_id)
+        header = confluent_header(schema_id)
         self._headers[schema.fingerprint] = header
         self._by_id.setdefault(schema_id, schema)  # the id names the text just looked up or registered: this schema
         return header

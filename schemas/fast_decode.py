@@ -26,7 +26,7 @@ from typing import Any
 
 from fastavro import schemaless_writer
 
-from schemas.codec import CONFLUENT_HEADER_LEN, CONFLUENT_MAGIC, HEADER_LEN, MAGIC, Event, EventCodec
+from schemas.codec import CONFLUENT_HEADER_LEN, CONFLUENT_MAGIC, HEADER_LEN, MAGIC, Event, EventCodec, confluent_schema_id
 
 __all__ = ["FastDecoder", "event_decoder"]
 
@@ -216,7 +216,7 @@ class FastDecoder:
             fingerprint, start = data[2:HEADER_LEN], HEADER_LEN
         elif data[0] == CONFLUENT_MAGIC and self._schema_ids is not None:
             # The lookup is cached; an unknown id or a registry that does not answer raises here, as in the codec.
-            fingerprint, start = self._schema_ids.schema_for(int.from_bytes(data[1:CONFLUENT_HEADER_LEN], "big")).fingerprint, CONFLUENT_HEADER_LEN
+            fingerprint, start = self._schema_ids.schema_for(confluent_schema_id(data)).fingerprint, CONFLUENT_HEADER_LEN
         else:
             return self._codec.decode(data)
         reader = self._fast.get(fingerprint)
