@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 from quixstreams import State
 
-__all__ = ["FakeState", "FakeContext", "FakeTransaction"]
+from pipelines.live import steps as live_steps
+from state.replay.fold import RawRecord
+
+__all__ = ["FakeState", "FakeContext", "FakeTransaction", "drive_live_step"]
 
 
 class FakeTransaction:
@@ -56,3 +61,24 @@ class FakeContext:
 
     def __init__(self, topic: str, partition: int, offset: int) -> None:
         self.topic, self.partition, self.offset = topic, partition, offset
+
+
+def drive_live_step(step: Callable[..., Iterable[Any]], recs: Iterable[RawRecord], *,
+                    transactions: dict[int, FakeTransaction] | None = None,
+                    states: dict[tuple[int, bytes | None], FakeState] | None = None) -> Iterator[Any]:
+    """Every output item of a live step 1 fed ``recs`` as one process's Quix would feed it.
+
+    One FakeTransaction per partition, one FakeState per (partition, key), the message
+    context set to each record's position, the record's own timestamp. Pass the same
+    ``transactions`` and ``states`` to a second call to model a restart with recovered state.
+    """
+    transactions = transactions if transactions is not None else {}
+    states = states if states is not None else {}
+    context = FakeContext("orders", 0, 0)
+    with mock.patch.object(live_steps, "message_context", lambda: context):
+        for r in recs:
+            context.partition, context.offset = r.partition(), r.offset()
+            state = states.setdefault((r.partition(), r.key()), FakeState(transactions.setdefault(r.partition(), FakeTransaction())))
+            value = r.value()
+            assert value is not None, "a live step is never handed a tombstone here"
+            yield from step(value, r.key(), r.timestamp()[1], [], state)

@@ -14,12 +14,12 @@ from pipelines.dlq import DLQ_HEADERS, DeadLetter, headers_to_dict
 from pipelines.kernel import CUT, LATE_EVENT, process_record
 from pipelines.live import steps as live_steps
 from pipelines.live.stats import PipelineStats
-from pipelines.projections import get_projection
+from pipelines.projections import get_projection, view_spec
 from pipelines.projections.revenue_hourly import HOUR_MS
 from schemas.codec import HEADER_LEN, MAGIC
 from schemas.fast_decode import FastDecoder
 from state.replay.fold import OrderFolder, RawRecord
-from tests.quix_fakes import FakeContext, FakeState, FakeTransaction
+from tests.quix_fakes import FakeState, FakeTransaction, drive_live_step
 from tests.unit.state.replay.test_replay_fold import CODEC, event
 
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS  # an hour boundary
@@ -34,23 +34,14 @@ def rec(partition: int, offset: int, item: dict[str, Any] | bytes, *, key: str |
     return RawRecord(partition, offset, order_id.encode(), CODEC.encode(item), item["envelope"]["occurredAt"])
 
 
-def run_live(view: str, recs: list[RawRecord], monkeypatch: pytest.MonkeyPatch,
+def run_live(view: str, recs: list[RawRecord],
              transactions: dict[int, FakeTransaction] | None = None,
              states: dict[tuple[int, bytes | None], FakeState] | None = None) -> tuple[list[Any], PipelineStats]:
     """Every output item of the live step 1 for ``recs`` (one FakeState per key, one transaction per partition;
     pass the same ``transactions`` and ``states`` to a second call to model a restart with recovered state)."""
     stats = PipelineStats(view)
-    step = live_steps.OrderStep(get_projection(view, grace_ms=GRACE_MS), stats, rekeyed=view != "order-status")
-    transactions = transactions if transactions is not None else {}
-    states = states if states is not None else {}
-    out: list[Any] = []
-    for r in recs:
-        tx = transactions.setdefault(r.partition(), FakeTransaction())
-        state = states.setdefault((r.partition(), r.key()), FakeState(tx))
-        monkeypatch.setattr(live_steps, "message_context", lambda r=r: FakeContext("orders", r.partition(), r.offset()))
-        value = r.value()
-        assert value is not None
-        out.extend(step(value, r.key(), r.timestamp()[1], [], state))
+    step = live_steps.OrderStep(get_projection(view, grace_ms=GRACE_MS), stats, rekeyed=view_spec(view).rekeyed)
+    out = list(drive_live_step(step, recs, transactions=transactions, states=states))
     return out, stats
 
 
@@ -90,11 +81,11 @@ def bad_records() -> list[RawRecord]:
 
 
 @pytest.mark.parametrize("view", ["order-status", "customer-summary"])
-def test_every_bad_kind_gets_the_same_dead_letter_live_and_in_replay(view: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_bad_kind_gets_the_same_dead_letter_live_and_in_replay(view: str) -> None:
     """Scenario: undecodable, unknown schema, seq gap, key mismatch, impossible transition.
     We expect one dead letter each, at the same offsets, with the same reason class, value and header names."""
     recs = bad_records()
-    live, stats = run_live(view, recs, monkeypatch)
+    live, stats = run_live(view, recs)
     replayed, _, folder = run_replay(view, recs)
     got_live = live_letters(live)
     assert [int(h["rewind.source.offset"]) for h in got_live] == [0, 1, 3, 4, 6]
@@ -122,11 +113,11 @@ def late_log() -> list[RawRecord]:
     return part0 + part1
 
 
-def test_late_window_change_is_judged_by_its_source_partitions_stream_time(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_late_window_change_is_judged_by_its_source_partitions_stream_time() -> None:
     """Scenario: revenue-hourly, a delivery in hour 0 read after partition 0 reached hour 3; partition 1 never did.
     We expect exactly that delivery dead-lettered as LateEvent, live and replay alike, and hour 0 holding only o-3."""
     recs = late_log()
-    live, stats = run_live("revenue-hourly", recs, monkeypatch)
+    live, stats = run_live("revenue-hourly", recs)
     letters, changes, folder = run_replay("revenue-hourly", recs)
     got_live = live_letters(live)
     assert [(h["rewind.source.partition"], h["rewind.source.offset"], h["rewind.reason.class"]) for h in got_live] == [("0", "9", LATE_EVENT)]
@@ -140,17 +131,17 @@ def test_late_window_change_is_judged_by_its_source_partitions_stream_time(monke
     assert folder.stream_time_ms == {0: T0 + 3 * HOUR_MS + 5, 1: T0 + 105}
 
 
-def test_stream_time_survives_a_restart_of_the_live_step(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stream_time_survives_a_restart_of_the_live_step() -> None:
     """Scenario: the live step restarts (new process, caches empty) between partition 0's hour-3 order and the late delivery.
     We expect the stream time read back from partition state: the delivery is still late."""
     recs = late_log()
     transactions: dict[int, FakeTransaction] = {}
     states: dict[tuple[int, bytes | None], FakeState] = {}
-    first, _ = run_live("revenue-hourly", recs[:9], monkeypatch, transactions, states)
+    first, _ = run_live("revenue-hourly", recs[:9], transactions, states)
     # A restarted process: new step, new per-key states, the same (recovered) partition stores.
     stored = {p: {k[1]: v for k, v in tx.data.items() if k[0] == live_steps.PARTITION_STATE_PREFIX} for p, tx in transactions.items()}
     assert stored == {0: {live_steps.STREAM_TIME_KEY: T0 + 3 * HOUR_MS + 5}}
-    second, _ = run_live("revenue-hourly", recs[9:10], monkeypatch, transactions, states)
+    second, _ = run_live("revenue-hourly", recs[9:10], transactions, states)
     assert [h["rewind.reason.class"] for h in live_letters(second)] == [LATE_EVENT]
     assert not live_letters(first)
 

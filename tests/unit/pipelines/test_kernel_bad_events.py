@@ -18,13 +18,13 @@ from pipelines.kernel import FOLD_ERROR, KEY_MISMATCH, WRONG_PARTITION, process_
 from pipelines.live import steps as live_steps
 from pipelines.live.stats import PipelineStats
 from pipelines.partitioning import partition_for
-from pipelines.projections import Change, Projection, Row, get_projection
+from pipelines.projections import Change, Projection, Row, get_projection, view_spec
 from pipelines.projections.domain import CURRENCY_MISMATCH, IMPOSSIBLE_REFUND, INVALID_VALUE, UNKNOWN_SKU
 from pipelines.projections.revenue_hourly import HOUR_MS
 from schemas.codec import MAGIC, EventCodec
 from schemas.fast_decode import FastDecoder
 from state.replay.fold import OrderFolder, RawRecord, ViewFolder
-from tests.quix_fakes import FakeContext, FakeState, FakeTransaction
+from tests.quix_fakes import FakeState, drive_live_step
 
 CODEC = EventCodec()
 DECODE = FastDecoder(CODEC).decode
@@ -79,23 +79,13 @@ def placed(items: list[Any], *, partition: int | None = None) -> list[RawRecord]
 Letter = tuple[int, int, str, str]
 
 
-def run_live(projection: Projection, recs: list[RawRecord], monkeypatch: pytest.MonkeyPatch,
+def run_live(projection: Projection, recs: list[RawRecord],
              states: dict[tuple[int, bytes | None], FakeState] | None = None) -> tuple[list[Letter], PipelineStats]:
     """The live step 1 over ``recs`` (one Quix state per partition and key, one cache for all, as in one process)."""
     stats = PipelineStats(projection.name)
-    step = live_steps.OrderStep(projection, stats, rekeyed=projection.name != "order-status", partition_count=PARTITIONS)
-    transactions: dict[int, FakeTransaction] = {}
-    states = states if states is not None else {}
-    letters: list[Letter] = []
-    for r in recs:
-        tx = transactions.setdefault(r.partition(), FakeTransaction())
-        state = states.setdefault((r.partition(), r.key()), FakeState(tx))
-        monkeypatch.setattr(live_steps, "message_context", lambda r=r: FakeContext("orders", r.partition(), r.offset()))
-        value = r.value()
-        assert value is not None
-        for item in step(value, r.key(), T0, [], state):
-            if isinstance(item, DeadLetter):
-                letters.append((item.source_partition, item.source_offset, item.reason_class, item.reason))
+    step = live_steps.OrderStep(projection, stats, rekeyed=view_spec(projection.name).rekeyed, partition_count=PARTITIONS)
+    letters = [(item.source_partition, item.source_offset, item.reason_class, item.reason)
+               for item in drive_live_step(step, recs, states=states) if isinstance(item, DeadLetter)]
     return letters, stats
 
 
@@ -111,10 +101,10 @@ def run_replay(projection: Projection, recs: list[RawRecord]) -> tuple[list[Lett
     return [(d.source_partition, d.source_offset, d.reason_class, d.reason) for d in letters], folder, changes
 
 
-def judged(view: str, items: list[Any], monkeypatch: pytest.MonkeyPatch, *, partition: int | None = None) -> list[Letter]:
+def judged(view: str, items: list[Any], *, partition: int | None = None) -> list[Letter]:
     """The dead letters of ``items``, after checking live and replay give the same ones and the same counts."""
     recs = placed(items, partition=partition)
-    live, stats = run_live(get_projection(view), recs, monkeypatch)
+    live, stats = run_live(get_projection(view), recs)
     replayed, folder, _ = run_replay(get_projection(view), recs)
     assert live == replayed
     c = folder.counters
@@ -140,22 +130,22 @@ ALL_VIEWS = ["order-status", "customer-summary", "product-sales", "revenue-hourl
 
 
 @pytest.mark.parametrize("view", ALL_VIEWS)
-def test_a_body_of_another_type_than_its_envelope_says_is_a_codec_error(view: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_body_of_another_type_than_its_envelope_says_is_a_codec_error(view: str) -> None:
     """Scenario: a PaymentAuthorized body (its schema's fingerprint) whose envelope says OrderPlaced, as an order's
     first event (it crashed the order fold with KeyError 'customerId'). We expect a CodecError dead letter, then the
     real OrderPlaced applies."""
     body = event("PaymentAuthorized", 1)
     body["envelope"]["eventType"] = "OrderPlaced"
-    letters = judged(view, [(b"o-1", reframed("PaymentAuthorized", body)), event("OrderPlaced", 1)], monkeypatch)
+    letters = judged(view, [(b"o-1", reframed("PaymentAuthorized", body)), event("OrderPlaced", 1)])
     assert classes(letters) == ["CodecError"] and "OrderPlaced" in letters[0][3]
 
 
 @pytest.mark.parametrize("view", ALL_VIEWS)
-def test_a_refund_of_a_sku_the_order_lacks_is_unknown_sku(view: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_refund_of_a_sku_the_order_lacks_is_unknown_sku(view: str) -> None:
     """Scenario: a delivered order, then a refund line of SKU "Z" (product-sales raised KeyError on every restart).
     We expect an UnknownSku dead letter naming the SKU; the order stays DELIVERED, so the real refund still applies."""
     bad = event("RefundIssued", 6, items=[{"sku": "Z", "quantity": 1}])
-    letters = judged(view, [*delivered(), bad, event("RefundIssued", 6)], monkeypatch)
+    letters = judged(view, [*delivered(), bad, event("RefundIssued", 6)])
     assert classes(letters) == [UNKNOWN_SKU] and "'Z'" in letters[0][3]
 
 
@@ -168,11 +158,11 @@ def test_a_refund_of_a_sku_the_order_lacks_is_unknown_sku(view: str, monkeypatch
     ({"items": [{"sku": "A", "quantity": -1}]}, INVALID_VALUE),
     ({"currency": "USD"}, CURRENCY_MISMATCH),
 ])
-def test_an_impossible_refund_is_a_dead_letter(change: dict[str, Any], reason_class: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_impossible_refund_is_a_dead_letter(change: dict[str, Any], reason_class: str) -> None:
     """Scenario: refunds of more units or money than the order has, of no units, in another currency.
     We expect a dead letter of the named class in every view (product-sales read the bad quantities as negative sales)."""
     for view in ALL_VIEWS:
-        assert classes(judged(view, [*delivered(), event("RefundIssued", 6, **change)], monkeypatch)) == [reason_class], view
+        assert classes(judged(view, [*delivered(), event("RefundIssued", 6, **change)])) == [reason_class], view
 
 
 @pytest.mark.parametrize("change,field", [
@@ -186,21 +176,19 @@ def test_an_impossible_refund_is_a_dead_letter(change: dict[str, Any], reason_cl
     ({"total": {"amountMinor": 1300, "currency": "eur"}}, "total.currency"),
     ({"total": {"amountMinor": 1300, "currency": "E:U"}}, "total.currency"),                     # broke the window key
 ])
-def test_an_order_placed_outside_its_fields_domain_is_invalid_value(change: dict[str, Any], field: str,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_order_placed_outside_its_fields_domain_is_invalid_value(change: dict[str, Any], field: str) -> None:
     """Scenario: an OrderPlaced (v3) with one field outside its domain, then the rest of a happy order.
     We expect one InvalidValue naming the field, then SequenceGap for each later event (the order never started)."""
     for view in ALL_VIEWS:
-        letters = judged(view, [event("OrderPlaced", 1, **change), *delivered()[1:]], monkeypatch)
+        letters = judged(view, [event("OrderPlaced", 1, **change), *delivered()[1:]])
         assert classes(letters) == [INVALID_VALUE] + ["SequenceGap"] * 4, view
         assert letters[0][3].startswith(f"{field} "), letters[0][3]
 
 
-def test_a_currency_that_breaks_a_window_key_no_longer_crashes_revenue_hourly(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_currency_that_breaks_a_window_key_no_longer_crashes_revenue_hourly() -> None:
     """Scenario: an order in currency "E:U" is delivered (the window key "E:U:<start>" made the late rule raise
     ValueError in the kernel on every restart). We expect the OrderPlaced refused as InvalidValue, nothing folded."""
-    letters = judged("revenue-hourly", [event("OrderPlaced", 1, total={"amountMinor": 1300, "currency": "E:U"}), *delivered()[1:]],
-                     monkeypatch)
+    letters = judged("revenue-hourly", [event("OrderPlaced", 1, total={"amountMinor": 1300, "currency": "E:U"}), *delivered()[1:]])
     assert classes(letters)[0] == INVALID_VALUE
 
 
@@ -209,13 +197,11 @@ def test_a_currency_that_breaks_a_window_key_no_longer_crashes_revenue_hourly(mo
     ({"authorizedMinor": 10**15 + 1}, INVALID_VALUE),
     ({"currency": "GBP"}, CURRENCY_MISMATCH),
 ])
-def test_a_payment_outside_its_domain_or_currency_is_a_dead_letter(change: dict[str, Any], reason_class: str,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_payment_outside_its_domain_or_currency_is_a_dead_letter(change: dict[str, Any], reason_class: str) -> None:
     """Scenario: a PaymentAuthorized of a negative or absurd amount, or in another currency than the order's.
     We expect a dead letter of that class, then the real payment applies (payments-daily counted the bad one)."""
     for view in ALL_VIEWS:
-        letters = judged(view, [event("OrderPlaced", 1), event("PaymentAuthorized", 2, **change), event("PaymentAuthorized", 2)],
-                         monkeypatch)
+        letters = judged(view, [event("OrderPlaced", 1), event("PaymentAuthorized", 2, **change), event("PaymentAuthorized", 2)])
         assert classes(letters) == [reason_class], view
 
 
@@ -225,37 +211,37 @@ def test_a_payment_outside_its_domain_or_currency_is_a_dead_letter(change: dict[
     ({"occurredAt": -1}, "envelope.occurredAt"),
     ({"occurredAt": 2**50}, "envelope.occurredAt"),     # year 37648
 ])
-def test_an_envelope_outside_its_domain_is_invalid_value(envelope: dict[str, Any], field: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_envelope_outside_its_domain_is_invalid_value(envelope: dict[str, Any], field: str) -> None:
     """Scenario: an order's first event with seq <= 0 or an absurd occurredAt, then its real events.
     We expect one InvalidValue naming the field, and the real events applied."""
     bad = event("OrderPlaced", 1)
     bad["envelope"].update(envelope)
     for view in ALL_VIEWS:
-        letters = judged(view, [bad, *delivered()], monkeypatch)
+        letters = judged(view, [bad, *delivered()])
         assert classes(letters) == [INVALID_VALUE], view
         assert letters[0][3].startswith(f"{field} ")
 
 
-def test_an_absurd_event_time_does_not_move_stream_time(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_absurd_event_time_does_not_move_stream_time() -> None:
     """Scenario: revenue-hourly; a record stamped in the year 37648 arrives before a delivery in the first hour.
     We expect it refused before stream time moves: the delivery is on time, not a LateEvent."""
     absurd = event("OrderPlaced", 1, order_id="o-2")
     absurd["envelope"]["occurredAt"] = 2**50
-    letters = judged("revenue-hourly", [*delivered()[:4], absurd, delivered()[4]], monkeypatch)
+    letters = judged("revenue-hourly", [*delivered()[:4], absurd, delivered()[4]])
     assert classes(letters) == [INVALID_VALUE]
 
 
-def test_an_empty_order_id_is_invalid_value_even_under_an_empty_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_empty_order_id_is_invalid_value_even_under_an_empty_key() -> None:
     """Scenario: an OrderPlaced with orderId "" under the record key b"" (the key check alone let it through).
     We expect InvalidValue."""
-    letters = judged("order-status", [(b"", CODEC.encode(event("OrderPlaced", 1, order_id="")))], monkeypatch)
+    letters = judged("order-status", [(b"", CODEC.encode(event("OrderPlaced", 1, order_id="")))])
     assert classes(letters) == [INVALID_VALUE]
 
 
-def test_a_key_that_only_decodes_to_the_order_id_is_a_key_mismatch(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_key_that_only_decodes_to_the_order_id_is_a_key_mismatch() -> None:
     """Scenario: the key b"\\xff" and the orderId U+FFFD (what b"\\xff" decodes to with errors="replace"); they are two
     keys to Kafka's partitioner and to Quix's per-key state. We expect KeyMismatch."""
-    letters = judged("order-status", [(b"\xff", CODEC.encode(event("OrderPlaced", 1, order_id="\ufffd")))], monkeypatch)
+    letters = judged("order-status", [(b"\xff", CODEC.encode(event("OrderPlaced", 1, order_id="\ufffd")))])
     assert classes(letters) == [KEY_MISMATCH]
 
 
@@ -264,7 +250,7 @@ def wrong_partition_of(key: bytes) -> int:
 
 
 @pytest.mark.parametrize("view", ALL_VIEWS)
-def test_an_event_on_another_partition_than_its_key_is_wrong_partition(view: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_event_on_another_partition_than_its_key_is_wrong_partition(view: str) -> None:
     """Scenario: o-1 placed and paid on its key's partition, then its InventoryReserved (seq 3) on another partition
     (another producer's partitioner); read by one process whose row cache held o-1's row (it was applied), by a
     process restarted in between (no row on that partition: SequenceGap), by one replay worker for both partitions
@@ -272,10 +258,10 @@ def test_an_event_on_another_partition_than_its_key_is_wrong_partition(view: str
     right = placed([event("OrderPlaced", 1), event("PaymentAuthorized", 2)])
     wrong = wrong_partition_of(b"o-1")
     stray = RawRecord(wrong, 0, b"o-1", CODEC.encode(event("InventoryReserved", 3)), T0)
-    one_process, _ = run_live(get_projection(view), [*right, stray], monkeypatch)
+    one_process, _ = run_live(get_projection(view), [*right, stray])
     states: dict[tuple[int, bytes | None], FakeState] = {}
-    run_live(get_projection(view), right, monkeypatch, states)
-    restarted, _ = run_live(get_projection(view), [stray], monkeypatch, states)  # a new step: an empty row cache
+    run_live(get_projection(view), right, states)
+    restarted, _ = run_live(get_projection(view), [stray], states)  # a new step: an empty row cache
     one_worker, folder, _ = run_replay(get_projection(view), [*right, stray])
     two_workers = run_replay(get_projection(view), right)[0] + run_replay(get_projection(view), [stray])[0]
     assert one_process == restarted == one_worker == two_workers
@@ -302,11 +288,11 @@ class ExplodingProjection:
         return self._inner.apply(row, change)
 
 
-def test_an_exception_in_a_fold_is_a_fold_error_dead_letter(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_exception_in_a_fold_is_a_fold_error_dead_letter() -> None:
     """Scenario: a projection raises on one event type. We expect a FoldError dead letter naming the exception and
     the event, the same live and in replay, and the order row unchanged (the next event is a SequenceGap)."""
     recs = placed(delivered())
-    live, _ = run_live(ExplodingProjection(), recs, monkeypatch)
+    live, _ = run_live(ExplodingProjection(), recs)
     replayed, folder, _ = run_replay(ExplodingProjection(), recs)
     assert live == replayed
     assert classes(replayed) == [FOLD_ERROR, "SequenceGap"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from io import BytesIO
 from typing import Any
-from unittest import mock
 
 import orjson
 from fastavro import schemaless_writer
@@ -28,13 +27,13 @@ from pipelines.kernel import LATE_EVENT, process_record
 from pipelines.live import steps as live_steps
 from pipelines.live.stats import PipelineStats
 from pipelines.partitioning import partition_for
-from pipelines.projections import VIEW_NAMES, Change, Row, get_projection
+from pipelines.projections import VIEW_NAMES, Change, Row, get_projection, view_spec
 from schemas.codec import MAGIC, EventCodec
 from schemas.errors import CodecError
 from schemas.fast_decode import FastDecoder
 from scripts.workload import WorkloadConfig, generate
 from state.replay.fold import OrderFolder, RawRecord
-from tests.quix_fakes import FakeContext, FakeState, FakeTransaction
+from tests.quix_fakes import drive_live_step
 
 CODEC = EventCodec()
 DECODE = FastDecoder(CODEC).decode
@@ -203,26 +202,17 @@ def judge_with_kernel(view: str, recs: list[RawRecord]) -> tuple[list[Letter], i
 def judge_live(view: str, recs: list[RawRecord]) -> tuple[list[Letter], PipelineStats, list[tuple[str, str, int]]]:
     """The live step 1 over ``recs``: one process (one row cache), a Quix state per partition and key."""
     stats = PipelineStats(view)
-    step = live_steps.OrderStep(get_projection(view, grace_ms=GRACE_MS), stats, rekeyed=view != "order-status",
+    step = live_steps.OrderStep(get_projection(view, grace_ms=GRACE_MS), stats, rekeyed=view_spec(view).rekeyed,
                                 partition_count=PARTITIONS)
-    transactions: dict[int, FakeTransaction] = {}
-    states: dict[tuple[int, bytes | None], FakeState] = {}
     letters: list[Letter] = []
     changes: list[tuple[str, str, int]] = []
-    context = FakeContext("orders", 0, 0)
-    with mock.patch.object(live_steps, "message_context", lambda: context):
-        for r in recs:
-            context.partition, context.offset = r.partition(), r.offset()
-            state = states.setdefault((r.partition(), r.key()), FakeState(transactions.setdefault(r.partition(), FakeTransaction())))
-            value = r.value()
-            assert value is not None
-            for item in step(value, r.key(), 0, [], state):
-                if isinstance(item, DeadLetter):
-                    letters.append((item.source_partition, item.source_offset, item.reason_class, item.reason))
-                elif isinstance(item, dict):
-                    changes.append((item["key"], item["orderId"], item["seq"]))
-                else:
-                    changes.append((item.key, item.order_id, item.seq))
+    for item in drive_live_step(step, recs):
+        if isinstance(item, DeadLetter):
+            letters.append((item.source_partition, item.source_offset, item.reason_class, item.reason))
+        elif isinstance(item, dict):
+            changes.append((item["key"], item["orderId"], item["seq"]))
+        else:
+            changes.append((item.key, item.order_id, item.seq))
     return letters, stats, changes
 
 
