@@ -117,8 +117,9 @@ def _max_timestamps(batch: list[Any]) -> dict[int, int]:
     return out
 
 
-def view_costs(view: str, topic: str, sample: list[Any], stops: dict[int, int], *, batch_size: int = 5_000) -> dict[str, float]:
-    """CPU seconds of steps 2-6 for one view over ``sample``."""
+def view_costs(view: str, topic: str, sample: list[Any], stops: dict[int, int], *, partition_count: int,
+               batch_size: int = 5_000) -> dict[str, float]:
+    """CPU seconds of steps 2-6 for one view over ``sample`` (``partition_count``: the topic's, for the placement check a replay makes)."""
     from pipelines.projections import get_projection
     from schemas.errors import CodecError
     from schemas.fast_decode import FastDecoder
@@ -141,7 +142,7 @@ def view_costs(view: str, topic: str, sample: list[Any], stops: dict[int, int], 
     rekeyed = is_rekeyed(view)
 
     def fold_all() -> list[list[Any]]:
-        folder = OrderFolder(get_projection(view), topic=topic, decode=decode)
+        folder = OrderFolder(get_projection(view), topic=topic, decode=decode, partition_count=partition_count)
         folded = []
         for batch in batches:
             out: list[Any] = []
@@ -186,7 +187,8 @@ def measure(bootstrap: str, topic: str, *, records: int = 250_000, views: Sequen
         consume_s, (sample, stops) = _cpu(lambda: read_sample(bootstrap, topic, records))
         if not sample:
             raise ValueError(f"topic {topic!r} has no records")
-        costs = {view: {"consume": consume_s, **view_costs(view, topic, sample, stops)} for view in views}
+        partition_count = len(to_end_offsets(bootstrap, topic))
+        costs = {view: {"consume": consume_s, **view_costs(view, topic, sample, stops, partition_count=partition_count)} for view in views}
     n = len(sample)
     results: dict[str, Any] = {"topic": topic, "records": n, "partitions": sorted(stops), "cores": cores,
                                "aim_events_per_s": aim, "budget_us": round(cores / aim * 1e6, 2), "views": {}}
