@@ -6,6 +6,7 @@ from schemas.errors import RewindError
 
 __all__ = [
     "BrokerUnreachableError",
+    "PipelineStateError",
     "TopicError",
     "UnknownViewError",
 ]
@@ -24,3 +25,7 @@ class TopicError(RewindError):
 
 class UnknownViewError(RewindError):
     """The view name is not a known projection; the message lists the known ones."""
+
+
+class PipelineStateError(RewindError):
+    """A pipeline's state store cannot be opened or does not belong to the group's committed offsets."""

@@ -1,0 +1,396 @@
+"""The batch live engine: the kernel over batches of records, exactly-once, with no per-message framework loop.
+
+One process consumes the orders topic in a consumer group (cooperative rebalancing),
+folds each record through :func:`pipelines.kernel.process_record` (the same kernel the
+Quix adapter and replay run), and keeps each partition's order rows in a RocksDB of its
+own (:class:`~pipelines.batch.partition_store.PartitionStore`). Only views whose rows are
+per order (order-status) run here so far; a re-keyed view needs the repartition hop.
+
+Exactly-once protocol, per checkpoint (every ``commit_interval_s``):
+
+1. **Assign.** For each partition the group assigns: open its store, read ``applied``
+   (the store's next offset) and ``c`` (the group's committed offset; the log start when
+   none). The producer ran ``init_transactions`` before the consumer joined, so a previous
+   incarnation's open transaction (same transactional id) is aborted and its pending
+   offset commit no longer blocks ``c``.
+
+   - ``applied == c``: nothing to do.
+   - ``applied < c``: a crash fell between steps 5 and 6 of an earlier checkpoint (or the
+     store is new): refold ``[applied, c)`` with outputs muted (they are already
+     published and committed) and write the rows with ``applied = c``.
+   - ``applied > c``: the store holds work the group never committed (offsets reset or
+     deleted, or a store from elsewhere); it is deleted and rebuilt muted from the log start.
+
+   Then the consumer starts the partition at ``c``.
+2. **Consume** up to ``batch_size`` records.
+3. **Fold** each in a Kafka transaction (begun at the first record after a checkpoint):
+   the kernel's verdict, its view records and dead letters produced in the transaction,
+   the new order rows *staged in memory*, not written to the store.
+4. **Commit the transaction:** ``send_offsets_to_transaction`` with each partition's next
+   offset, then ``commit_transaction``. Outputs and consumer offsets are now one atomic fact.
+5. (the point a crash can fall between)
+6. **Write the stores:** per partition, the staged rows and ``applied = next offset`` in
+   one RocksDB WriteBatch (WAL on).
+
+A crash before step 4 completes aborts the transaction (the broker's timeout, or step 1's
+``init_transactions``): the stores were not written, the group's offsets did not move,
+and the work is redone. A crash between 4 and 6 leaves ``applied < c``, which step 1
+refolds without publishing again. A transaction that fails in step 4 with an abortable
+error is aborted: staged rows are dropped and every partition seeks back to ``applied``.
+
+A cooperative revoke commits the open transaction (steps 4-6) before its partitions go; a
+lost partition (the group moved on without us) aborts it instead, since our offsets
+would be refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from pipelines.batch.partition_store import PartitionStore
+from pipelines.dlq import DeadLetter
+from pipelines.kernel import Verdict, process_record
+from pipelines.live.stats import PipelineStats
+from pipelines.live.steps import view_update
+from pipelines.projections import Projection, get_projection, view_spec
+from pipelines.settings import RewindSettings
+from pipelines.topics import DLQ_TOPIC_CONFIG, VIEW_TOPIC_CONFIG, admin_client, check_reachable, ensure_topic, view_topic
+from schemas.errors import ConfigError
+from schemas.fast_decode import event_decoder
+from state.contracts import SourcePosition
+from state.view_records import encode_view_update
+
+__all__ = ["BatchEngine"]
+
+log = logging.getLogger("rewind.batch")
+
+_TXN_TIMEOUT_S = 30.0
+
+
+class BatchEngine:
+    """One batch-engine process for ``view`` (see the module docstring for the protocol).
+
+    ``instance_id`` names this instance within the group: it is the producer's
+    transactional id (with the group) and the consumer's static member id, so a restart of
+    the same instance fences its predecessor and takes its partitions back at once. Two
+    live processes must never share one.
+    """
+
+    def __init__(
+        self,
+        settings: RewindSettings,
+        view: str,
+        *,
+        state_dir: Path,
+        instance_id: str,
+        group_id: str | None = None,
+        commit_interval_s: float | None = None,
+        batch_size: int = 2000,
+        progress_interval_s: float = 10.0,
+    ) -> None:
+        if view_spec(view).rekeyed:
+            raise ConfigError(f"the batch engine runs per-order views only so far; {view!r} is re-keyed: use --engine quix")
+        self.view = view
+        self._projection: Projection = get_projection(view)
+        self._settings = settings
+        self._topic = settings.orders_topic
+        self._state_dir = state_dir
+        self._batch_size = batch_size
+        self._commit_interval_s = commit_interval_s or settings.commit_interval_s
+        self._progress_interval_s = progress_interval_s
+        self.stats = PipelineStats(view)
+        bootstrap = settings.bootstrap()
+        check_reachable(bootstrap, timeout_s=settings.connect_timeout_s)
+        self._view_topic = view_topic(view, prefix=settings.view_topic_prefix)
+        self._dlq_topic = settings.dlq_topic
+        ensure_topic(bootstrap, self._view_topic, partitions=settings.orders_partitions, config=VIEW_TOPIC_CONFIG)
+        ensure_topic(bootstrap, self._dlq_topic, partitions=settings.orders_partitions, config=DLQ_TOPIC_CONFIG)
+        metadata = admin_client(bootstrap).list_topics(self._topic, timeout=settings.connect_timeout_s).topics[self._topic]
+        if metadata.error is not None:
+            raise ConfigError(f"cannot read topic {self._topic}: {metadata.error}")
+        self._partition_count = len(metadata.partitions)
+        self._decode = event_decoder(settings.schema_registry_url)
+        self._keeps_stream_time = getattr(self._projection, "late_by_ms", None) is not None
+        group = group_id or f"rewind-{view}"
+        self._bootstrap = bootstrap
+        self._producer = Producer({
+            "bootstrap.servers": bootstrap,
+            "transactional.id": f"{group}-{instance_id}",
+            "transaction.timeout.ms": int(_TXN_TIMEOUT_S * 2000),
+            "linger.ms": 20,
+            "log_level": 3,
+        })
+        # Step 1's precondition: fence and abort a previous incarnation before the consumer fetches offsets.
+        self._producer.init_transactions(_TXN_TIMEOUT_S)
+        self._consumer = Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "group.instance.id": f"{group}-{instance_id}",
+            "session.timeout.ms": 20000,
+            "partition.assignment.strategy": "cooperative-sticky",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "fetch.max.bytes": 8 * 1024 * 1024,
+            "log_level": 3,
+        })
+        self._stores: dict[int, PartitionStore] = {}
+        self._positions: dict[int, int] = {}  # next offset per partition folded in the open transaction
+        self._in_transaction = False
+        self._last_commit = time.monotonic()
+        #: Records refolded with outputs muted (step 1), since start.
+        self.refolded = 0
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, *, idle_timeout_s: float = 0.0) -> PipelineStats:
+        """Run until ``stop`` is set (or no record came for ``idle_timeout_s`` > 0); commit and close on the way out."""
+        self._consumer.subscribe([self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        last_record = time.monotonic()
+        try:
+            while not stop.is_set():
+                messages = self._consumer.consume(self._batch_size, timeout=0.2)
+                if messages:
+                    self._fold_batch(messages)
+                    last_record = time.monotonic()
+                elif idle_timeout_s > 0 and time.monotonic() - last_record > idle_timeout_s:
+                    break
+                if self._in_transaction and time.monotonic() - self._last_commit >= self._commit_interval_s:
+                    self._checkpoint()
+                if self.stats.due(interval_s=self._progress_interval_s):
+                    self.stats.log_progress(lag=self._lag())
+            if self._in_transaction:
+                self._checkpoint()
+        finally:
+            self._close()
+        return self.stats
+
+    def _fold_batch(self, messages: list[Message]) -> None:
+        """Step 3 for one consumed batch."""
+        if not self._in_transaction:
+            self._producer.begin_transaction()
+            self._in_transaction = True
+        stats = self.stats
+        now = time.monotonic()
+        stats.last_event_at = now
+        if stats.first_event_at is None:
+            stats.first_event_at = now
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(error)
+            partition = message.partition()
+            store = self._stores.get(partition)
+            if store is None:  # revoked between fetch and now: the new owner folds it
+                continue
+            self._fold(message, store, publish=True)
+            self._positions[partition] = message.offset() + 1
+        self._producer.poll(0)
+
+    def _fold(self, message: Message, store: PartitionStore, *, publish: bool) -> Verdict:
+        """The kernel on one record; stage the row; produce its outputs unless ``publish`` is False (a refold)."""
+        key, value = message.key(), message.value()
+        partition = message.partition()
+        verdict = process_record(
+            self._projection, key, value, decode=self._decode,
+            row_of=lambda order_id: store.row(order_id.encode()),
+            stream_time_ms=store.stream_time_ms, partition=partition, partition_count=self._partition_count,
+        )
+        if self._keeps_stream_time:
+            store.stream_time_ms = verdict.stream_time_ms
+        stats = self.stats
+        if publish:
+            stats.events_in += 1
+        after = verdict.after
+        if after is None:
+            if not publish:
+                return verdict
+            if verdict.outcome == "duplicate":
+                stats.duplicates += 1
+            else:
+                stats.dead_lettered += 1
+                self._produce_dead_letter(message, verdict)
+            return verdict
+        store.stage(key, after)
+        if not publish:
+            return verdict
+        stats.applied += 1
+        timestamp = message.timestamp()[1]
+        if verdict.late:
+            stats.late += 1
+            self._produce_dead_letter(message, verdict)
+        source = SourcePosition(self._topic, partition, message.offset())
+        for change in verdict.changes():
+            update = view_update(self.view, change, self._projection.apply(None, change), source, rekeyed=False)
+            self._produce(self._view_topic, change.key.encode(), encode_view_update(update), None, timestamp)
+            stats.view_updates += 1
+        return verdict
+
+    def _produce_dead_letter(self, message: Message, verdict: Verdict) -> None:
+        letter = DeadLetter(
+            key=message.key(), value=message.value(), reason_class=verdict.reason_class or "Rejected", reason=verdict.reason or "",
+            source_topic=self._topic, source_partition=message.partition(), source_offset=message.offset(),
+            pipeline=self.view, timestamp_ms=message.timestamp()[1],
+        )
+        self._produce(self._dlq_topic, letter.key, letter.value or b"", letter.headers(), letter.timestamp_ms)
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None, timestamp_ms: int) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key, headers=headers, timestamp=timestamp_ms)
+                return
+            except BufferError:  # the local queue is full: serve deliveries, then retry
+                self._producer.poll(0.1)
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def _checkpoint(self) -> None:
+        """Steps 4-6; an abortable failure aborts and rewinds instead (module docstring)."""
+        offsets = [TopicPartition(self._topic, p, offset) for p, offset in self._positions.items()]
+        try:
+            if offsets:
+                self._producer.send_offsets_to_transaction(offsets, self._consumer.consumer_group_metadata(), _TXN_TIMEOUT_S)
+            self._producer.commit_transaction(_TXN_TIMEOUT_S)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not error.txn_requires_abort():
+                raise
+            log.warning("%s: transaction aborted (%s); redoing its records from the last checkpoint", self.view, error.str())
+            self._abort()
+            return
+        self._in_transaction = False
+        self._last_commit = time.monotonic()
+        for partition, offset in self._positions.items():  # step 6
+            store = self._stores.get(partition)
+            if store is not None:
+                store.commit(offset)
+        self._positions.clear()
+
+    def _abort(self) -> None:
+        """Abort the open transaction, drop staged rows, and seek every partition back to its store's offset."""
+        if self._in_transaction:
+            self._producer.abort_transaction(_TXN_TIMEOUT_S)
+            self._in_transaction = False
+        self._positions.clear()
+        for partition, store in self._stores.items():
+            store.discard()
+            self._consumer.seek(TopicPartition(self._topic, partition, store.applied))
+
+    # -- rebalances -----------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Step 1 for newly assigned ``partitions``."""
+        if not partitions:
+            return
+        committed = consumer.committed(partitions, timeout=_TXN_TIMEOUT_S)
+        start: list[TopicPartition] = []
+        for tp in committed:
+            partition = tp.partition
+            low, _ = consumer.get_watermark_offsets(TopicPartition(self._topic, partition), timeout=_TXN_TIMEOUT_S)
+            target = tp.offset if tp.offset >= 0 else low
+            store = PartitionStore(self._state_dir / f"p{partition}")
+            if store.applied > target:
+                log.warning("%s: partition %d's store is at offset %d, past the group's committed %d: rebuilding it",
+                            self.view, partition, store.applied, target)
+                store.destroy()
+                store = PartitionStore(self._state_dir / f"p{partition}")
+            if store.applied < target:
+                self._refold(store, partition, max(store.applied, low), target)
+            self._stores[partition] = store
+            start.append(TopicPartition(self._topic, partition, target))
+        consumer.incremental_assign(start)
+        log.info("%s: assigned partitions %s", self.view, sorted(tp.partition for tp in start))
+
+    def _refold(self, store: PartitionStore, partition: int, begin: int, end: int) -> None:
+        """Fold records ``[begin, end)`` of ``partition`` into ``store`` with outputs muted, then commit it at ``end``."""
+        started = time.monotonic()
+        reader = Consumer({
+            "bootstrap.servers": self._bootstrap, "group.id": f"rewind-refold-{self.view}", "isolation.level": "read_committed",
+            "enable.auto.commit": False, "log_level": 3,
+        })
+        folded = 0
+        try:
+            if begin < end:
+                reader.assign([TopicPartition(self._topic, partition, begin)])
+                deadline = time.monotonic() + 300
+                while True:
+                    for message in reader.consume(5000, timeout=1.0):
+                        if message.error() is not None or message.offset() >= end:
+                            continue
+                        self._fold(message, store, publish=False)
+                        folded += 1
+                        self.refolded += 1
+                    position = reader.position([TopicPartition(self._topic, partition)])[0].offset
+                    if position >= end:
+                        break
+                    if time.monotonic() > deadline:
+                        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"refold of partition {partition} stuck at {position} < {end}"))
+        finally:
+            reader.close()
+        store.commit(end)
+        log.info("%s: partition %d refolded %d records [%d, %d) without publishing, in %.1fs",
+                 self.view, partition, folded, begin, end, time.monotonic() - started)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """A cooperative revoke: commit what we did (steps 4-6), then let the partitions go."""
+        if self._in_transaction:
+            self._checkpoint()
+        self._drop(partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions lost without a revoke: our offsets would be refused, so abort and redo."""
+        self._abort()
+        self._drop(partitions)
+
+    def _drop(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            store = self._stores.pop(tp.partition, None)
+            self._positions.pop(tp.partition, None)
+            if store is not None:
+                store.close()
+
+    # -- telemetry and shutdown -----------------------------------------------------------
+
+    def _lag(self) -> dict[int, int]:
+        """Per-partition lag from the last fetch's high watermarks (no broker round trip)."""
+        lag: dict[int, int] = {}
+        for tp in self._consumer.position([TopicPartition(self._topic, p) for p in self._stores]):
+            try:
+                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high >= 0 and tp.offset >= 0:
+                lag[tp.partition] = max(0, high - tp.offset)
+        return lag
+
+    def _close(self) -> None:
+        try:
+            if self._in_transaction:
+                self._abort()
+            self._consumer.close()
+        finally:
+            for store in self._stores.values():
+                store.close()
+            self._stores.clear()
+            self._producer.flush(10)
+            self.stats.export()
+
+
+def run_batch(settings: RewindSettings, view: str, *, state_dir: Path, instance_id: str, group_id: str | None = None,
+              stop: threading.Event | None = None, idle_timeout_s: float = 0.0,
+              on_built: Callable[[BatchEngine], Any] | None = None) -> PipelineStats:
+    """Build and run a :class:`BatchEngine` until ``stop`` (a fresh event when None) or idle."""
+    engine = BatchEngine(settings, view, state_dir=state_dir, instance_id=instance_id, group_id=group_id)
+    if on_built is not None:
+        on_built(engine)
+    return engine.run(stop or threading.Event(), idle_timeout_s=idle_timeout_s)

@@ -1,0 +1,109 @@
+"""The batch engine's state of one source partition: order rows and the offset they are folded to, in one RocksDB.
+
+One directory per partition (``<state dir>/p<N>``), so a partition's state moves with it
+and is dropped with it. Keys (raw bytes):
+
+- ``r`` + orderId: the order row (orjson), as the kernel's order fold made it;
+- ``m:applied``: the next offset of the partition the rows are folded to (8 bytes,
+  big-endian), i.e. every record below it is in the rows, none at or above it;
+- ``m:stream``: the partition's stream time after the record before ``applied``
+  (8 bytes, big-endian; absent: none decoded yet).
+
+Rows and the meta keys are written in one WriteBatch (:meth:`PartitionStore.commit`),
+so a store is always a fold of exactly the records below ``applied``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rocksdict import Options, WriteBatch
+
+from pipelines.errors import PipelineStateError
+from state.rocks_open import open_rdict, write_options
+
+__all__ = ["PartitionStore"]
+
+_ROW = b"r"
+_APPLIED = b"m:applied"
+_STREAM = b"m:stream"
+
+
+def _options() -> Options:
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    # Small memtables: a process holds one store per assigned partition (12 by default).
+    options.set_write_buffer_size(8 * 1024 * 1024)
+    options.set_max_write_buffer_number(2)
+    return options
+
+
+class PartitionStore:
+    """Rows of one partition plus staged (not yet committed) changes.
+
+    Reads see staged rows first (:meth:`row`). :meth:`commit` writes the staged rows and
+    the new ``applied`` offset atomically; :meth:`discard` forgets them (an aborted
+    transaction). Not thread-safe: one engine loop owns it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = open_rdict(path, _options(), read_only=False, error=PipelineStateError, what="batch partition store")
+        self._write = write_options(wal=True)
+        self._staged: dict[bytes, bytes] = {}
+        self._rows: dict[bytes, Any] = {}  # decoded staged rows, for reads within the same transaction
+        raw_applied = self._db.get(_APPLIED)
+        #: Next offset the committed rows are folded to (0: nothing folded).
+        self.applied: int = 0 if raw_applied is None else int.from_bytes(raw_applied, "big")
+        raw_stream = self._db.get(_STREAM)
+        #: Stream time after ``applied`` (None: no record decoded), including staged records.
+        self.stream_time_ms: int | None = None if raw_stream is None else int.from_bytes(raw_stream, "big", signed=True)
+        self._committed_stream_time_ms = self.stream_time_ms
+
+    def row(self, order_id: bytes) -> Any:
+        """The order's row, staged or committed (None: no event of it applied)."""
+        row = self._rows.get(order_id)
+        if row is not None:
+            return row
+        stored = self._db.get(_ROW + order_id)
+        return None if stored is None else orjson.loads(stored)
+
+    def stage(self, order_id: bytes, row: Any) -> None:
+        """Remember ``row`` as the order's new row, to be written by :meth:`commit`."""
+        self._rows[order_id] = row
+        self._staged[order_id] = orjson.dumps(row)
+
+    @property
+    def staged_rows(self) -> int:
+        return len(self._staged)
+
+    def commit(self, next_offset: int) -> None:
+        """Write the staged rows, ``applied = next_offset`` and the stream time in one atomic batch."""
+        batch = WriteBatch(raw_mode=True)
+        for order_id, value in self._staged.items():
+            batch.put(_ROW + order_id, value)
+        batch.put(_APPLIED, next_offset.to_bytes(8, "big"))
+        if self.stream_time_ms is not None:
+            batch.put(_STREAM, self.stream_time_ms.to_bytes(8, "big", signed=True))
+        self._db.write(batch, self._write)
+        self.applied = next_offset
+        self._committed_stream_time_ms = self.stream_time_ms
+        self._staged.clear()
+        self._rows.clear()
+
+    def discard(self) -> None:
+        """Forget every staged row and stream time (their transaction was aborted)."""
+        self._staged.clear()
+        self._rows.clear()
+        self.stream_time_ms = self._committed_stream_time_ms
+
+    def close(self) -> None:
+        self._db.close()
+
+    def destroy(self) -> None:
+        """Close and delete the store (its state belongs to no committed offset we can trust)."""
+        self._db.close()
+        shutil.rmtree(self.path, ignore_errors=True)
