@@ -34,9 +34,20 @@ def register(app: typer.Typer) -> None:
         idle_timeout_s: float = typer.Option(0.0, min=0, help="Stop after this many seconds without new messages (0: run until SIGTERM/SIGINT)."),
         # At most a day: the lag probe waits half of it on a threading.Event, which overflows on huge values.
         progress_interval_s: float = typer.Option(10.0, min=0.1, max=86_400.0, help="Seconds between progress lines (events/s, lag per partition)."),
+        outage_report_s: float = typer.Option(30.0, min=1.0, max=86_400.0, help=(
+            "While the broker is unreachable, seconds between the lines that say so (and between probes of a broker that answers)."
+        )),
+        outage_limit_s: float = typer.Option(0.0, min=0.0, envvar="REWIND_OUTAGE_LIMIT_S", show_envvar=True, help=(
+            "Give up (exit 1, one line) once the broker has been unreachable this many seconds; 0: wait for as long as it takes."
+        )),
     ) -> None:
-        """Run one projection until SIGTERM/SIGINT: RocksDB state, exactly-once, view.<name> and DLQ output."""
-        from pipelines.live import build_pipeline, run_pipeline
+        """Run one projection until SIGTERM/SIGINT: RocksDB state, exactly-once, view.<name> and DLQ output.
+
+        Rides out broker outages: a run the broker fails is dropped and a fresh one starts once the broker
+        answers again (pipelines.live.resilience); the work of the failed transaction is redone, never doubled.
+        """
+        from pipelines.live import build_pipeline
+        from pipelines.live.resilience import OutagePolicy, run_resilient
         from pipelines.projections import get_projection
         from pipelines.topics import view_topic
         from schemas.errors import ConfigError
@@ -54,9 +65,12 @@ def register(app: typer.Typer) -> None:
         check_topic("--dlq-topic", settings.dlq_topic)
         check_topic("--view-topic-prefix", view_topic(name, prefix=settings.view_topic_prefix))
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-        pipeline = build_pipeline(
-            settings, name, group_id=group, grace_ms=grace_ms, progress_interval_s=progress_interval_s,
-            state_dir=state_dir,
+        stats = run_resilient(
+            lambda: build_pipeline(
+                settings, name, group_id=group, grace_ms=grace_ms, progress_interval_s=progress_interval_s, state_dir=state_dir,
+            ),
+            view=name, bootstrap=settings.bootstrap(), idle_timeout_s=idle_timeout_s,
+            policy=OutagePolicy(report_interval_s=outage_report_s, limit_s=outage_limit_s,
+                                probe_timeout_s=min(settings.connect_timeout_s, 5.0)),
         )
-        stats = run_pipeline(pipeline, idle_timeout_s=idle_timeout_s)
         typer.echo(stats.summary_line())
