@@ -70,6 +70,16 @@ class RewindSettings(BaseSettings):
         description="Seconds between checkpoints (Kafka transaction commits under exactly-once).",
     )
     connect_timeout_s: float = Field(default=15.0, gt=0, validation_alias=_env("REWIND_CONNECT_TIMEOUT_S"))
+    instance_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,120}$",
+        validation_alias=_env("REWIND_INSTANCE_ID"),
+        description=(
+            "This pipeline instance's stable identity in its consumer group (static membership and "
+            "transactional id); unset: derived from the view, the host name and the absolute state directory. "
+            "Must differ between instances running at the same time, and stay the same across restarts."
+        ),
+    )
     live_row_cache_rows: int = Field(
         default=100_000,
         ge=1,
