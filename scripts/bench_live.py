@@ -1,7 +1,8 @@
 """Benchmark (issue: live projections), in one run on one topic of N events:
 
 1. raw consume+decode events/s (the ceiling);
-2. `order-status` exactly-once events/s;
+2. `order-status` exactly-once events/s (the Quix adapter); 2b. the same view on the batch
+   engine (:mod:`pipelines.batch.engine`), exactly-once;
 3. `order-status` at-least-once events/s;
 4. a plain Quix Streams application written the obvious way (State.get/set of a dict per
    order, default settings, at-least-once) doing a simpler fold; 4b. the same with our
@@ -44,6 +45,17 @@ def run_ours(settings: RewindSettings, guarantee: Literal["exactly-once", "at-le
                               guarantee=guarantee, progress_interval_s=30)
     stats = run_pipeline(pipeline, idle_timeout_s=IDLE_S)
     return stats.events_per_s()
+
+
+def run_batch_engine(settings: RewindSettings, state_dir: Path) -> float:
+    """Run `order-status` on the batch engine until idle; events/s between its first and last batch."""
+    import threading
+
+    from pipelines.batch.engine import BatchEngine
+
+    engine = BatchEngine(settings, "order-status", state_dir=state_dir, instance_id="bench", group_id=f"bench-batch-{uuid.uuid4().hex[:8]}",
+                         progress_interval_s=30)
+    return engine.run(threading.Event(), idle_timeout_s=IDLE_S).events_per_s()
 
 
 class _EventClock:
@@ -176,6 +188,7 @@ def run_scaled_out(settings: RewindSettings, instances: int, state_dir: Path) ->
 def main(
     events: int = typer.Option(1_000_000, min=1000, help="Approximate number of events."),
     instances: int = typer.Option(1, min=1, max=4, help="Also run this many order-status processes in one group (when > 1)."),
+    quick: bool = typer.Option(False, help="Only steps 1, 2 and 2b (the ceiling, the Quix adapter and the batch engine)."),
 ) -> None:
     """Run the measurements on one topic and print rates, ratios and memory."""
     logging.basicConfig(level=logging.WARNING)
@@ -188,6 +201,11 @@ def main(
     with tempfile.TemporaryDirectory() as tmp:
         eos = run_ours(settings, "exactly-once", Path(tmp) / "eos")
         typer.echo(f"2. order-status exactly-once:       {eos:,.0f} events/s   peak RSS {peak_rss_mb():,.0f} MiB")
+        batch = run_batch_engine(settings, Path(tmp) / "batch")
+        typer.echo(f"2b. batch engine exactly-once:      {batch:,.0f} events/s   peak RSS {peak_rss_mb():,.0f} MiB")
+        typer.echo(f"batch engine: {batch / ceiling:.2f}x raw consume+decode (aim >= 0.4), {batch / eos:.2f}x the Quix adapter (aim >= 3)")
+        if quick:
+            return
         alo = run_ours(settings, "at-least-once", Path(tmp) / "alo")
         typer.echo(f"3. order-status at-least-once:      {alo:,.0f} events/s   peak RSS {peak_rss_mb():,.0f} MiB")
         plain = run_plain_quix(settings, Path(tmp) / "plain")

@@ -3,8 +3,14 @@
 One process consumes the orders topic in a consumer group (cooperative rebalancing),
 folds each record through :func:`pipelines.kernel.process_record` (the same kernel the
 Quix adapter and replay run), and keeps each partition's order rows in a RocksDB of its
-own (:class:`~pipelines.batch.partition_store.PartitionStore`). Only views whose rows are
-per order (order-status) run here so far; a re-keyed view needs the repartition hop.
+own (:class:`~pipelines.batch.partition_store.PartitionStore`). A re-keyed view (counters
+by customer, sku, currency...) adds a second stage in the same process and transaction:
+stage 1 sends each change to the repartition topic ``<group>.repartition``, keyed and
+partitioned (murmur2) by the view's partition key; stage 2 consumes it and folds the
+changes per view key (:mod:`pipelines.batch.stages`). Every partition of either topic has
+its store, and the protocol below holds for each of them alike. The repartition topic
+keeps its records (retention.ms=-1): it is stage 2's changelog, so a lost state
+directory is rebuilt from it.
 
 Exactly-once protocol, per checkpoint (every ``commit_interval_s``):
 
@@ -55,19 +61,15 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from pipelines.batch.partition_store import PartitionStore
-from pipelines.dlq import DeadLetter
-from pipelines.kernel import Verdict, process_record
+from pipelines.batch.stages import OrderStage, RekeyStage, Stage
 from pipelines.live.stats import PipelineStats
-from pipelines.live.steps import view_update
-from pipelines.projections import Projection, get_projection, view_spec
+from pipelines.projections import get_projection, view_spec
 from pipelines.settings import RewindSettings
 from pipelines.topics import DLQ_TOPIC_CONFIG, VIEW_TOPIC_CONFIG, admin_client, check_reachable, ensure_topic, view_topic
 from schemas.errors import ConfigError
 from schemas.fast_decode import event_decoder
-from state.contracts import SourcePosition
-from state.view_records import encode_view_update
 
-__all__ = ["BatchEngine"]
+__all__ = ["BatchEngine", "run_batch"]
 
 log = logging.getLogger("rewind.batch")
 
@@ -95,31 +97,34 @@ class BatchEngine:
         batch_size: int = 2000,
         progress_interval_s: float = 10.0,
     ) -> None:
-        if view_spec(view).rekeyed:
-            raise ConfigError(f"the batch engine runs per-order views only so far; {view!r} is re-keyed: use --engine quix")
         self.view = view
-        self._projection: Projection = get_projection(view)
-        self._settings = settings
+        projection = get_projection(view)
         self._topic = settings.orders_topic
         self._state_dir = state_dir
         self._batch_size = batch_size
         self._commit_interval_s = commit_interval_s or settings.commit_interval_s
         self._progress_interval_s = progress_interval_s
         self.stats = PipelineStats(view)
-        bootstrap = settings.bootstrap()
+        bootstrap = self._bootstrap = settings.bootstrap()
         check_reachable(bootstrap, timeout_s=settings.connect_timeout_s)
-        self._view_topic = view_topic(view, prefix=settings.view_topic_prefix)
-        self._dlq_topic = settings.dlq_topic
-        ensure_topic(bootstrap, self._view_topic, partitions=settings.orders_partitions, config=VIEW_TOPIC_CONFIG)
-        ensure_topic(bootstrap, self._dlq_topic, partitions=settings.orders_partitions, config=DLQ_TOPIC_CONFIG)
+        out_topic = view_topic(view, prefix=settings.view_topic_prefix)
+        ensure_topic(bootstrap, out_topic, partitions=settings.orders_partitions, config=VIEW_TOPIC_CONFIG)
+        ensure_topic(bootstrap, settings.dlq_topic, partitions=settings.orders_partitions, config=DLQ_TOPIC_CONFIG)
         metadata = admin_client(bootstrap).list_topics(self._topic, timeout=settings.connect_timeout_s).topics[self._topic]
         if metadata.error is not None:
             raise ConfigError(f"cannot read topic {self._topic}: {metadata.error}")
-        self._partition_count = len(metadata.partitions)
-        self._decode = event_decoder(settings.schema_registry_url)
-        self._keeps_stream_time = getattr(self._projection, "late_by_ms", None) is not None
         group = group_id or f"rewind-{view}"
-        self._bootstrap = bootstrap
+        repartition: str | None = None
+        if view_spec(view).rekeyed:
+            repartition = f"{group}.repartition"
+            ensure_topic(bootstrap, repartition, partitions=settings.orders_partitions, config={"retention.ms": "-1"})
+        self._stages: dict[str, Stage] = {
+            self._topic: OrderStage(projection, self.stats, orders_topic=self._topic, view_topic=out_topic, dlq_topic=settings.dlq_topic,
+                                    partition_count=len(metadata.partitions), decode=event_decoder(settings.schema_registry_url),
+                                    repartition_topic=repartition, repartition_partitions=settings.orders_partitions),
+        }
+        if repartition is not None:
+            self._stages[repartition] = RekeyStage(projection, self.stats, view_topic=out_topic)
         self._producer = Producer({
             "bootstrap.servers": bootstrap,
             "transactional.id": f"{group}-{instance_id}",
@@ -142,8 +147,9 @@ class BatchEngine:
             "fetch.max.bytes": 8 * 1024 * 1024,
             "log_level": 3,
         })
-        self._stores: dict[int, PartitionStore] = {}
-        self._positions: dict[int, int] = {}  # next offset per partition folded in the open transaction
+        self._stores: dict[tuple[str, int], PartitionStore] = {}
+        #: Next offset per (topic, partition) folded in the open transaction.
+        self._positions: dict[tuple[str, int], int] = {}
         self._in_transaction = False
         self._last_commit = time.monotonic()
         #: Records refolded with outputs muted (step 1), since start.
@@ -153,7 +159,7 @@ class BatchEngine:
 
     def run(self, stop: threading.Event, *, idle_timeout_s: float = 0.0) -> PipelineStats:
         """Run until ``stop`` is set (or no record came for ``idle_timeout_s`` > 0); commit and close on the way out."""
-        self._consumer.subscribe([self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self._consumer.subscribe(list(self._stages), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         last_record = time.monotonic()
         try:
             while not stop.is_set():
@@ -183,71 +189,30 @@ class BatchEngine:
         stats.last_event_at = now
         if stats.first_event_at is None:
             stats.first_event_at = now
+        stages, stores, positions, send = self._stages, self._stores, self._positions, self._send
         for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise KafkaException(error)
-            partition = message.partition()
-            store = self._stores.get(partition)
+            where = (message.topic(), message.partition())
+            store = stores.get(where)
             if store is None:  # revoked between fetch and now: the new owner folds it
                 continue
-            self._fold(message, store, publish=True)
-            self._positions[partition] = message.offset() + 1
+            stages[where[0]].fold(message, store, send)
+            positions[where] = message.offset() + 1
         self._producer.poll(0)
 
-    def _fold(self, message: Message, store: PartitionStore, *, publish: bool) -> Verdict:
-        """The kernel on one record; stage the row; produce its outputs unless ``publish`` is False (a refold)."""
-        key, value = message.key(), message.value()
-        partition = message.partition()
-        verdict = process_record(
-            self._projection, key, value, decode=self._decode,
-            row_of=lambda order_id: store.row(order_id.encode()),
-            stream_time_ms=store.stream_time_ms, partition=partition, partition_count=self._partition_count,
-        )
-        if self._keeps_stream_time:
-            store.stream_time_ms = verdict.stream_time_ms
-        stats = self.stats
-        if publish:
-            stats.events_in += 1
-        after = verdict.after
-        if after is None:
-            if not publish:
-                return verdict
-            if verdict.outcome == "duplicate":
-                stats.duplicates += 1
-            else:
-                stats.dead_lettered += 1
-                self._produce_dead_letter(message, verdict)
-            return verdict
-        store.stage(key, after)
-        if not publish:
-            return verdict
-        stats.applied += 1
-        timestamp = message.timestamp()[1]
-        if verdict.late:
-            stats.late += 1
-            self._produce_dead_letter(message, verdict)
-        source = SourcePosition(self._topic, partition, message.offset())
-        for change in verdict.changes():
-            update = view_update(self.view, change, self._projection.apply(None, change), source, rekeyed=False)
-            self._produce(self._view_topic, change.key.encode(), encode_view_update(update), None, timestamp)
-            stats.view_updates += 1
-        return verdict
-
-    def _produce_dead_letter(self, message: Message, verdict: Verdict) -> None:
-        letter = DeadLetter(
-            key=message.key(), value=message.value(), reason_class=verdict.reason_class or "Rejected", reason=verdict.reason or "",
-            source_topic=self._topic, source_partition=message.partition(), source_offset=message.offset(),
-            pipeline=self.view, timestamp_ms=message.timestamp()[1],
-        )
-        self._produce(self._dlq_topic, letter.key, letter.value or b"", letter.headers(), letter.timestamp_ms)
-
-    def _produce(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None, timestamp_ms: int) -> None:
+    def _send(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None,
+              timestamp_ms: int, partition: int | None) -> None:
+        """Produce in the open transaction (:class:`~pipelines.batch.stages.Outputs`)."""
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers, timestamp=timestamp_ms)
+                if partition is None:
+                    self._producer.produce(topic, value, key, headers=headers, timestamp=timestamp_ms)
+                else:
+                    self._producer.produce(topic, value, key, partition=partition, headers=headers, timestamp=timestamp_ms)
                 return
             except BufferError:  # the local queue is full: serve deliveries, then retry
                 self._producer.poll(0.1)
@@ -256,7 +221,7 @@ class BatchEngine:
 
     def _checkpoint(self) -> None:
         """Steps 4-6; an abortable failure aborts and rewinds instead (module docstring)."""
-        offsets = [TopicPartition(self._topic, p, offset) for p, offset in self._positions.items()]
+        offsets = [TopicPartition(topic, p, offset) for (topic, p), offset in self._positions.items()]
         try:
             if offsets:
                 self._producer.send_offsets_to_transaction(offsets, self._consumer.consumer_group_metadata(), _TXN_TIMEOUT_S)
@@ -270,8 +235,8 @@ class BatchEngine:
             return
         self._in_transaction = False
         self._last_commit = time.monotonic()
-        for partition, offset in self._positions.items():  # step 6
-            store = self._stores.get(partition)
+        for where, offset in self._positions.items():  # step 6
+            store = self._stores.get(where)
             if store is not None:
                 store.commit(offset)
         self._positions.clear()
@@ -282,9 +247,9 @@ class BatchEngine:
             self._producer.abort_transaction(_TXN_TIMEOUT_S)
             self._in_transaction = False
         self._positions.clear()
-        for partition, store in self._stores.items():
+        for (topic, partition), store in self._stores.items():
             store.discard()
-            self._consumer.seek(TopicPartition(self._topic, partition, store.applied))
+            self._consumer.seek(TopicPartition(topic, partition, store.applied))
 
     # -- rebalances -----------------------------------------------------------------------
 
@@ -295,25 +260,31 @@ class BatchEngine:
         committed = consumer.committed(partitions, timeout=_TXN_TIMEOUT_S)
         start: list[TopicPartition] = []
         for tp in committed:
-            partition = tp.partition
-            low, _ = consumer.get_watermark_offsets(TopicPartition(self._topic, partition), timeout=_TXN_TIMEOUT_S)
+            topic, partition = tp.topic, tp.partition
+            low, _ = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=_TXN_TIMEOUT_S)
             target = tp.offset if tp.offset >= 0 else low
-            store = PartitionStore(self._state_dir / f"p{partition}")
+            path = self._store_path(topic, partition)
+            store = PartitionStore(path)
             if store.applied > target:
-                log.warning("%s: partition %d's store is at offset %d, past the group's committed %d: rebuilding it",
-                            self.view, partition, store.applied, target)
+                log.warning("%s: the store of %s[%d] is at offset %d, past the group's committed %d: rebuilding it",
+                            self.view, topic, partition, store.applied, target)
                 store.destroy()
-                store = PartitionStore(self._state_dir / f"p{partition}")
+                store = PartitionStore(path)
             if store.applied < target:
-                self._refold(store, partition, max(store.applied, low), target)
-            self._stores[partition] = store
-            start.append(TopicPartition(self._topic, partition, target))
+                self._refold(store, topic, partition, max(store.applied, low), target)
+            self._stores[(topic, partition)] = store
+            start.append(TopicPartition(topic, partition, target))
         consumer.incremental_assign(start)
-        log.info("%s: assigned partitions %s", self.view, sorted(tp.partition for tp in start))
+        log.info("%s: assigned %s", self.view, sorted((tp.topic, tp.partition) for tp in start))
 
-    def _refold(self, store: PartitionStore, partition: int, begin: int, end: int) -> None:
-        """Fold records ``[begin, end)`` of ``partition`` into ``store`` with outputs muted, then commit it at ``end``."""
+    def _store_path(self, topic: str, partition: int) -> Path:
+        """``p<N>`` for an orders partition, ``r<N>`` for a repartition partition."""
+        return self._state_dir / f"{'p' if topic == self._topic else 'r'}{partition}"
+
+    def _refold(self, store: PartitionStore, topic: str, partition: int, begin: int, end: int) -> None:
+        """Fold records ``[begin, end)`` of ``topic[partition]`` into ``store`` with outputs muted, then commit it at ``end``."""
         started = time.monotonic()
+        stage = self._stages[topic]
         reader = Consumer({
             "bootstrap.servers": self._bootstrap, "group.id": f"rewind-refold-{self.view}", "isolation.level": "read_committed",
             "enable.auto.commit": False, "log_level": 3,
@@ -321,25 +292,25 @@ class BatchEngine:
         folded = 0
         try:
             if begin < end:
-                reader.assign([TopicPartition(self._topic, partition, begin)])
+                reader.assign([TopicPartition(topic, partition, begin)])
                 deadline = time.monotonic() + 300
                 while True:
                     for message in reader.consume(5000, timeout=1.0):
                         if message.error() is not None or message.offset() >= end:
                             continue
-                        self._fold(message, store, publish=False)
+                        stage.fold(message, store, None)
                         folded += 1
-                        self.refolded += 1
-                    position = reader.position([TopicPartition(self._topic, partition)])[0].offset
+                    position = reader.position([TopicPartition(topic, partition)])[0].offset
                     if position >= end:
                         break
                     if time.monotonic() > deadline:
-                        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"refold of partition {partition} stuck at {position} < {end}"))
+                        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"refold of {topic}[{partition}] stuck at {position} < {end}"))
         finally:
             reader.close()
         store.commit(end)
-        log.info("%s: partition %d refolded %d records [%d, %d) without publishing, in %.1fs",
-                 self.view, partition, folded, begin, end, time.monotonic() - started)
+        self.refolded += folded
+        log.info("%s: %s[%d]: refolded %d records [%d, %d) without publishing, in %.1fs",
+                 self.view, topic, partition, folded, begin, end, time.monotonic() - started)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """A cooperative revoke: commit what we did (steps 4-6), then let the partitions go."""
@@ -354,17 +325,17 @@ class BatchEngine:
 
     def _drop(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            store = self._stores.pop(tp.partition, None)
-            self._positions.pop(tp.partition, None)
+            store = self._stores.pop((tp.topic, tp.partition), None)
+            self._positions.pop((tp.topic, tp.partition), None)
             if store is not None:
                 store.close()
 
     # -- telemetry and shutdown -----------------------------------------------------------
 
     def _lag(self) -> dict[int, int]:
-        """Per-partition lag from the last fetch's high watermarks (no broker round trip)."""
+        """Per-partition lag of the orders topic from the last fetch's high watermarks (no broker round trip)."""
         lag: dict[int, int] = {}
-        for tp in self._consumer.position([TopicPartition(self._topic, p) for p in self._stores]):
+        for tp in self._consumer.position([TopicPartition(t, p) for t, p in self._stores if t == self._topic]):
             try:
                 _, high = self._consumer.get_watermark_offsets(tp, cached=True)
             except KafkaException:

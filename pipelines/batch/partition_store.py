@@ -1,9 +1,10 @@
 """The batch engine's state of one source partition: order rows and the offset they are folded to, in one RocksDB.
 
-One directory per partition (``<state dir>/p<N>``), so a partition's state moves with it
-and is dropped with it. Keys (raw bytes):
+One directory per source partition, so a partition's state moves with it and is dropped
+with it. Keys (raw bytes):
 
-- ``r`` + orderId: the order row (orjson), as the kernel's order fold made it;
+- the stage's own keys (:mod:`pipelines.batch.stages`; e.g. ``r`` + orderId for an order
+  row), each holding one JSON value (orjson); they never start with ``m:``;
 - ``m:applied``: the next offset of the partition the rows are folded to (8 bytes,
   big-endian), i.e. every record below it is in the rows, none at or above it;
 - ``m:stream``: the partition's stream time after the record before ``applied``
@@ -27,7 +28,6 @@ from state.rocks_open import open_rdict, write_options
 
 __all__ = ["PartitionStore"]
 
-_ROW = b"r"
 _APPLIED = b"m:applied"
 _STREAM = b"m:stream"
 
@@ -44,7 +44,7 @@ def _options() -> Options:
 class PartitionStore:
     """Rows of one partition plus staged (not yet committed) changes.
 
-    Reads see staged rows first (:meth:`row`). :meth:`commit` writes the staged rows and
+    Reads see staged rows first (:meth:`get`). :meth:`commit` writes the staged rows and
     the new ``applied`` offset atomically; :meth:`discard` forgets them (an aborted
     transaction). Not thread-safe: one engine loop owns it.
     """
@@ -63,18 +63,18 @@ class PartitionStore:
         self.stream_time_ms: int | None = None if raw_stream is None else int.from_bytes(raw_stream, "big", signed=True)
         self._committed_stream_time_ms = self.stream_time_ms
 
-    def row(self, order_id: bytes) -> Any:
-        """The order's row, staged or committed (None: no event of it applied)."""
-        row = self._rows.get(order_id)
+    def get(self, key: bytes) -> Any:
+        """The value under ``key``, staged or committed (None: never written)."""
+        row = self._rows.get(key)
         if row is not None:
             return row
-        stored = self._db.get(_ROW + order_id)
+        stored = self._db.get(key)
         return None if stored is None else orjson.loads(stored)
 
-    def stage(self, order_id: bytes, row: Any) -> None:
-        """Remember ``row`` as the order's new row, to be written by :meth:`commit`."""
-        self._rows[order_id] = row
-        self._staged[order_id] = orjson.dumps(row)
+    def put(self, key: bytes, value: Any) -> None:
+        """Stage ``value`` (not None) under ``key``, to be written by :meth:`commit`."""
+        self._rows[key] = value
+        self._staged[key] = orjson.dumps(value)
 
     @property
     def staged_rows(self) -> int:
@@ -83,8 +83,8 @@ class PartitionStore:
     def commit(self, next_offset: int) -> None:
         """Write the staged rows, ``applied = next_offset`` and the stream time in one atomic batch."""
         batch = WriteBatch(raw_mode=True)
-        for order_id, value in self._staged.items():
-            batch.put(_ROW + order_id, value)
+        for key, value in self._staged.items():
+            batch.put(key, value)
         batch.put(_APPLIED, next_offset.to_bytes(8, "big"))
         if self.stream_time_ms is not None:
             batch.put(_STREAM, self.stream_time_ms.to_bytes(8, "big", signed=True))

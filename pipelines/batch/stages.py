@@ -1,0 +1,152 @@
+"""The batch engine's two stages: what one consumed record does to a partition store and to the outputs.
+
+- :class:`OrderStage` reads the orders topic: the kernel (:func:`pipelines.kernel.process_record`)
+  on each record, the order row staged in the store (key ``r`` + orderId), dead letters
+  out, and then either the view records (a per-order view) or each change to the
+  repartition topic, keyed and partitioned by the view's partition key (a re-keyed view).
+- :class:`RekeyStage` reads the repartition topic: skip a change whose (orderId, seq) the
+  view key already counted (store key ``s`` + view key + NUL + orderId), fold the rest
+  into the row (store key ``v`` + view key), and publish the row.
+
+A stage touches no Kafka client: it writes through :class:`Outputs`, which the engine
+binds to its transactional producer, or mutes (a refold after a crash republishes nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import orjson
+
+from pipelines.batch.partition_store import PartitionStore
+from pipelines.dlq import DeadLetter
+from pipelines.kernel import process_record
+from pipelines.live.stats import PipelineStats
+from pipelines.live.steps import RekeyedChange, view_update
+from pipelines.partitioning import partition_for
+from pipelines.projections import Projection
+from schemas.codec import Event
+from state.contracts import SourcePosition
+from state.view_records import encode_view_update
+
+__all__ = ["Outputs", "OrderStage", "RekeyStage", "Stage"]
+
+ORDER_ROW = b"r"
+VIEW_ROW = b"v"
+SEEN = b"s"
+
+
+class Outputs(Protocol):
+    """Where a stage's records go: ``send(topic, key, value, headers, timestamp_ms, partition)``
+    (partition None: the producer's partitioner). The engine's is transactional."""
+
+    def __call__(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None,
+                 timestamp_ms: int, partition: int | None) -> None: ...
+
+
+class Stage(Protocol):
+    def fold(self, message: Any, store: PartitionStore, send: Outputs | None) -> None:
+        """One consumed record; ``send`` None: outputs muted (a refold), counters untouched."""
+
+
+class OrderStage:
+    """Stage 1, over the orders topic (partition store per orders partition)."""
+
+    def __init__(self, projection: Projection, stats: PipelineStats, *, orders_topic: str, view_topic: str, dlq_topic: str,
+                 partition_count: int, decode: Callable[[bytes], Event], repartition_topic: str | None,
+                 repartition_partitions: int) -> None:
+        self._projection = projection
+        self._stats = stats
+        self._orders_topic = orders_topic
+        self._view_topic = view_topic
+        self._dlq_topic = dlq_topic
+        self._partition_count = partition_count
+        self._decode = decode
+        #: None: a per-order view, published here; else the re-keyed view's hop to stage 2.
+        self._repartition_topic = repartition_topic
+        self._repartition_partitions = repartition_partitions
+        self._partition_key = getattr(projection, "partition_key", None)
+        #: Only the late rule reads stream time, so only windowed views keep it.
+        self._keeps_stream_time = getattr(projection, "late_by_ms", None) is not None
+
+    def fold(self, message: Any, store: PartitionStore, send: Outputs | None) -> None:
+        key, value, partition = message.key(), message.value(), message.partition()
+        verdict = process_record(
+            self._projection, key, value, decode=self._decode,
+            row_of=lambda order_id: store.get(ORDER_ROW + key),  # the kernel checked key == orderId first
+            stream_time_ms=store.stream_time_ms, partition=partition, partition_count=self._partition_count,
+        )
+        if self._keeps_stream_time:
+            store.stream_time_ms = verdict.stream_time_ms
+        after = verdict.after
+        if after is not None:
+            store.put(ORDER_ROW + key, after)
+        if send is None:
+            return
+        stats = self._stats
+        stats.events_in += 1
+        timestamp = message.timestamp()[1]
+        if after is None:
+            if verdict.outcome == "duplicate":
+                stats.duplicates += 1
+                return
+            stats.dead_lettered += 1
+        else:
+            stats.applied += 1
+            if verdict.late:
+                stats.late += 1
+        if verdict.dead_lettered:
+            letter = DeadLetter(
+                key=key, value=value, reason_class=verdict.reason_class or "Rejected", reason=verdict.reason or "",
+                source_topic=self._orders_topic, source_partition=partition, source_offset=message.offset(),
+                pipeline=self._projection.name, timestamp_ms=timestamp,
+            )
+            send(self._dlq_topic, key, value or b"", letter.headers(), timestamp, None)
+        if after is None:
+            return
+        source = SourcePosition(self._orders_topic, partition, message.offset())
+        projection = self._projection
+        for change in verdict.changes():
+            if self._repartition_topic is None:
+                update = view_update(projection.name, change, projection.apply(None, change), source, rekeyed=False)
+                send(self._view_topic, change.key.encode(), encode_view_update(update), None, timestamp, None)
+                stats.view_updates += 1
+                continue
+            routing = (self._partition_key(change) if self._partition_key else change.key).encode()
+            send(self._repartition_topic, routing, orjson.dumps(RekeyedChange(change, routing.decode(), source).to_json()), None,
+                 timestamp, partition_for(routing, self._repartition_partitions))
+
+
+class RekeyStage:
+    """Stage 2 of a re-keyed view, over the repartition topic (partition store per repartition partition).
+
+    Changes of one order reach a view key in seq order (one source partition, one
+    repartition partition per key), so "seq <= the last counted" recognises a change
+    counted already. Under exactly-once none arrives twice; the check keeps a refold or a
+    hand-fed record harmless.
+    """
+
+    def __init__(self, projection: Projection, stats: PipelineStats, *, view_topic: str) -> None:
+        self._projection = projection
+        self._stats = stats
+        self._view_topic = view_topic
+
+    def fold(self, message: Any, store: PartitionStore, send: Outputs | None) -> None:
+        routed = RekeyedChange.from_json(orjson.loads(message.value()))
+        change = routed.change
+        # Per (view key, orderId): one order's event may change several keys of one partition (two skus).
+        seen_key = SEEN + change.key.encode() + b"\x00" + change.order_id.encode()
+        if (store.get(seen_key) or 0) >= change.seq:
+            if send is not None:
+                self._stats.rekey_duplicates += 1
+            return
+        store.put(seen_key, change.seq)
+        row_key = VIEW_ROW + change.key.encode()
+        row = self._projection.apply(store.get(row_key), change)
+        store.put(row_key, row)
+        if send is None:
+            return
+        self._stats.view_updates += 1
+        update = view_update(self._projection.name, change, row, routed.source, rekeyed=True)
+        send(self._view_topic, change.key.encode(), encode_view_update(update), None, message.timestamp()[1], None)
