@@ -54,13 +54,19 @@ class Monitor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="soak-monitor", daemon=True)
         self._since: dict[str, float] = {}
+        self._stalled_until: dict[str, float] = {}
         self._last_total: dict[str, int] = {}
+        self._closed: list[Stall] = []
         self.latest: dict[str, Sample] = {}
         self.longest: Stall | None = None
         self.failed_samples = 0
 
     def start(self) -> None:
         self._thread.start()
+
+    def stalls(self) -> list[Stall]:
+        """Every stall seen so far, ended or not, in the order they ended."""
+        return [*self._closed, *(Stall(p, self._since[p], until) for p, until in self._stalled_until.items())]
 
     def stop(self) -> None:
         self._stop.set()
@@ -90,9 +96,12 @@ class Monitor:
             committed = total(position)
             self.latest[pipeline] = Sample(committed, lag)
             if lag == 0 or committed != self._last_total.get(pipeline) or pipeline not in self._since:
+                if pipeline in self._stalled_until:
+                    self._closed.append(Stall(pipeline, self._since[pipeline], self._stalled_until.pop(pipeline)))
                 self._since[pipeline] = now
                 self._last_total[pipeline] = committed
                 continue
+            self._stalled_until[pipeline] = now
             stall = Stall(pipeline, self._since[pipeline], now)
             if self.longest is None or stall.seconds > self.longest.seconds:
                 self.longest = stall

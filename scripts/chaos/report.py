@@ -48,6 +48,7 @@ class Summary:
     self_exits: list[SelfExit] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     stall: Stall | None = None
+    stalls: list[Stall] = field(default_factory=list)
     caught_up: str | None = None  # None: everything caught up; else what did not
     findings: list[Finding] = field(default_factory=list)
     dlq: dict[str, tuple[int, int]] = field(default_factory=dict)  # pipeline -> (expected, found)
@@ -58,6 +59,15 @@ class Summary:
     @property
     def mismatches(self) -> int:
         return sum(f.bad for f in self.findings)
+
+    def longest_stall_outside_outages(self) -> tuple[float, Stall | None]:
+        """The longest stall once the time the broker was down is taken out of it (a pipeline cannot commit then)."""
+        best: tuple[float, Stall | None] = (0.0, None)
+        for stall in self.stalls:
+            down = sum(max(0.0, min(stall.end_s, o.end_s) - max(stall.start_s, o.start_s)) for o in self.outages)
+            if stall.seconds - down > best[0]:
+                best = (stall.seconds - down, stall)
+        return best
 
     def stall_overlaps(self) -> list[str]:
         """The chaos events from shortly before the longest stall began to its end."""
@@ -101,6 +111,7 @@ class Summary:
             "self_exits": [{"name": e.name, "at_s": round(e.at_s, 1), "returncode": e.returncode, "log": str(e.log_path),
                             "last_lines": list(e.last_lines)} for e in self.self_exits],
             "max_stall_s": round(self.stall.seconds, 1) if self.stall else 0.0,
+            "max_stall_outside_outages_s": round(self.longest_stall_outside_outages()[0], 1),
             "max_stall": None if self.stall is None else {"pipeline": self.stall.pipeline, "start_s": round(self.stall.start_s, 1),
                                                           "end_s": round(self.stall.end_s, 1), "overlaps": self.stall_overlaps()},
             "caught_up": self.caught_up is None, "not_caught_up": self.caught_up,
@@ -128,6 +139,8 @@ class Summary:
         stall = "0" if self.stall is None else (f"{self.stall.seconds:.0f} s ({self.stall.pipeline}, {self.stall.start_s:.0f}-{self.stall.end_s:.0f}s; "
                                                 f"overlaps: {', '.join(self.stall_overlaps()) or 'no chaos event'})")
         table.add_row("max stall", stall)
+        net, of = self.longest_stall_outside_outages()
+        table.add_row("max stall, broker downtime taken out", "0" if of is None else f"{net:.0f} s ({of.pipeline}, {of.start_s:.0f}-{of.end_s:.0f}s)")
         for f in self.findings:
             table.add_row(f"mismatches {f.what}", f"{f.bad} of {f.compared}")
         for pipeline, (expected, found) in self.dlq.items():

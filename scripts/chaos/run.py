@@ -357,6 +357,7 @@ class Soak:
         if self.monitor is not None:
             self.monitor.stop()
             self.summary.stall = self.monitor.longest
+            self.summary.stalls = self.monitor.stalls()
         if self.producer is not None and self.summary.produced == {}:
             self.producer.stop(flush_timeout_s=5.0)
         for child in self.children.values():
