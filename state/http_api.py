@@ -6,7 +6,7 @@ Endpoints (OpenAPI at ``/docs``)::
     GET /views/{view}/{key}?as_of=               one row, now or as of a time (inclusive)
     GET /views/{view}?index=&value=&as_of=&limit=  rows by secondary index
     GET /views/{view}/{key}/history?limit=       every version, oldest first
-    GET /healthz                                 200 while the replica loop runs, else 503
+    GET /healthz                                 ok / degraded (200), unavailable (503), with the reason
     GET /metrics                                 Prometheus text format
 
 Every query takes ``min_position`` and ``wait_ms`` (read-your-writes, see
@@ -195,6 +195,10 @@ class _Metrics:
                     lag.add_metric([topic, str(partition)], behind)
             yield lag
             yield CounterMetricFamily("rewind_replica_malformed_records", "Skipped malformed view records", value=status.malformed)
+            yield GaugeMetricFamily(
+                "rewind_replica_broker_unreachable_seconds", "How long the broker has not answered the replica (0 while it answers)",
+                value=status.broker_unreachable_s or 0.0,
+            )
 
 
 class _MetricsMiddleware:
@@ -319,21 +323,43 @@ def create_app(service: QueryService, *, replica_status: Callable[[], ReplicaSta
         return _json(answer.to_json())
 
     @app.get(
-        "/healthz", summary="200 while the replica consumes (or the store is static), else 503",
-        responses={200: {"model": Health}, 503: {"model": Health, "description": "The replica loop stopped (replica.error says why)"}},
+        "/healthz", summary="ok or degraded (200: answers from the store), unavailable (503: the replica loop stopped); reason says why",
+        responses={
+            200: {"model": Health, "description": "ok, or degraded: the broker is unreachable, answers are from the store as of its position"},
+            503: {"model": Health, "description": "The replica loop stopped (reason and replica.error say why)"},
+        },
     )
     async def healthz() -> Response:
+        """The replica's health: ``ok``, ``degraded`` or ``unavailable``, with a one-line ``reason`` (null when ok).
+
+        - ok (200): the replica loop runs and its broker answers (or the store is static).
+        - degraded (200): the loop runs but the broker has not answered for a while, e.g.
+          "broker 127.0.0.1:9092 unreachable for 42 s". Still 200 on purpose: every answer is
+          right as of the position it carries, and the loop resumes by itself when the broker
+          returns. Every replica loses the same broker at the same time, so a 503 would have a
+          load balancer take all of them out of rotation and turn a write-side outage into a
+          read outage. Monitoring alerts on ``status``/``reason`` (or the
+          ``rewind_replica_broker_unreachable_seconds`` gauge); a caller that needs fresh data
+          says so with ``min_position`` and gets a 503 when the replica is behind it.
+        - unavailable (503): the loop stopped (``replica.error``); the store no longer follows
+          the views, and only a restart helps, so a load balancer should take this one out.
+        """
         body: dict[str, Any] = {"position": position_json(service.store.position())}
-        healthy = True
+        state, reason = "ok", None
         if replica_status is not None:
             status = replica_status()
-            healthy = status.running and status.error is None
+            if not status.running or status.error is not None:
+                state, reason = "unavailable", f"replica loop stopped: {status.error}" if status.error else "replica loop not running"
+            elif status.broker_unreachable_s is not None:
+                state = "degraded"
+                reason = f"broker {status.bootstrap} unreachable for {status.broker_unreachable_s:.0f} s; answering from the store as of its position"
             body["replica"] = {
                 "running": status.running, "error": status.error, "records": status.records,
                 "malformed": status.malformed, "last_malformed": status.last_malformed, "lag": position_json(status.lag),
+                "broker_unreachable_s": None if status.broker_unreachable_s is None else round(status.broker_unreachable_s, 1),
             }
-        body["status"] = "ok" if healthy else "unavailable"
-        return _json(body, 200 if healthy else 503)
+        body["status"], body["reason"] = state, reason
+        return _json(body, 503 if state == "unavailable" else 200)
 
     @app.get("/metrics", summary="Prometheus metrics (text format)", response_class=PlainTextResponse)
     async def prometheus() -> Response:

@@ -115,12 +115,14 @@ class ReplicaHealth(BaseModel):
     malformed: int
     last_malformed: str | None
     lag: _Position
+    broker_unreachable_s: float | None = None
 
 
 class Health(BaseModel):
-    """GET /healthz (replica: absent for a static store)."""
+    """GET /healthz: ``status`` with its ``reason`` (null when ok); replica absent for a static store."""
 
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"]
+    reason: str | None = None
     position: _Position
     replica: ReplicaHealth | None = None
 

@@ -17,6 +17,14 @@ Protocol (one loop, one thread; the store is the only record of offsets):
    topic is created by its pipeline's first run) and refresh the lag per partition
    (:func:`partition_lag`: 0 once the replica read to the end, transaction markers included).
 
+Broker outages: the loop never exits for one. The metadata request of step 5 is the probe: while
+it fails (or the client reports all brokers down) the broker counts as unreachable, the lag is
+not refreshed (it would wait a second per partition), one WARNING line per ``outage_report_s``
+says for how long (the client's own connection lines are dropped and counted), and
+:meth:`Replica.status` carries ``broker_unreachable_s`` for /healthz. The client reconnects by
+itself; once a metadata request is answered, one INFO line says so and fetching resumes from
+the assigned positions. Nothing is lost or applied twice: the store's position is the record.
+
 History: view topics are compacted. A replica that starts after compaction ran sees only
 the retained records, so versions before the first retained one are unknown (as-of
 reads there answer "no row"), and counter rows are aligned to the published row by a
@@ -27,6 +35,7 @@ from the orders log with the replay engine into a fresh store.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -44,6 +53,25 @@ from state.view_records import MalformedRecord, decode_view_update
 __all__ = ["ReplicaStatus", "Replica", "view_topics", "partition_lag"]
 
 log = logging.getLogger(__name__)
+
+#: Consume errors that only say the broker is out of reach: counted, reported once per interval.
+_CONNECTION_ERRORS = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT, KafkaError._RESOLVE})
+
+
+class _ConnectionNoise(logging.Filter):
+    """Drops librdkafka's connection-failure lines (several a second in an outage) and counts them."""
+
+    _NOISE = re.compile(r"Connect to ipv[46]#|Connection refused|Disconnected|brokers are down|Broker transport failure|Failed to resolve|timed out")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._NOISE.search(record.getMessage()):
+            self.dropped += 1
+            return False
+        return True
 
 
 def view_topics(*, prefix: str = "", views: tuple[str, ...] = VIEW_NAMES, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -81,6 +109,9 @@ class ReplicaStatus:
     last_malformed: str | None
     assigned: dict[str, list[int]]
     lag: dict[str, dict[int, int]] = field(default_factory=dict)
+    #: The broker the replica reads from, and for how long it has not answered (None: it answers).
+    bootstrap: str = ""
+    broker_unreachable_s: float | None = None
 
 
 class Replica:
@@ -95,6 +126,7 @@ class Replica:
         batch_size: int = 1000,
         poll_timeout_s: float = 0.1,
         metadata_refresh_s: float = 5.0,
+        outage_report_s: float = 30.0,
     ) -> None:
         self._store = store
         self._bootstrap = bootstrap
@@ -113,6 +145,11 @@ class Replica:
         self._last_malformed: str | None = None
         self._error: str | None = None
         self._running = False
+        self._outage_report_s = outage_report_s
+        self._down_since: float | None = None
+        self._next_report = 0.0
+        self._noise = _ConnectionNoise()
+        self._kafka_log = logging.getLogger(f"{__name__}.kafka")
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -131,7 +168,11 @@ class Replica:
         """A snapshot of the loop's counters."""
         assigned = {t: sorted(p) for t, p in self._assigned.items()}
         lag = {t: dict(p) for t, p in self._lag.items()}
-        return ReplicaStatus(self._running, self._error, self._records, self._malformed, self._last_malformed, assigned, lag)
+        down_since = self._down_since
+        return ReplicaStatus(
+            self._running, self._error, self._records, self._malformed, self._last_malformed, assigned, lag, bootstrap=self._bootstrap,
+            broker_unreachable_s=None if down_since is None else time.monotonic() - down_since,
+        )
 
     def _run_guarded(self) -> None:
         try:
@@ -156,9 +197,12 @@ class Replica:
                 "isolation.level": "read_committed",
                 "auto.offset.reset": "earliest",
                 "log_level": 3,
+                # librdkafka's lines go through Python logging, where an outage's connection noise is dropped.
+                "logger": self._kafka_log,
             }
         )
         self._running = True
+        self._kafka_log.addFilter(self._noise)
         try:
             next_refresh = 0.0
             while not self._stop.is_set():
@@ -174,14 +218,17 @@ class Replica:
         finally:
             self._running = False
             consumer.close()
+            self._kafka_log.removeFilter(self._noise)
 
     def _assign_new(self, consumer: Consumer) -> None:
         position = self._store.position()
+        asked = time.monotonic()
         try:
             metadata = consumer.list_topics(timeout=5.0)
         except KafkaException as exc:
-            log.warning("replica: metadata request failed: %s", exc)
+            self._broker_unreachable(f"metadata request failed: {exc.args[0].str() if exc.args else exc}", since=asked)
             return
+        self._broker_answers()
         new = []
         for topic in self._topics:
             found = metadata.topics.get(topic)
@@ -204,7 +251,9 @@ class Replica:
             for partition in partitions:
                 try:
                     low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=1.0, cached=False)
-                except KafkaException:
+                except KafkaException as exc:
+                    if exc.args and exc.args[0].code() in _CONNECTION_ERRORS:
+                        return  # the broker went away: keep the last lag rather than wait a second per partition
                     continue
                 lag.setdefault(topic, {})[partition] = partition_lag(
                     low=low, high=high, next_offset=position.get(topic, {}).get(partition), end_seen=self._end_seen.get((topic, partition))
@@ -221,6 +270,11 @@ class Replica:
                     # Everything below this offset was read; the records among it are applied below,
                     # before the lag is next refreshed.
                     self._end_seen[(message.topic(), message.partition())] = message.offset()
+                elif error.code() in _CONNECTION_ERRORS:
+                    if error.code() == KafkaError._ALL_BROKERS_DOWN:
+                        self._broker_unreachable(error.str())
+                    else:
+                        self._noise.dropped += 1
                 else:
                     log.warning("replica: consume error: %s", error)
                 continue
@@ -238,3 +292,23 @@ class Replica:
                 log.warning("replica: skipped malformed record %s", self._last_malformed)
         if position:
             self._store.apply(updates, position=position)
+
+    # -- broker outages ------------------------------------------------------------------
+
+    def _broker_unreachable(self, reason: str, *, since: float | None = None) -> None:
+        """Note that the broker did not answer (a request sent at ``since``); say so at once, then once per ``outage_report_s``."""
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now if since is None else since
+            self._next_report = now
+        if now >= self._next_report:
+            log.warning(
+                "replica: broker %s unreachable for %.0f s (%s); serving from the store, retrying (%d client log lines suppressed so far)",
+                self._bootstrap, now - self._down_since, reason, self._noise.dropped,
+            )
+            self._next_report = now + self._outage_report_s
+
+    def _broker_answers(self) -> None:
+        if self._down_since is not None:
+            log.info("replica: broker %s answers again after %.0f s unreachable; resuming", self._bootstrap, time.monotonic() - self._down_since)
+            self._down_since = None
