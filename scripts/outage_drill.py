@@ -94,6 +94,8 @@ def main(
     unknown = [v for v in chosen if v not in _EXPECTED]
     if unknown or not chosen:
         raise typer.BadParameter(f"unknown views {unknown}; choose from {', '.join(_EXPECTED)}")
+    # SIGTERM unwinds like Ctrl+C, so the children and the broker are stopped (a background job ignores SIGINT).
+    signal.signal(signal.SIGTERM, _terminate)
     root = run_dir or Path(tempfile.mkdtemp(prefix="rewind-outage-drill-"))
     root.mkdir(parents=True, exist_ok=True)
     name = f"drill-{uuid.uuid4().hex[:8]}"
@@ -103,6 +105,10 @@ def main(
         ok = _drill(settings, broker, root, chosen, outage_s=outage_s, orders=orders, report_s=report_s)
     _say(f"run directory: {root}")
     raise typer.Exit(0 if ok else 1)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _drill(settings: RewindSettings, broker: Any, root: Path, views: list[str], *, outage_s: float, orders: int, report_s: float) -> bool:
@@ -223,6 +229,7 @@ def _drill(settings: RewindSettings, broker: Any, root: Path, views: list[str], 
         for child in children.values():
             if child.alive():
                 child.proc.kill()
+                child.proc.wait()
         if serve.poll() is None:
             serve.send_signal(signal.SIGTERM)
             try:

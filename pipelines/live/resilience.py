@@ -50,7 +50,7 @@ from confluent_kafka.admin import AdminClient
 from quixstreams.checkpointing.exceptions import CheckpointProducerTimeout
 from quixstreams.internal_producer import KafkaProducerTransactionCommitFailed
 from quixstreams.kafka.exceptions import BaseKafkaException, KafkaBrokerUnavailableError
-from quixstreams.models.topics.exceptions import CreateTopicTimeout
+from quixstreams.models.topics.exceptions import CreateTopicTimeout, TopicNotFoundError
 from quixstreams.state.exceptions import ChangelogFlushError
 
 from pipelines.errors import BrokerUnreachableError
@@ -72,9 +72,11 @@ __all__ = [
 
 log = logging.getLogger("rewind.live")
 
-#: What a lost broker raises out of a Quix run or a build: the client's own error, Quix's
-#: wrappers around it (delivery, consumer, transaction commit, checkpoint flush, broker
-#: availability timeout, topic creation timeout) and our own metadata check.
+#: What a lost (or not yet consistent) broker raises out of a Quix run or a build: the client's
+#: own error, Quix's wrappers around it (delivery, consumer, transaction commit, checkpoint
+#: flush, broker availability timeout, topic creation timeout, a new topic missing from the
+#: metadata) and our own metadata check. Retried: a cause that persists shows as one line per
+#: attempt, at most every 30 s, and ``--outage-limit-s`` bounds it.
 BROKER_FAILURES: Final[tuple[type[BaseException], ...]] = (
     KafkaException,
     BaseKafkaException,
@@ -83,6 +85,7 @@ BROKER_FAILURES: Final[tuple[type[BaseException], ...]] = (
     CheckpointProducerTimeout,
     ChangelogFlushError,
     CreateTopicTimeout,
+    TopicNotFoundError,  # a topic Quix just created, not yet in the metadata it reads back (seen under load)
     BrokerUnreachableError,
 )
 
@@ -415,7 +418,12 @@ def run_resilient(
                     if not is_broker_failure(exc):
                         raise PipelineFailedError(f"{what}: building it failed: {_describe(exc)} ({_where(exc)})") from exc
                     outage.begin()
-                    log.warning("%s: could not build it: the broker failed (%s); retrying", what, _describe(_first_error(exc)))
+                    outage.failures += 1
+                    log.warning("%s: could not build it: the broker failed (%s); retrying once it answers",
+                                what, _describe(_first_error(exc)))
+                    del exc
+                    if not _back_off(signals, outage):
+                        break
                     continue
                 noise.install()  # Quix configured its logging handler while building
                 if signals.seen():
@@ -447,7 +455,7 @@ def run_resilient(
                                 what, runs, ran_s, _describe(_first_error(exc)))
                     del pipeline, exc
                     gc.collect()  # drop the failed run's clients now (their threads keep reconnecting until destroyed)
-                    if outage.failures > 1 and not _pause(signals, min(2.0 ** (outage.failures - 1), MAX_RESTART_BACKOFF_S)):
+                    if not _back_off(signals, outage):
                         break
                     continue
                 _add(totals, stats)
@@ -463,6 +471,13 @@ def _add(totals: PipelineStats, run: PipelineStats) -> None:
         if f.name in ("pipeline", "started_at", "first_event_at", "last_event_at") or f.name.startswith("_"):
             continue
         setattr(totals, f.name, getattr(totals, f.name) + getattr(run, f.name))
+
+
+def _back_off(signals: _StopSignals, outage: _Outage) -> bool:
+    """After the ``outage.failures``-th failure in a row: no pause after the first, then 2, 4 ... up to 30 s; False if stopped meanwhile."""
+    if outage.failures <= 1:
+        return not signals.seen()
+    return _pause(signals, min(2.0 ** (outage.failures - 1), MAX_RESTART_BACKOFF_S))
 
 
 def _pause(signals: _StopSignals, seconds: float) -> bool:
@@ -492,16 +507,17 @@ def _wait_for_broker(watch: BrokerWatch, signals: _StopSignals, outage: _Outage,
     while True:
         if signals.seen():
             return False
+        # The limit counts the whole trouble: the broker unreachable, or runs failing since it came back.
+        lasted_s = max(outage.lasted_s(), watch.down_for_s() or 0.0)
+        if policy.limit_s > 0 and lasted_s > policy.limit_s:
+            raise BrokerOutageError(
+                f"{what}: broker {watch.bootstrap} unreachable or failing runs for {lasted_s:.0f} s, past --outage-limit-s "
+                f"{policy.limit_s:g}; giving up (nothing is lost: the next start redoes the uncommitted work)"
+            )
         answer = watch.answered_since(before)
         if answer:
             return True
         if answer is False:
             outage.begin()
             before = watch.probes()  # then wait for the watch's next probe, at its own backoff
-        lasted_s = max(outage.lasted_s(), watch.down_for_s() or 0.0)
-        if policy.limit_s > 0 and lasted_s > policy.limit_s:
-            raise BrokerOutageError(
-                f"{what}: broker {watch.bootstrap} unreachable for {lasted_s:.0f} s, past --outage-limit-s "
-                f"{policy.limit_s:g}; giving up (nothing is lost: the next start redoes the uncommitted work)"
-            )
         signals.requested.wait(0.25)
