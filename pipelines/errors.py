@@ -6,6 +6,7 @@ from schemas.errors import RewindError
 
 __all__ = [
     "BrokerUnreachableError",
+    "InstanceFencedError",
     "PipelineStateError",
     "TopicError",
     "UnknownViewError",
@@ -29,3 +30,7 @@ class UnknownViewError(RewindError):
 
 class PipelineStateError(RewindError):
     """A pipeline's state store cannot be opened or does not belong to the group's committed offsets."""
+
+
+class InstanceFencedError(RewindError):
+    """Another process took over this pipeline instance's identity (transactional id / static member id)."""

@@ -62,6 +62,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from pipelines.batch.partition_store import PartitionStore
 from pipelines.batch.stages import OrderStage, RekeyStage, Stage
+from pipelines.errors import InstanceFencedError
 from pipelines.live.stats import PipelineStats
 from pipelines.projections import get_projection, view_spec
 from pipelines.settings import RewindSettings
@@ -114,6 +115,7 @@ class BatchEngine:
         if metadata.error is not None:
             raise ConfigError(f"cannot read topic {self._topic}: {metadata.error}")
         group = group_id or f"rewind-{view}"
+        self._identity = f"{group}-{instance_id}"
         repartition: str | None = None
         if view_spec(view).rekeyed:
             repartition = f"{group}.repartition"
@@ -127,7 +129,7 @@ class BatchEngine:
             self._stages[repartition] = RekeyStage(projection, self.stats, view_topic=out_topic)
         self._producer = Producer({
             "bootstrap.servers": bootstrap,
-            "transactional.id": f"{group}-{instance_id}",
+            "transactional.id": self._identity,
             "transaction.timeout.ms": int(_TXN_TIMEOUT_S * 2000),
             "linger.ms": 20,
             "log_level": 3,
@@ -137,7 +139,7 @@ class BatchEngine:
         self._consumer = Consumer({
             "bootstrap.servers": bootstrap,
             "group.id": group,
-            "group.instance.id": f"{group}-{instance_id}",
+            "group.instance.id": self._identity,
             "session.timeout.ms": 20000,
             "partition.assignment.strategy": "cooperative-sticky",
             "isolation.level": "read_committed",
@@ -175,6 +177,8 @@ class BatchEngine:
                     self.stats.log_progress(lag=self._lag())
             if self._in_transaction:
                 self._checkpoint()
+        except KafkaException as exc:  # a client call that failed outright (produce, begin_transaction, consume)
+            raise self._failure(exc.args[0]) from exc
         finally:
             self._close()
         return self.stats
@@ -195,7 +199,7 @@ class BatchEngine:
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
-                raise KafkaException(error)
+                raise self._failure(error)
             where = (message.topic(), message.partition())
             store = stores.get(where)
             if store is None:  # revoked between fetch and now: the new owner folds it
@@ -229,7 +233,7 @@ class BatchEngine:
         except KafkaException as exc:
             error = exc.args[0]
             if not error.txn_requires_abort():
-                raise
+                raise self._failure(error) from exc
             log.warning("%s: transaction aborted (%s); redoing its records from the last checkpoint", self.view, error.str())
             self._abort()
             return
@@ -240,6 +244,17 @@ class BatchEngine:
             if store is not None:
                 store.commit(offset)
         self._positions.clear()
+
+    def _failure(self, error: KafkaError) -> Exception:
+        """The exception to stop with for ``error``: fencing is a one-line :class:`InstanceFencedError`."""
+        fenced_codes = (KafkaError._FENCED, KafkaError.FENCED_INSTANCE_ID, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
+        if error.code() in fenced_codes or "fenced" in error.str().lower():
+            return InstanceFencedError(
+                f"{self.view}: another process runs as this instance ({self._identity}) and fenced this one ({error.str()}); "
+                "stopping without committing (give each instance its own state dir or REWIND_INSTANCE_ID)"
+            )
+        failure: Exception = KafkaException(error)
+        return failure
 
     def _abort(self) -> None:
         """Abort the open transaction, drop staged rows, and seek every partition back to its store's offset."""
@@ -344,16 +359,39 @@ class BatchEngine:
                 lag[tp.partition] = max(0, high - tp.offset)
         return lag
 
+    def _leave_group(self) -> None:
+        """Leave the group on a clean stop, so the other instances take the partitions at once.
+
+        A static member sends no LeaveGroup on close (a restart is meant to take its partitions
+        back); an unsubscribe does send one (see pipelines.live.application). Polls until the
+        member id is gone; records a poll returns meanwhile are neither folded nor committed.
+        """
+        try:
+            self._consumer.unsubscribe()
+            deadline = time.monotonic() + 10.0
+            while self._consumer.memberid() and time.monotonic() < deadline:
+                self._consumer.poll(0.1)
+        except (KafkaException, RuntimeError) as exc:  # fenced or closed: nothing to leave
+            log.info("%s: did not leave the group cleanly (%s)", self.view, exc)
+
     def _close(self) -> None:
         try:
             if self._in_transaction:
-                self._abort()
+                try:
+                    self._abort()
+                except KafkaException as exc:  # fenced or broker gone: the broker aborts it on its own timeout
+                    log.warning("%s: could not abort the open transaction (%s)", self.view, exc.args[0].str())
+                    self._in_transaction = False
+            self._leave_group()
             self._consumer.close()
         finally:
             for store in self._stores.values():
                 store.close()
             self._stores.clear()
-            self._producer.flush(10)
+            try:
+                self._producer.flush(10)  # nothing is pending outside a transaction; serves the last callbacks
+            except KafkaException as exc:  # a fenced producer refuses even this
+                log.info("%s: producer flush on close: %s", self.view, exc.args[0].str())
             self.stats.export()
 
 

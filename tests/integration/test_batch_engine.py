@@ -19,6 +19,7 @@ import pytest
 
 from pipelines.batch.engine import BatchEngine
 from pipelines.dlq import headers_to_dict
+from pipelines.errors import InstanceFencedError
 from pipelines.live.stats import PipelineStats
 from pipelines.settings import RewindSettings
 from pipelines.topics import view_topic
@@ -47,8 +48,8 @@ EXPECTED: dict[str, Callable[[Oracle], dict[str, dict[str, Any]]]] = {
 class RunningEngine:
     """A BatchEngine in a thread of this process, stopped through its stop event."""
 
-    def __init__(self, settings: RewindSettings, view: str, state_dir: Path, *, group: str) -> None:
-        self.engine = BatchEngine(settings, view, state_dir=state_dir, instance_id="i0", group_id=group, commit_interval_s=0.5,
+    def __init__(self, settings: RewindSettings, view: str, state_dir: Path, *, group: str, instance_id: str = "i0") -> None:
+        self.engine = BatchEngine(settings, view, state_dir=state_dir, instance_id=instance_id, group_id=group, commit_interval_s=0.5,
                                   progress_interval_s=3600)
         self.stop_event = threading.Event()
         self.stats: PipelineStats | None = None
@@ -61,6 +62,9 @@ class RunningEngine:
             self.stats = self.engine.run(self.stop_event)
         except BaseException as exc:  # re-raised by stop(), in the test's thread
             self.error = exc
+
+    def finished(self) -> bool:
+        return not self.thread.is_alive()
 
     def stop(self) -> PipelineStats:
         self.stop_event.set()
@@ -75,7 +79,7 @@ class RunningEngine:
 @pytest.fixture
 def workload(kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> tuple[RewindSettings, Path, int]:
     settings = isolated_settings(kafka_bootstrap, unique_name, tmp_path, commit_interval_s=0.5)
-    generated = generate(WorkloadConfig(seed=11, orders=1500, days=5, poison_rate=0.02))
+    generated = generate(WorkloadConfig(seed=11, orders=800, days=4, poison_rate=0.03))
     produce_workload(settings, generated, progress=False)
     oracle_path = tmp_path / "oracle.sqlite"
     write_oracle(generated, oracle_path, topic=settings.orders_topic)
@@ -172,4 +176,41 @@ def test_a_restart_and_a_lost_state_dir_publish_nothing_twice(view: str, workloa
         assert second.engine.refolded == committed_first
     second_stats.late += first_stats.late
     _assert_view_and_dlq_match(settings, oracle_path, view, second_stats)
+    assert _published_twice(settings, view) == []
+
+
+@pytest.mark.parametrize("view", ["customer-summary"])  # both stages move: orders and repartition partitions
+def test_a_second_instance_joins_then_the_first_leaves(view: str, workload: tuple[RewindSettings, Path, int], tmp_path: Path) -> None:
+    """Scenario: instance a runs, b joins (cooperative rebalance), a leaves. We expect the oracle's rows and nothing published twice."""
+    settings, oracle_path, total = workload
+    group = f"{settings.orders_topic}-batch"
+    bootstrap = settings.bootstrap()
+    a = RunningEngine(settings, view, tmp_path / "a", group=group, instance_id="a")
+    wait_until(lambda: committed_total(bootstrap, group, settings.orders_topic) > 0, timeout_s=60, what="a's first checkpoint")
+    b = RunningEngine(settings, view, tmp_path / "b", group=group, instance_id="b")
+    wait_until(lambda: b.engine._stores, timeout_s=60, what="b to be given partitions")
+    a_stats = a.stop()
+    wait_until(lambda: committed_total(bootstrap, group, settings.orders_topic) == total, timeout_s=120, what="every record committed")
+    _wait_for_oracle(settings, oracle_path, view)
+    b_stats = b.stop()
+    assert a_stats.events_in + b_stats.events_in == total
+    b_stats.late += a_stats.late
+    _assert_view_and_dlq_match(settings, oracle_path, view, b_stats)
+    assert _published_twice(settings, view) == []
+
+
+def test_a_process_with_the_same_identity_fences_the_first(workload: tuple[RewindSettings, Path, int], tmp_path: Path) -> None:
+    """Scenario: a zombie: another process starts as the same instance.
+    We expect the first to stop with InstanceFencedError, the oracle's rows, nothing twice."""
+    settings, oracle_path, total = workload
+    view, group, bootstrap = "customer-summary", f"{settings.orders_topic}-batch", settings.bootstrap()
+    first = RunningEngine(settings, view, tmp_path / "first", group=group, instance_id="same")
+    wait_until(lambda: committed_total(bootstrap, group, settings.orders_topic) > 0, timeout_s=60, what="a first checkpoint")
+    second = RunningEngine(settings, view, tmp_path / "second", group=group, instance_id="same")
+    wait_until(first.finished, timeout_s=90, what="the first instance to be fenced")
+    with pytest.raises(InstanceFencedError, match="fenced"):
+        first.stop()
+    wait_until(lambda: committed_total(bootstrap, group, settings.orders_topic) == total, timeout_s=120, what="every record committed")
+    _wait_for_oracle(settings, oracle_path, view)
+    second.stop()
     assert _published_twice(settings, view) == []
