@@ -8,7 +8,8 @@
   view key already counted (store key ``s`` + view key + NUL + orderId), fold the rest
   into the row (store key ``v`` + view key), and publish the row.
 
-A stage touches no Kafka client: it writes through :class:`Outputs`, which the engine
+A stage reads and writes one partition's :class:`RowStore` (the engine's
+:class:`~pipelines.batch.partition_store.PartitionStore`) and touches no Kafka client: it writes through :class:`Outputs`, which the engine
 binds to its transactional producer, or mutes (a refold after a crash republishes nothing).
 """
 
@@ -19,7 +20,6 @@ from typing import Any, Protocol
 
 import orjson
 
-from pipelines.batch.partition_store import PartitionStore
 from pipelines.dlq import DeadLetter
 from pipelines.kernel import process_record
 from pipelines.live.stats import PipelineStats
@@ -30,11 +30,21 @@ from schemas.codec import Event
 from state.contracts import SourcePosition
 from state.view_records import encode_view_update
 
-__all__ = ["Outputs", "OrderStage", "RekeyStage", "Stage"]
+__all__ = ["Outputs", "OrderStage", "RekeyStage", "Stage", "RowStore"]
 
 ORDER_ROW = b"r"
 VIEW_ROW = b"v"
 SEEN = b"s"
+
+
+class RowStore(Protocol):
+    """What a stage needs of its partition's store (:class:`PartitionStore`, or a dict in a unit test)."""
+
+    stream_time_ms: int | None
+
+    def get(self, key: bytes) -> Any: ...
+
+    def put(self, key: bytes, value: Any) -> None: ...
 
 
 class Outputs(Protocol):
@@ -46,7 +56,7 @@ class Outputs(Protocol):
 
 
 class Stage(Protocol):
-    def fold(self, message: Any, store: PartitionStore, send: Outputs | None) -> None:
+    def fold(self, message: Any, store: RowStore, send: Outputs | None) -> None:
         """One consumed record; ``send`` None: outputs muted (a refold), counters untouched."""
 
 
@@ -70,7 +80,7 @@ class OrderStage:
         #: Only the late rule reads stream time, so only windowed views keep it.
         self._keeps_stream_time = getattr(projection, "late_by_ms", None) is not None
 
-    def fold(self, message: Any, store: PartitionStore, send: Outputs | None) -> None:
+    def fold(self, message: Any, store: RowStore, send: Outputs | None) -> None:
         key, value, partition = message.key(), message.value(), message.partition()
         verdict = process_record(
             self._projection, key, value, decode=self._decode,
@@ -132,7 +142,7 @@ class RekeyStage:
         self._stats = stats
         self._view_topic = view_topic
 
-    def fold(self, message: Any, store: PartitionStore, send: Outputs | None) -> None:
+    def fold(self, message: Any, store: RowStore, send: Outputs | None) -> None:
         routed = RekeyedChange.from_json(orjson.loads(message.value()))
         change = routed.change
         # Per (view key, orderId): one order's event may change several keys of one partition (two skus).
