@@ -147,6 +147,9 @@ class BatchEngine:
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "fetch.max.bytes": 8 * 1024 * 1024,
+            # A bounded prefetch (librdkafka's default is 64 MiB per partition queue): a re-keyed view's
+            # repartition records must not queue behind a whole orders backlog while it catches up.
+            "queued.max.messages.kbytes": 8 * 1024,
             "log_level": 3,
         })
         self._stores: dict[tuple[str, int], PartitionStore] = {}
