@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from pipelines.live.supervisor import group_lag, group_members_with_partitions
 from pipelines.settings import RewindSettings
@@ -47,6 +49,15 @@ def _assert_view_equals(settings: RewindSettings, expected: dict) -> None:
     wait_until(matches, timeout_s=120, what=f"{VIEW} to equal the oracle", interval_s=2)
 
 
+def _sole_member_holds_every_orders_partition(bootstrap: str, group: str, settings: RewindSettings) -> bool:
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    members = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=10).members
+    if len(members) != 1 or members[0].assignment is None:
+        return False
+    held = {tp.partition for tp in members[0].assignment.topic_partitions if tp.topic == settings.orders_topic}
+    return len(held) == settings.orders_partitions
+
+
 def test_kill_9_three_times_then_views_equal_the_oracle(kafka_bootstrap: str, tmp_path: Path) -> None:
     """Scenario: 200k+ events, the pipeline is SIGKILLed at three random moments and restarted. We expect the oracle exactly."""
     settings, expected, total = _produce(kafka_bootstrap, tmp_path, orders=44_000, seed=21)
@@ -79,7 +90,8 @@ def test_kill_9_three_times_then_views_equal_the_oracle(kafka_bootstrap: str, tm
 
 
 def test_second_instance_joins_and_first_leaves(kafka_bootstrap: str, tmp_path: Path) -> None:
-    """Scenario: instance B joins the group mid-run, then instance A stops. We expect the views to equal the oracle."""
+    """Scenario: instance B joins the group mid-run, then instance A stops (SIGTERM). We expect B to take over every partition at once
+    (A leaves the group), and the views to equal the oracle."""
     settings, expected, total = _produce(kafka_bootstrap, tmp_path, orders=40_000, seed=22)
     group = f"{settings.orders_topic}-{VIEW}"
     first = PipelineProcess.start(settings, VIEW, group=group, state_dir=tmp_path / "a", log_dir=tmp_path / "logs")
@@ -96,6 +108,11 @@ def test_second_instance_joins_and_first_leaves(kafka_bootstrap: str, tmp_path: 
         assert group_lag(kafka_bootstrap, group, settings.orders_topic) > 0, "the first instance finished before the second joined"
         first_stats = first.terminate()
         assert first_stats["events_in"] > 0
+        # A clean stop leaves the group: a static member that did not would hold its partitions for session.timeout.ms (45 s).
+        stopped = time.monotonic()
+        wait_until(lambda: _sole_member_holds_every_orders_partition(kafka_bootstrap, group, settings), timeout_s=20,
+                   what="the second instance to take over every partition", interval_s=0.3)
+        print(f"\nthe second instance held every partition {time.monotonic() - stopped:.1f} s after the first exited")
         wait_until(lambda: group_caught_up(kafka_bootstrap, group, settings.orders_topic) or not second.alive(),
                    timeout_s=300, what="the second instance to finish", interval_s=1)
         assert second.alive(), second.output_tail()
