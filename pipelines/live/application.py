@@ -88,8 +88,10 @@ ROCKSDB_OPTIONS = RocksDBOptions(write_buffer_size=16 * 1024 * 1024, max_write_b
 
 
 #: How long a clean stop waits for the LeaveGroup to go out (it is one request; the revoke
-#: before it commits nothing, the last checkpoint having been committed already).
-LEAVE_GROUP_TIMEOUT_S = 10.0
+#: before it commits nothing, the last checkpoint having been committed already). Bounded
+#: because a stop during a broker outage cannot leave: the member then expires after the
+#: session timeout, as a crashed one does.
+LEAVE_GROUP_TIMEOUT_S = 5.0
 
 
 #: The consumer's prefetch, bounded. librdkafka appends the records of every assigned partition
