@@ -112,6 +112,8 @@ class Summary:
                             "last_lines": list(e.last_lines)} for e in self.self_exits],
             "max_stall_s": round(self.stall.seconds, 1) if self.stall else 0.0,
             "max_stall_outside_outages_s": round(self.longest_stall_outside_outages()[0], 1),
+            "stalls_over_10s": [{"pipeline": st.pipeline, "start_s": round(st.start_s, 1), "end_s": round(st.end_s, 1)}
+                                for st in sorted(self.stalls, key=lambda st: st.start_s) if st.seconds > 10],
             "max_stall": None if self.stall is None else {"pipeline": self.stall.pipeline, "start_s": round(self.stall.start_s, 1),
                                                           "end_s": round(self.stall.end_s, 1), "overlaps": self.stall_overlaps()},
             "caught_up": self.caught_up is None, "not_caught_up": self.caught_up,
