@@ -226,6 +226,9 @@ def build_pipeline(
         commit_interval=commit_interval_s or settings.commit_interval_s,
         on_message_processed=on_processed,
         loglevel="WARNING",
+        # Quix's poll after the assign callback otherwise idles up to 1 s before the recovery check
+        # starts (measured ~0.5 s of a ~6 s restart); an idle loop polling 5 times a second costs nothing.
+        consumer_poll_timeout=0.2,
         consumer_extra_config={"group.instance.id": identity, **_FETCH_CONFIG},
         # No compression: on these 2 cores the CPU it costs is worth more than the bytes it saves (measured +10%).
         # The transactional id is unique per group and instance (Quix prefixes it only on Quix Cloud).
