@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.live.application import instance_identity
+from pipelines.settings import RewindSettings
 from scripts.restart_times import RestartTimer, StopHow, Trickle
 from tests.integration.support import isolated_settings
 
@@ -41,3 +43,18 @@ def test_restart_after_kill_9_and_sigterm_processes_again_within_seconds(kafka_b
     print(f"\n{VIEW}: first start {first:.1f} s; after kill -9 {shown['kill']} s; after SIGTERM {shown['term']} s")
     assert max(figures["kill"]) < KILL_BOUND_S, figures
     assert max(figures["term"]) < TERM_BOUND_S, figures
+
+
+def test_instance_identity_is_stable_per_state_dir_distinct_between_dirs_and_overridable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scenario: identities derived for one view and two state dirs, twice, then with REWIND_INSTANCE_ID set.
+    We expect the same identity for the same dir (also spelled relatively), different ones for two dirs, and the override as is."""
+    monkeypatch.delenv("REWIND_INSTANCE_ID", raising=False)
+    settings = RewindSettings()
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert instance_identity(settings, VIEW, state_dir=a) == instance_identity(settings, VIEW, state_dir=a)
+    monkeypatch.chdir(tmp_path)
+    assert instance_identity(settings, VIEW, state_dir=Path("a")) == instance_identity(settings, VIEW, state_dir=a)
+    assert instance_identity(settings, VIEW, state_dir=a) != instance_identity(settings, VIEW, state_dir=b)
+    assert instance_identity(settings, VIEW, state_dir=a) != instance_identity(settings, "customer-summary", state_dir=a)
+    monkeypatch.setenv("REWIND_INSTANCE_ID", "pod-3")
+    assert instance_identity(RewindSettings(), VIEW, state_dir=a) == "pod-3"
