@@ -2,10 +2,11 @@
 
 A `rewind run VIEW` child processes a steady trickle of orders; it is stopped (kill -9, or
 SIGTERM and a clean exit) and started again at once, ``--count`` times each. The figure is
-the time from starting the new process to the first record it writes to ``view.<name>``:
-read uncommitted, from the view topic's end offsets taken when the old process was gone,
-so only the new process's output counts, and transaction markers (e.g. the abort of the
-dead process's open transaction) never do.
+the time from starting the new process to the first record it writes to any of its output
+topics (``view.<name>``, its changelogs and its repartition hop: :func:`output_topics`):
+read uncommitted, from their end offsets taken when the old process was gone, so only the
+new process's output counts, and transaction markers (e.g. the abort of the dead process's
+open transaction) never do.
 
     .venv/bin/python -m scripts.restart_times --count 5
     .venv/bin/python -m scripts.restart_times --count 3 --view customer-summary
@@ -34,7 +35,7 @@ from pipelines.settings import RewindSettings
 from pipelines.topics import view_topic
 from scripts.workload import WorkloadConfig, generate, produce_workload
 
-__all__ = ["Trickle", "RestartTimer", "StopHow", "main"]
+__all__ = ["Trickle", "RestartTimer", "StopHow", "end_offsets", "main", "output_topics", "wait_for_record"]
 
 StopHow = Literal["kill", "term"]
 _HOWS: tuple[tuple[StopHow, str], ...] = (("kill", "kill -9"), ("term", "SIGTERM"))
@@ -82,40 +83,63 @@ def _view_consumer(bootstrap: str) -> Consumer:
     })
 
 
-def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    """High watermark per partition of ``topic`` ({} while the topic does not exist)."""
+def output_topics(bootstrap: str, *, view_topic_name: str, group: str) -> list[str]:
+    """The topics a pipeline writes to, of those that exist: ``view_topic_name`` and the Quix
+    topics of ``group`` (changelogs and the repartition hop, named ``changelog__<group>--...``
+    and ``repartition__<group>--...``). Step 1 writes its changelog for every event it applies,
+    so a new record on any of them means the pipeline processes again; a re-keyed view's own
+    record only follows step 1's first commit (up to a commit interval later)."""
     consumer = _view_consumer(bootstrap)
     try:
-        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            return {}
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in metadata.partitions}
+        names = consumer.list_topics(timeout=10).topics
+    finally:
+        consumer.close()
+    internal = (f"changelog__{group}--", f"repartition__{group}--")
+    return sorted(t for t in names if t == view_topic_name or t.startswith(internal))
+
+
+def end_offsets(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    """High watermark per (topic, partition) of ``topics`` (topics that do not exist are left out)."""
+    consumer = _view_consumer(bootstrap)
+    try:
+        ends: dict[tuple[str, int], int] = {}
+        for topic in topics:
+            metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if metadata is None or metadata.error is not None:
+                continue
+            for p in metadata.partitions:
+                ends[topic, p] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+        return ends
     finally:
         consumer.close()
 
 
-def wait_for_record(bootstrap: str, topic: str, *, after: dict[int, int], timeout_s: float, alive: PipelineChild | None = None) -> float:
-    """Wait for a data record of ``topic`` at or past ``after`` (per partition; a partition
-    missing from ``after`` is read from 0, as is every partition if the topic does not exist
-    yet); returns ``time.monotonic()`` when it arrived. Raises TimeoutError after
-    ``timeout_s``, RuntimeError as soon as ``alive`` has exited."""
+def wait_for_record(bootstrap: str, topics: list[str], *, after: dict[tuple[str, int], int], timeout_s: float,
+                    alive: PipelineChild | None = None) -> float:
+    """Wait for a data record of any of ``topics`` at or past ``after`` (per topic and partition;
+    one missing from ``after`` is read from 0); returns ``time.monotonic()`` when it arrived.
+    Topics are read once the first of them exists. Raises TimeoutError after ``timeout_s``,
+    RuntimeError as soon as ``alive`` has exited."""
     deadline = time.monotonic() + timeout_s
     consumer = _view_consumer(bootstrap)
+    what = ", ".join(topics)
     try:
         while True:
-            metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
-            if metadata is not None and metadata.error is None and metadata.partitions:
+            existing = consumer.list_topics(timeout=10).topics
+            partitions = [TopicPartition(t, p, after.get((t, p), 0)) for t in topics
+                          if t in existing and existing[t].error is None for p in existing[t].partitions]
+            if partitions:
                 break
-            _check(deadline, alive, topic)
+            _check(deadline, alive, what)
             time.sleep(0.1)
-        consumer.assign([TopicPartition(topic, p, after.get(p, 0)) for p in metadata.partitions])
+        consumer.assign(partitions)
         while True:
             msg = consumer.poll(0.05)
             if msg is not None and msg.error() is None:
                 return time.monotonic()
             if msg is not None and msg.error().code() != KafkaError._PARTITION_EOF:
-                raise RuntimeError(f"reading {topic}: {msg.error()}")
-            _check(deadline, alive, topic)
+                raise RuntimeError(f"reading {msg.topic()}: {msg.error()}")
+            _check(deadline, alive, what)
     finally:
         consumer.close()
 
@@ -142,17 +166,17 @@ class RestartTimer:
     run_s: float = 3.0
     child: PipelineChild | None = None
 
-    @property
-    def topic(self) -> str:
-        return view_topic(self.view, prefix=self.settings.view_topic_prefix)
-
     def start(self, *, timeout_s: float = 120.0) -> float:
-        """Start the instance; return seconds until its first new view record."""
-        before = end_offsets(self.settings.bootstrap(), self.topic)
+        """Start the instance; return seconds until its first new output record (see :func:`output_topics`)."""
+        bootstrap = self.settings.bootstrap()
+        topics = output_topics(bootstrap, view_topic_name=view_topic(self.view, prefix=self.settings.view_topic_prefix), group=self.group)
+        if not topics:  # a first start: the view topic is created first, and the pipeline writes to it
+            topics = [view_topic(self.view, prefix=self.settings.view_topic_prefix)]
+        before = end_offsets(bootstrap, topics)
         started = time.monotonic()
         self.child = PipelineChild.start(self.settings, self.view, group=self.group, state_dir=self.state_dir,
                                          log_path=self.log_dir / f"{self.view}-{time.monotonic_ns()}.log")
-        return wait_for_record(self.settings.bootstrap(), self.topic, after=before, timeout_s=timeout_s, alive=self.child) - started
+        return wait_for_record(bootstrap, topics, after=before, timeout_s=timeout_s, alive=self.child) - started
 
     def stop(self, how: StopHow) -> None:
         """kill -9 (no chance to commit or leave), or SIGTERM and wait for the clean exit."""
@@ -196,7 +220,7 @@ def main(
     with tempfile.TemporaryDirectory(prefix="restart-times-") as tmp:
         timer = RestartTimer(settings, view, group=f"{name}-{view}", state_dir=Path(tmp) / "state", log_dir=Path(tmp) / "logs")
         try:
-            typer.echo(f"first start: {timer.start():.1f} s to the first view record")
+            typer.echo(f"first start: {timer.start():.1f} s to the first view record")  # its first output is the view's
             for i in range(count):
                 for how, label in _HOWS:
                     seconds = timer.restart(how)
