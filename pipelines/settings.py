@@ -70,6 +70,14 @@ class RewindSettings(BaseSettings):
         description="Seconds between checkpoints (Kafka transaction commits under exactly-once).",
     )
     connect_timeout_s: float = Field(default=15.0, gt=0, validation_alias=_env("REWIND_CONNECT_TIMEOUT_S"))
+    engine: Literal["quix", "batch"] = Field(
+        default="quix",
+        validation_alias=_env("REWIND_ENGINE"),
+        description=(
+            "Live engine of `rewind run`: quix (Quix Streams, one message at a time) or batch (pipelines.batch: "
+            "the same kernel over consumed batches, exactly-once, several times faster)."
+        ),
+    )
     instance_id: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9._-]{1,120}$",

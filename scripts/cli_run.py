@@ -21,9 +21,12 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def run(
         name: str = typer.Argument(..., help=f"View to maintain: {', '.join(VIEW_NAMES)}."),
-        group: str | None = typer.Option(None, help="Consumer group (instances sharing it split the partitions). Default: rewind-<name>."),
+        group: str | None = typer.Option(None, help=(
+            "Consumer group (instances sharing it split the partitions). Default: rewind-<name> (quix), rewind-batch-<name> (batch)."
+        )),
         state_dir: Path | None = setting_option("state_dir", "RocksDB state directory (one per instance on a machine)."),
         guarantee: str | None = setting_option("guarantee", "exactly-once (Kafka transactions) or at-least-once."),
+        engine: str | None = setting_option("engine", "quix (Quix Streams) or batch (the batch engine; exactly-once only)."),
         orders_topic: str | None = setting_option("orders_topic", "Source topic of order events."),
         dlq_topic: str | None = setting_option("dlq_topic", "Dead-letter topic."),
         view_topic_prefix: str | None = setting_option("view_topic_prefix", "Prefix of the view.<name> output topic."),
@@ -47,14 +50,14 @@ def register(app: typer.Typer) -> None:
         answers again (pipelines.live.resilience); the work of the failed transaction is redone, never doubled.
         """
         from pipelines.live import build_pipeline
-        from pipelines.live.resilience import OutagePolicy, run_resilient
+        from pipelines.live.resilience import OutagePolicy, QuixRun, Runnable, run_resilient
         from pipelines.projections import get_projection
         from pipelines.topics import view_topic
         from schemas.errors import ConfigError
 
         get_projection(name)  # an unknown view fails before anything connects
         settings = build_settings(
-            state_dir=state_dir, guarantee=guarantee, orders_topic=orders_topic, dlq_topic=dlq_topic,
+            state_dir=state_dir, guarantee=guarantee, engine=engine, orders_topic=orders_topic, dlq_topic=dlq_topic,
             kafka_bootstrap_servers=kafka_bootstrap_servers, view_topic_prefix=view_topic_prefix,
         )
         # Arguments before the broker: Quix would create the state directory and the topics only after connecting.
@@ -65,11 +68,27 @@ def register(app: typer.Typer) -> None:
         check_topic("--dlq-topic", settings.dlq_topic)
         check_topic("--view-topic-prefix", view_topic(name, prefix=settings.view_topic_prefix))
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-        stats = run_resilient(
-            lambda: build_pipeline(
+        if settings.engine == "batch" and settings.guarantee != "exactly-once":
+            raise ConfigError("--engine batch runs exactly-once only; drop --guarantee at-least-once or use --engine quix")
+        if settings.engine == "batch" and grace_ms is not None:
+            raise ConfigError("--grace-ms is not supported by --engine batch yet; use the view's default or --engine quix")
+
+        def build() -> Runnable:
+            if settings.engine == "batch":
+                from pipelines.batch.engine import BatchEngine, BatchRun
+                from pipelines.live.application import instance_identity
+
+                engine_dir = state_dir or settings.state_dir / name
+                return BatchRun(BatchEngine(
+                    settings, name, state_dir=engine_dir, group_id=group, progress_interval_s=progress_interval_s,
+                    instance_id=instance_identity(settings, name, state_dir=engine_dir),
+                ))
+            return QuixRun(build_pipeline(
                 settings, name, group_id=group, grace_ms=grace_ms, progress_interval_s=progress_interval_s, state_dir=state_dir,
-            ),
-            view=name, bootstrap=settings.bootstrap(), idle_timeout_s=idle_timeout_s,
+            ))
+
+        stats = run_resilient(
+            build, view=name, bootstrap=settings.bootstrap(), idle_timeout_s=idle_timeout_s,
             policy=OutagePolicy(report_interval_s=outage_report_s, limit_s=outage_limit_s,
                                 probe_timeout_s=min(settings.connect_timeout_s, 5.0)),
         )

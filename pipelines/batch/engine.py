@@ -5,7 +5,7 @@ folds each record through :func:`pipelines.kernel.process_record` (the same kern
 Quix adapter and replay run), and keeps each partition's order rows in a RocksDB of its
 own (:class:`~pipelines.batch.partition_store.PartitionStore`). A re-keyed view (counters
 by customer, sku, currency...) adds a second stage in the same process and transaction:
-stage 1 sends each change to the repartition topic ``<group>.repartition``, keyed and
+stage 1 sends each change to the repartition topic ``<group>--<orders topic>.repartition``, keyed and
 partitioned (murmur2) by the view's partition key; stage 2 consumes it and folds the
 changes per view key (:mod:`pipelines.batch.stages`). Every partition of either topic has
 its store, and the protocol below holds for each of them alike. The repartition topic
@@ -70,11 +70,16 @@ from pipelines.topics import DLQ_TOPIC_CONFIG, VIEW_TOPIC_CONFIG, admin_client, 
 from schemas.errors import ConfigError
 from schemas.fast_decode import event_decoder
 
-__all__ = ["BatchEngine", "run_batch"]
+__all__ = ["BatchEngine", "BatchRun", "run_batch", "default_batch_group"]
 
 log = logging.getLogger("rewind.batch")
 
 _TXN_TIMEOUT_S = 30.0
+
+
+def default_batch_group(view: str) -> str:
+    """The consumer group of ``rewind run VIEW --engine batch`` unless told otherwise."""
+    return f"rewind-batch-{view}"
 
 
 class BatchEngine:
@@ -114,11 +119,14 @@ class BatchEngine:
         metadata = admin_client(bootstrap).list_topics(self._topic, timeout=settings.connect_timeout_s).topics[self._topic]
         if metadata.error is not None:
             raise ConfigError(f"cannot read topic {self._topic}: {metadata.error}")
-        group = group_id or f"rewind-{view}"
+        # Not Quix's default group (rewind-<view>): its offsets belong to state kept in Quix's changelogs,
+        # which this engine neither reads nor writes, so sharing a group would fold on the wrong state.
+        group = group_id or default_batch_group(view)
         self._identity = f"{group}-{instance_id}"
         repartition: str | None = None
         if view_spec(view).rekeyed:
-            repartition = f"{group}.repartition"
+            # Named by group and source, as Quix names its own: two deployments never share one.
+            repartition = f"{group}--{self._topic}.repartition"
             ensure_topic(bootstrap, repartition, partitions=settings.orders_partitions, config={"retention.ms": "-1"})
         self._stages: dict[str, Stage] = {
             self._topic: OrderStage(projection, self.stats, orders_topic=self._topic, view_topic=out_topic, dlq_topic=settings.dlq_topic,
@@ -183,7 +191,7 @@ class BatchEngine:
         except KafkaException as exc:  # a client call that failed outright (produce, begin_transaction, consume)
             raise self._failure(exc.args[0]) from exc
         finally:
-            self._close()
+            self.close()
         return self.stats
 
     def _fold_batch(self, messages: list[Message]) -> None:
@@ -293,7 +301,10 @@ class BatchEngine:
             self._stores[(topic, partition)] = store
             start.append(TopicPartition(topic, partition, target))
         consumer.incremental_assign(start)
-        log.info("%s: assigned %s", self.view, sorted((tp.topic, tp.partition) for tp in start))
+        by_topic: dict[str, list[int]] = {}
+        for tp in start:
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        log.info("%s: assigned %s", self.view, "; ".join(f"{t} {sorted(ps)}" for t, ps in sorted(by_topic.items())))
 
     def _store_path(self, topic: str, partition: int) -> Path:
         """``p<N>`` for an orders partition, ``r<N>`` for a repartition partition."""
@@ -377,7 +388,8 @@ class BatchEngine:
         except (KafkaException, RuntimeError) as exc:  # fenced or closed: nothing to leave
             log.info("%s: did not leave the group cleanly (%s)", self.view, exc)
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Abort any open transaction, leave the group, close clients and stores (``run`` does it on its way out)."""
         try:
             if self._in_transaction:
                 try:
@@ -396,6 +408,23 @@ class BatchEngine:
             except KafkaException as exc:  # a fenced producer refuses even this
                 log.info("%s: producer flush on close: %s", self.view, exc.args[0].str())
             self.stats.export()
+
+
+class BatchRun:
+    """A :class:`BatchEngine` as a :class:`pipelines.live.resilience.Runnable` (the stop event is set by SIGTERM/SIGINT)."""
+
+    def __init__(self, engine: BatchEngine) -> None:
+        self.engine = engine
+
+    @property
+    def stats(self) -> PipelineStats:
+        return self.engine.stats
+
+    def run(self, *, idle_timeout_s: float, stop: threading.Event) -> PipelineStats:
+        return self.engine.run(stop, idle_timeout_s=idle_timeout_s)
+
+    def discard(self) -> None:
+        self.engine.close()
 
 
 def run_batch(settings: RewindSettings, view: str, *, state_dir: Path, instance_id: str, group_id: str | None = None,

@@ -7,8 +7,9 @@ loop or from its cleanup (``abort_transaction``: ``KafkaException _TIMED_OUT``).
 
 1. Wait until the broker answers a metadata request (:class:`BrokerWatch`), saying once per
    ``report_interval_s`` that it is unreachable and for how long.
-2. Build a fresh pipeline (``build()``: a new Quix application, new clients, the same state
-   directory and consumer group).
+2. Build a fresh pipeline (``build()``: a :class:`Runnable` with new clients, the same state
+   directory and consumer group: :class:`QuixRun` around a Quix application, or the batch
+   engine's :class:`~pipelines.batch.engine.BatchRun`).
 3. Run it. A clean return (SIGTERM/SIGINT, or the idle timeout) ends the loop.
 4. A broker failure (:func:`is_broker_failure`, or any failure while the broker does not
    answer) drops the application and goes back to step 1, after a capped backoff when runs
@@ -43,7 +44,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from types import FrameType
-from typing import Final
+from typing import Final, Protocol
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -66,6 +67,8 @@ __all__ = [
     "ClientNoiseFilter",
     "OutagePolicy",
     "PipelineFailedError",
+    "QuixRun",
+    "Runnable",
     "is_broker_failure",
     "run_resilient",
 ]
@@ -378,8 +381,38 @@ class _Outage:
         return 0.0 if self.since is None else time.monotonic() - self.since
 
 
+class Runnable(Protocol):
+    """One built pipeline run, whatever the engine: :class:`QuixRun` or the batch engine's ``BatchRun``."""
+
+    @property
+    def stats(self) -> PipelineStats: ...
+
+    def run(self, *, idle_timeout_s: float, stop: threading.Event) -> PipelineStats:
+        """Run until ``stop`` is set (or SIGTERM/SIGINT, which set it), or idle for ``idle_timeout_s`` > 0."""
+
+    def discard(self) -> None:
+        """Release a pipeline that was built but will not run."""
+
+
+@dataclass
+class QuixRun:
+    """A Quix :class:`LivePipeline` as a :class:`Runnable` (Quix installs its own signal handlers while it runs)."""
+
+    pipeline: LivePipeline
+
+    @property
+    def stats(self) -> PipelineStats:
+        return self.pipeline.stats
+
+    def run(self, *, idle_timeout_s: float, stop: threading.Event) -> PipelineStats:
+        return run_pipeline(self.pipeline, idle_timeout_s=idle_timeout_s)
+
+    def discard(self) -> None:
+        self.pipeline.lag_probe.stop()
+
+
 def run_resilient(
-    build: Callable[[], LivePipeline],
+    build: Callable[[], Runnable],
     *,
     view: str,
     bootstrap: str,
@@ -427,13 +460,13 @@ def run_resilient(
                     continue
                 noise.install()  # Quix configured its logging handler while building
                 if signals.seen():
-                    pipeline.lag_probe.stop()
+                    pipeline.discard()
                     break
                 # Step 3: run it.
                 runs += 1
                 started = time.monotonic()
                 try:
-                    stats = run_pipeline(pipeline, idle_timeout_s=idle_timeout_s)
+                    stats = pipeline.run(idle_timeout_s=idle_timeout_s, stop=signals.requested)
                 except BaseException as exc:  # KeyboardInterrupt too: a second Ctrl+C in a run
                     _add(totals, pipeline.stats)
                     ran_s = time.monotonic() - started
