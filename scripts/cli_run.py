@@ -70,8 +70,6 @@ def register(app: typer.Typer) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
         if settings.engine == "batch" and settings.guarantee != "exactly-once":
             raise ConfigError("--engine batch runs exactly-once only; drop --guarantee at-least-once or use --engine quix")
-        if settings.engine == "batch" and grace_ms is not None:
-            raise ConfigError("--grace-ms is not supported by --engine batch yet; use the view's default or --engine quix")
 
         def build() -> Runnable:
             if settings.engine == "batch":
@@ -80,7 +78,7 @@ def register(app: typer.Typer) -> None:
 
                 engine_dir = state_dir or settings.state_dir / name
                 return BatchRun(BatchEngine(
-                    settings, name, state_dir=engine_dir, group_id=group, progress_interval_s=progress_interval_s,
+                    settings, name, state_dir=engine_dir, group_id=group, progress_interval_s=progress_interval_s, grace_ms=grace_ms,
                     instance_id=instance_identity(settings, name, state_dir=engine_dir),
                 ))
             return QuixRun(build_pipeline(

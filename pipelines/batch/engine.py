@@ -102,9 +102,10 @@ class BatchEngine:
         commit_interval_s: float | None = None,
         batch_size: int = 2000,
         progress_interval_s: float = 10.0,
+        grace_ms: int | None = None,
     ) -> None:
         self.view = view
-        projection = get_projection(view)
+        projection = get_projection(view, grace_ms=grace_ms)
         self._topic = settings.orders_topic
         self._state_dir = state_dir
         self._batch_size = batch_size
