@@ -4,7 +4,8 @@ Layout: ``<run dir>/soak.lock`` (held while a soak runs) and ``<run dir>/<UTC st
 ``broker/`` (its private broker), ``state/<view>/``, ``replica/``, ``logs/``, ``oracle.sqlite``, ``summary.json``
 and ``children.pids``. A soak that was itself killed -9 leaves its broker and children running: the next
 soak in the same directory stops them (only a broker this package started there, only a pid whose command
-line still names that run's directory), then removes all but the newest :data:`KEEP_RUNS` runs.
+line still names that run's directory), deletes their data (broker log dir, pipeline state, replica store; their logs,
+oracle and summary stay), then removes all but the newest :data:`KEEP_RUNS` runs.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def new_run(root: Path, *, seed: int) -> Iterator[Path]:
         earlier = sorted(p for p in root.iterdir() if p.is_dir() and "-seed" in p.name)
         for old in earlier:
             _stop_leftovers(old)
+            for bulky in (old / "broker" / "data", old / "state", old / "replica"):  # ~800 MB after 20 min; logs and summary stay
+                shutil.rmtree(bulky, ignore_errors=True)
         for old in earlier[: max(0, len(earlier) - (KEEP_RUNS - 1))]:
             shutil.rmtree(old, ignore_errors=True)
         run = root / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-seed{seed}"
