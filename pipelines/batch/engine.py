@@ -73,6 +73,9 @@ from schemas.fast_decode import event_decoder
 __all__ = ["BatchEngine", "BatchRun", "run_batch", "default_batch_group"]
 
 log = logging.getLogger("rewind.batch")
+#: The Kafka clients' own lines (librdkafka), through Python logging: run_resilient's noise filter
+#: counts connection failures there during an outage instead of letting them flood stderr.
+client_log = logging.getLogger("rewind.kafka.batch")
 
 _TXN_TIMEOUT_S = 30.0
 
@@ -142,6 +145,7 @@ class BatchEngine:
             "transaction.timeout.ms": int(_TXN_TIMEOUT_S * 2000),
             "linger.ms": 20,
             "log_level": 3,
+            "logger": client_log,
         })
         # Step 1's precondition: fence and abort a previous incarnation before the consumer fetches offsets.
         self._producer.init_transactions(_TXN_TIMEOUT_S)
@@ -160,6 +164,7 @@ class BatchEngine:
             # repartition records must not queue behind a whole orders backlog while it catches up.
             "queued.max.messages.kbytes": 8 * 1024,
             "log_level": 3,
+            "logger": client_log,
         })
         self._stores: dict[tuple[str, int], PartitionStore] = {}
         #: Next offset per (topic, partition) folded in the open transaction.
@@ -317,7 +322,7 @@ class BatchEngine:
         stage = self._stages[topic]
         reader = Consumer({
             "bootstrap.servers": self._bootstrap, "group.id": f"rewind-refold-{self.view}", "isolation.level": "read_committed",
-            "enable.auto.commit": False, "log_level": 3,
+            "enable.auto.commit": False, "log_level": 3, "logger": client_log,
         })
         folded = 0
         try:

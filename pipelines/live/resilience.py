@@ -173,7 +173,8 @@ def _where(exc: BaseException) -> str:
 class ClientNoiseFilter(logging.Filter):
     """Drops the Kafka clients' connection-failure lines (librdkafka's and Quix's error callbacks), counting them.
 
-    Matched by content, not by logger: librdkafka's lines reach Python through Quix's loggers.
+    Matched by content, among the Kafka clients' loggers only: librdkafka's lines reach Python
+    through Quix's loggers (``quixstreams.*``) and the batch engine's (``rewind.kafka.*``).
     Everything else passes, including Quix's one line per failed run.
     """
 
@@ -189,7 +190,7 @@ class ClientNoiseFilter(logging.Filter):
         self.dropped = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.name.startswith("quixstreams") or record.levelno >= logging.CRITICAL:
+        if not record.name.startswith(("quixstreams", "rewind.kafka")) or record.levelno >= logging.CRITICAL:
             return True
         if self._NOISE.search(record.getMessage()):
             self.dropped += 1
