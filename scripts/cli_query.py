@@ -200,6 +200,7 @@ def register(app: typer.Typer) -> None:
         kafka_bootstrap_servers: str | None = setting_option("kafka_bootstrap_servers", "Kafka cluster (default: the local broker)."),
     ) -> None:
         """Consume every view.<name> topic into the versioned read replica and serve the HTTP query API until SIGTERM/SIGINT."""
+        from pipelines.errors import BrokerUnreachableError
         from pipelines.topics import check_reachable
         from state.replica import view_topics
         from state.serve import serve as run_serve
@@ -212,8 +213,13 @@ def register(app: typer.Typer) -> None:
         for topic in view_topics(prefix=settings.view_topic_prefix):
             check_topic("--view-topic-prefix", topic)
         _check_listen(host, port)
-        check_reachable(settings.bootstrap(), timeout_s=settings.connect_timeout_s)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        try:
+            check_reachable(settings.bootstrap(), timeout_s=min(settings.connect_timeout_s, 5.0))
+        except BrokerUnreachableError as exc:
+            # Started during an outage: serve the store as of its position (/healthz says degraded) and
+            # let the replica wait for the broker, as it does when the broker goes away later.
+            logging.getLogger("rewind.serve").warning("%s; serving the replica's store as it is until it answers", exc)
         run_serve(
             store_dir,
             bootstrap=settings.bootstrap(),
