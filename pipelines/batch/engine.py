@@ -63,6 +63,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from pipelines.batch.partition_store import PartitionStore
 from pipelines.batch.stages import OrderStage, RekeyStage, Stage
 from pipelines.errors import InstanceFencedError
+from pipelines.live.application import SESSION_TIMEOUT_MS
 from pipelines.live.stats import PipelineStats
 from pipelines.projections import get_projection, view_spec
 from pipelines.settings import RewindSettings
@@ -153,7 +154,7 @@ class BatchEngine:
             "bootstrap.servers": bootstrap,
             "group.id": group,
             "group.instance.id": self._identity,
-            "session.timeout.ms": 20000,
+            "session.timeout.ms": SESSION_TIMEOUT_MS,  # the Quix engine's, for the same reason
             "partition.assignment.strategy": "cooperative-sticky",
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
@@ -172,8 +173,9 @@ class BatchEngine:
         self._positions: dict[tuple[str, int], int] = {}
         self._in_transaction = False
         self._last_commit = time.monotonic()
-        #: Records refolded with outputs muted (step 1), since start.
-        self.refolded = 0
+        self._fenced = False  # another process took our identity: nothing of ours may talk to the group any more
+        #: Records refolded with outputs muted (step 1) since start, per topic.
+        self.refolded: dict[str, int] = {}
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -267,6 +269,7 @@ class BatchEngine:
         """The exception to stop with for ``error``: fencing is a one-line :class:`InstanceFencedError`."""
         fenced_codes = (KafkaError._FENCED, KafkaError.FENCED_INSTANCE_ID, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
         if error.code() in fenced_codes or "fenced" in error.str().lower():
+            self._fenced = True
             return InstanceFencedError(
                 f"{self.view}: another process runs as this instance ({self._identity}) and fenced this one ({error.str()}); "
                 "stopping without committing (give each instance its own state dir or REWIND_INSTANCE_ID)"
@@ -292,6 +295,7 @@ class BatchEngine:
             return
         committed = consumer.committed(partitions, timeout=_TXN_TIMEOUT_S)
         start: list[TopicPartition] = []
+        behind: list[tuple[PartitionStore, str, int, int, int]] = []
         for tp in committed:
             topic, partition = tp.topic, tp.partition
             low, _ = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=_TXN_TIMEOUT_S)
@@ -304,9 +308,10 @@ class BatchEngine:
                 store.destroy()
                 store = PartitionStore(path)
             if store.applied < target:
-                self._refold(store, topic, partition, max(store.applied, low), target)
+                behind.append((store, topic, partition, max(store.applied, low), target))
             self._stores[(topic, partition)] = store
             start.append(TopicPartition(topic, partition, target))
+        self._refold(behind)
         consumer.incremental_assign(start)
         by_topic: dict[str, list[int]] = {}
         for tp in start:
@@ -317,36 +322,45 @@ class BatchEngine:
         """``p<N>`` for an orders partition, ``r<N>`` for a repartition partition."""
         return self._state_dir / f"{'p' if topic == self._topic else 'r'}{partition}"
 
-    def _refold(self, store: PartitionStore, topic: str, partition: int, begin: int, end: int) -> None:
-        """Fold records ``[begin, end)`` of ``topic[partition]`` into ``store`` with outputs muted, then commit it at ``end``."""
+    def _refold(self, behind: list[tuple[PartitionStore, str, int, int, int]]) -> None:
+        """For each (store, topic, partition, begin, end): fold records ``[begin, end)`` into the store with outputs
+        muted, then commit it at ``end``. One reader for them all, so partitions refold side by side."""
+        if not behind:
+            return
         started = time.monotonic()
-        stage = self._stages[topic]
+        pending = {(topic, partition): (store, end) for store, topic, partition, begin, end in behind if begin < end}
+        for store, _, _, begin, end in behind:
+            if begin >= end:
+                store.commit(end)
         reader = Consumer({
             "bootstrap.servers": self._bootstrap, "group.id": f"rewind-refold-{self.view}", "isolation.level": "read_committed",
             "enable.auto.commit": False, "log_level": 3, "logger": client_log,
         })
         folded = 0
         try:
-            if begin < end:
-                reader.assign([TopicPartition(topic, partition, begin)])
-                deadline = time.monotonic() + 300
-                while True:
-                    for message in reader.consume(5000, timeout=1.0):
-                        if message.error() is not None or message.offset() >= end:
-                            continue
-                        stage.fold(message, store, None)
-                        folded += 1
-                    position = reader.position([TopicPartition(topic, partition)])[0].offset
-                    if position >= end:
-                        break
-                    if time.monotonic() > deadline:
-                        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"refold of {topic}[{partition}] stuck at {position} < {end}"))
+            reader.assign([TopicPartition(topic, partition, begin) for _, topic, partition, begin, end in behind if begin < end])
+            deadline = time.monotonic() + 600
+            while pending:
+                for message in reader.consume(5000, timeout=0.2):
+                    where = (message.topic(), message.partition())
+                    item = pending.get(where)
+                    if item is None or message.error() is not None or message.offset() >= item[1]:
+                        continue
+                    self._stages[where[0]].fold(message, item[0], None)
+                    self.refolded[where[0]] = self.refolded.get(where[0], 0) + 1
+                    folded += 1
+                # Done by position, not by the last record: aborted records and commit markers are never delivered.
+                for tp in reader.position([TopicPartition(t, p) for t, p in pending]):
+                    store, end = pending[(tp.topic, tp.partition)]
+                    if tp.offset >= end:
+                        store.commit(end)
+                        del pending[(tp.topic, tp.partition)]
+                if pending and time.monotonic() > deadline:
+                    raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"refold stuck on {sorted(pending)}"))
         finally:
             reader.close()
-        store.commit(end)
-        self.refolded += folded
-        log.info("%s: %s[%d]: refolded %d records [%d, %d) without publishing, in %.1fs",
-                 self.view, topic, partition, folded, begin, end, time.monotonic() - started)
+        log.info("%s: refolded %d records of %d partitions without publishing, in %.1fs",
+                 self.view, folded, len(behind), time.monotonic() - started)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """A cooperative revoke: commit what we did (steps 4-6), then let the partitions go."""
@@ -398,13 +412,14 @@ class BatchEngine:
     def close(self) -> None:
         """Abort any open transaction, leave the group, close clients and stores (``run`` does it on its way out)."""
         try:
-            if self._in_transaction:
+            if self._in_transaction and not self._fenced:
                 try:
                     self._abort()
                 except KafkaException as exc:  # fenced or broker gone: the broker aborts it on its own timeout
                     log.warning("%s: could not abort the open transaction (%s)", self.view, exc.args[0].str())
                     self._in_transaction = False
-            self._leave_group()
+            if not self._fenced:  # the group belongs to the new instance now; a fenced member cannot leave it
+                self._leave_group()
             self._consumer.close()
         finally:
             for store in self._stores.values():

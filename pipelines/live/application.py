@@ -38,8 +38,9 @@ therefore unsubscribes before it closes (:meth:`_RewindApplication._leave_group`
 librdkafka then sends a LeaveGroup even for a static member (it skips it only on close),
 and the other instances take the partitions over at once; a restart of the same instance
 is then an ordinary join. A crash leaves no such chance: the partitions of a crashed
-instance that is never restarted move after ``session.timeout.ms`` (librdkafka's 45 s,
-as before).
+instance that is never restarted move after ``session.timeout.ms``, which is therefore
+15 s (:data:`SESSION_TIMEOUT_MS`) instead of librdkafka's 45 s: heartbeats come from
+librdkafka's own thread, so a busy or GC-paused Python loop does not miss them.
 
 Not KIP-848 (``group.protocol=consumer``, which Kafka 4 and librdkafka 2.12 support): it
 does not help here. A dead member's partitions are still held until the
@@ -102,6 +103,9 @@ LEAVE_GROUP_TIMEOUT_S = 5.0
 #: backlog (measured: no step-2 record processed, hence no view record committed, until 91k
 #: orders records were done). A 2 MiB queue plus one 2 MiB fetch keeps them seconds behind.
 _FETCH_CONFIG = {"queued.max.messages.kbytes": 2048, "fetch.max.bytes": 2 * 1024 * 1024}
+
+#: How long a crashed instance that is not restarted keeps its partitions (see the module docstring).
+SESSION_TIMEOUT_MS = 15_000
 
 
 def instance_identity(settings: RewindSettings, view: str, *, state_dir: Path) -> str:
@@ -256,7 +260,7 @@ def build_pipeline(
         # Quix's poll after the assign callback otherwise idles up to 1 s before the recovery check
         # starts (measured ~0.5 s of a ~6 s restart); an idle loop polling 5 times a second costs nothing.
         consumer_poll_timeout=MAX_POLL_S,
-        consumer_extra_config={"group.instance.id": identity, **_FETCH_CONFIG},
+        consumer_extra_config={"group.instance.id": identity, "session.timeout.ms": SESSION_TIMEOUT_MS, **_FETCH_CONFIG},
         # No compression: on these 2 cores the CPU it costs is worth more than the bytes it saves (measured +10%).
         # The transactional id is unique per group and instance (Quix prefixes it only on Quix Cloud).
         producer_extra_config={"linger.ms": 20, "transactional.id": f"{group}-{identity}"},

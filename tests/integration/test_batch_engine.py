@@ -38,7 +38,6 @@ from tests.integration.support import committed_total, isolated_settings, latest
 
 pytestmark = pytest.mark.integration
 
-VIEWS = ("order-status", "customer-summary", "product-sales", "revenue-hourly", "payments-daily")
 EXPECTED: dict[str, Callable[[Oracle], dict[str, dict[str, Any]]]] = {
     "order-status": expected_order_status, "customer-summary": expected_customers, "product-sales": expected_skus,
     "payments-daily": expected_payments_daily,
@@ -136,7 +135,9 @@ def _published_twice(settings: RewindSettings, view: str) -> list[tuple[Any, ...
     return [k for k, n in counts.items() if n > 1]
 
 
-@pytest.mark.parametrize("view", VIEWS)
+#: One view of each shape: per order; re-keyed counters; re-keyed windows with the late rule. The kernel fuzz
+#: test compares the batch stage with the Quix step and the replay fold on every view, record for record.
+@pytest.mark.parametrize("view", ["order-status", "customer-summary", "revenue-hourly"])
 def test_a_run_equals_the_oracle_and_counts_add_up(view: str, workload: tuple[RewindSettings, Path, int], tmp_path: Path) -> None:
     """Scenario: a poisoned workload through the batch engine. We expect the oracle's rows, its dead letters, and in = applied + dup + dead."""
     settings, oracle_path, total = workload
@@ -151,7 +152,7 @@ def test_a_run_equals_the_oracle_and_counts_add_up(view: str, workload: tuple[Re
     assert _published_twice(settings, view) == []
 
 
-@pytest.mark.parametrize("view", ["order-status", "customer-summary"])
+@pytest.mark.parametrize("view", ["customer-summary"])  # both stages: orders and repartition stores refolded
 def test_a_restart_and_a_lost_state_dir_publish_nothing_twice(view: str, workload: tuple[RewindSettings, Path, int], tmp_path: Path) -> None:
     """Scenario: stop after a first checkpoint, lose the state dir, restart. We expect the oracle's rows and no record published twice."""
     settings, oracle_path, total = workload
@@ -171,9 +172,7 @@ def test_a_restart_and_a_lost_state_dir_publish_nothing_twice(view: str, workloa
     _wait_for_oracle(settings, oracle_path, view)
     second_stats = second.stop()
     assert first_stats.events_in + second_stats.events_in == total
-    assert second.engine.refolded >= committed_first  # every committed orders record refolded, muted (plus stage 2's changes)
-    if view == "order-status":
-        assert second.engine.refolded == committed_first
+    assert second.engine.refolded[settings.orders_topic] == committed_first  # every committed orders record refolded once, muted
     second_stats.late += first_stats.late
     _assert_view_and_dlq_match(settings, oracle_path, view, second_stats)
     assert _published_twice(settings, view) == []
