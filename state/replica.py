@@ -35,7 +35,6 @@ from the orders log with the replay engine into a fresh store.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 import uuid
@@ -45,6 +44,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from pipelines.client_logs import ClientNoiseFilter
 from pipelines.projections import VIEW_NAMES
 from pipelines.topics import view_topic
 from state.contracts import SourcePosition, ViewUpdate, WritableProjectionStore
@@ -56,22 +56,6 @@ log = logging.getLogger(__name__)
 
 #: Consume errors that only say the broker is out of reach: counted, reported once per interval.
 _CONNECTION_ERRORS = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT, KafkaError._RESOLVE})
-
-
-class _ConnectionNoise(logging.Filter):
-    """Drops librdkafka's connection-failure lines (several a second in an outage) and counts them."""
-
-    _NOISE = re.compile(r"Connect to ipv[46]#|Connection refused|Disconnected|brokers are down|Broker transport failure|Failed to resolve|timed out")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dropped = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self._NOISE.search(record.getMessage()):
-            self.dropped += 1
-            return False
-        return True
 
 
 def view_topics(*, prefix: str = "", views: tuple[str, ...] = VIEW_NAMES, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -148,8 +132,8 @@ class Replica:
         self._outage_report_s = outage_report_s
         self._down_since: float | None = None
         self._next_report = 0.0
-        self._noise = _ConnectionNoise()
         self._kafka_log = logging.getLogger(f"{__name__}.kafka")
+        self._noise = ClientNoiseFilter(loggers=(self._kafka_log.name,))
 
     # -- lifecycle ---------------------------------------------------------------------
 

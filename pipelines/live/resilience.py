@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import re
 import signal
 import socket
 import threading
@@ -54,6 +53,7 @@ from quixstreams.kafka.exceptions import BaseKafkaException, KafkaBrokerUnavaila
 from quixstreams.models.topics.exceptions import CreateTopicTimeout, TopicNotFoundError
 from quixstreams.state.exceptions import ChangelogFlushError
 
+from pipelines.client_logs import ClientNoiseFilter
 from pipelines.errors import BrokerUnreachableError
 from pipelines.live.application import LivePipeline, run_pipeline
 from pipelines.live.stats import PipelineStats
@@ -168,41 +168,6 @@ def _where(exc: BaseException) -> str:
         return ""
     last = frames[-1]
     return f"{last.filename}:{last.lineno} in {last.name}"
-
-
-class ClientNoiseFilter(logging.Filter):
-    """Drops the Kafka clients' connection-failure lines (librdkafka's and Quix's error callbacks), counting them.
-
-    Matched by content, among the Kafka clients' loggers only: librdkafka's lines reach Python
-    through Quix's loggers (``quixstreams.*``) and the batch engine's (``rewind.kafka.*``).
-    Everything else passes, including Quix's one line per failed run.
-    """
-
-    _NOISE: Final = re.compile(
-        r"Connect to ipv[46]#|Connection refused|Disconnected|brokers are down|Broker transport failure"
-        r"|Failed to resolve|Timed out|_TIMED_OUT|TIMED_OUT|SESSTMOUT|REQTMOUT|TXNERR|COORD|GETPID"
-        r"|Coordinator load in progress|Coordinator not available|Failed to acquire idempotence PID"
-        r'|code="-1(?:95|93|92|87|85)"'
-    )
-
-    def __init__(self) -> None:
-        super().__init__("rewind.client-noise")
-        self.dropped = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not record.name.startswith(("quixstreams", "rewind.kafka")) or record.levelno >= logging.CRITICAL:
-            return True
-        if self._NOISE.search(record.getMessage()):
-            self.dropped += 1
-            return False
-        return True
-
-    def install(self) -> None:
-        """Attach to every handler of the ``quixstreams`` and root loggers (idempotent; Quix adds its handler when an app is built)."""
-        for logger in (logging.getLogger("quixstreams"), logging.getLogger()):
-            for handler in logger.handlers:
-                if self not in handler.filters:
-                    handler.addFilter(self)
 
 
 class BrokerWatch:
