@@ -63,7 +63,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from pipelines.batch.partition_store import PartitionStore
 from pipelines.batch.stages import OrderStage, RekeyStage, Stage
 from pipelines.errors import InstanceFencedError
-from pipelines.live.application import SESSION_TIMEOUT_MS
+from pipelines.live.application import BOUNDED_FETCH_CONFIG, SESSION_TIMEOUT_MS, leave_group
 from pipelines.live.stats import PipelineStats
 from pipelines.projections import get_projection, view_spec
 from pipelines.settings import RewindSettings
@@ -79,6 +79,8 @@ log = logging.getLogger("rewind.batch")
 client_log = logging.getLogger("rewind.kafka.batch")
 
 _TXN_TIMEOUT_S = 30.0
+#: A per-order view's prefetch (see the consumer's configuration).
+_DEEP_FETCH_CONFIG = {"fetch.max.bytes": 8 * 1024 * 1024, "queued.max.messages.kbytes": 16 * 1024}
 
 
 def default_batch_group(view: str) -> str:
@@ -161,12 +163,11 @@ class BatchEngine:
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             # The prefetch (librdkafka's default queue is 64 MiB). A re-keyed view's repartition records go
-            # through the same queue, so it is bounded to 2 MiB there, as in the Quix engine: they must not
-            # wait behind a whole orders backlog (measured: a run killed every ~20 s published nothing with
+            # through the same queue, so it is bounded there as in the Quix engine: they must not wait
+            # behind a whole orders backlog (measured: a run killed every ~20 s published nothing with
             # 8 MiB). A per-order view has one stage, and a deep prefetch doubles its rate (bench_live: 17k
             # -> 35k events/s with 8 MiB fetches and a 16 MiB queue).
-            "fetch.max.bytes": (2 if repartition else 8) * 1024 * 1024,
-            "queued.max.messages.kbytes": (2 if repartition else 16) * 1024,
+            **(BOUNDED_FETCH_CONFIG if repartition else _DEEP_FETCH_CONFIG),
             "log_level": 3,
             "logger": client_log,
         })
@@ -397,17 +398,10 @@ class BatchEngine:
         return lag
 
     def _leave_group(self) -> None:
-        """Leave the group on a clean stop, so the other instances take the partitions at once.
-
-        A static member sends no LeaveGroup on close (a restart is meant to take its partitions
-        back); an unsubscribe does send one (see pipelines.live.application). Polls until the
-        member id is gone; records a poll returns meanwhile are neither folded nor committed.
-        """
+        """Leave the group on a clean stop, so the other instances take the partitions at once
+        (a static member sends no LeaveGroup on close: :func:`pipelines.live.application.leave_group`)."""
         try:
-            self._consumer.unsubscribe()
-            deadline = time.monotonic() + 10.0
-            while self._consumer.memberid() and time.monotonic() < deadline:
-                self._consumer.poll(0.1)
+            leave_group(self._consumer, timeout_s=10.0)
         except (KafkaException, RuntimeError) as exc:  # fenced or closed: nothing to leave
             log.info("%s: did not leave the group cleanly (%s)", self.view, exc)
 

@@ -34,7 +34,7 @@ twice, because a restart after kill -9 used to wait for two things (measured 47-
 Static members do not leave the group when they close, so a cleanly stopped instance
 would hold its partitions for ``session.timeout.ms`` too (scale-down, or stopping one
 instance for good). On a clean stop (SIGTERM, SIGINT, idle timeout) the application
-therefore unsubscribes before it closes (:meth:`_RewindApplication._leave_group`):
+therefore unsubscribes before it closes (:func:`leave_group`):
 librdkafka then sends a LeaveGroup even for a static member (it skips it only on close),
 and the other instances take the partitions over at once; a restart of the same instance
 is then an ordinary join. A crash leaves no such chance: the partitions of a crashed
@@ -78,7 +78,7 @@ from pipelines.settings import RewindSettings
 from pipelines.topics import DLQ_TOPIC_CONFIG, VIEW_TOPIC_CONFIG, check_reachable, view_topic
 from schemas.fast_decode import event_decoder
 
-__all__ = ["LivePipeline", "build_pipeline", "instance_identity", "run_pipeline"]
+__all__ = ["LivePipeline", "build_pipeline", "instance_identity", "leave_group", "run_pipeline"]
 
 log = logging.getLogger("rewind.live")
 
@@ -102,10 +102,29 @@ LEAVE_GROUP_TIMEOUT_S = 5.0
 #: readable only once step 1's transaction commits, waited behind the whole prefetched orders
 #: backlog (measured: no step-2 record processed, hence no view record committed, until 91k
 #: orders records were done). A 2 MiB queue plus one 2 MiB fetch keeps them seconds behind.
-_FETCH_CONFIG = {"queued.max.messages.kbytes": 2048, "fetch.max.bytes": 2 * 1024 * 1024}
+BOUNDED_FETCH_CONFIG = {"queued.max.messages.kbytes": 2048, "fetch.max.bytes": 2 * 1024 * 1024}
 
 #: How long a crashed instance that is not restarted keeps its partitions (see the module docstring).
 SESSION_TIMEOUT_MS = 15_000
+
+
+def leave_group(consumer: Any, *, timeout_s: float = LEAVE_GROUP_TIMEOUT_S) -> bool:
+    """Unsubscribe and serve the revoke until librdkafka has sent the LeaveGroup; False if it had not within ``timeout_s``.
+
+    Both engines call it on a clean stop, before closing their consumer (Quix's or a plain
+    confluent-kafka one). librdkafka sends the LeaveGroup once the revoke is done, and resets
+    the member id as it does, so an empty member id is the sign; ``consumer.close()`` then
+    waits for the answer. Were the consumer closed first, a static member would not send it
+    at all. Records a poll returns meanwhile are not processed, nor committed.
+    """
+    consumer.unsubscribe()
+    deadline = time.monotonic() + timeout_s
+    while consumer.memberid() and time.monotonic() < deadline:
+        consumer.poll(0.1)  # serves the revoke callback
+    if consumer.memberid():
+        log.warning("did not leave the consumer group within %.0fs; its partitions move after the session timeout", timeout_s)
+        return False
+    return True
 
 
 def instance_identity(settings: RewindSettings, view: str, *, state_dir: Path) -> str:
@@ -146,7 +165,7 @@ class _RewindApplication(Application):
       they wrote in memory (see :class:`RowCache`); such a copy is only true while this
       process owns the partition, so it is dropped whenever ownership changes. Quix has no
       public rebalance callback, hence the override of its three handlers.
-    - a clean stop leaves the consumer group (see the module docstring): :meth:`_leave_group`;
+    - a clean stop leaves the consumer group (see the module docstring): :func:`leave_group`;
     - its consumer polls briefly (:class:`_ShortPollConsumer`), so a restart does not idle.
 
     All rely on private members of the pinned quixstreams version; the scale-out test
@@ -186,22 +205,7 @@ class _RewindApplication(Application):
         super()._run_dataframe(sink)
         # Returns (rather than raises) only on a clean stop, after the final checkpoint commit;
         # the consumer is still open (Quix closes it when run() unwinds).
-        self._leave_group()
-
-    def _leave_group(self) -> None:
-        """Unsubscribe and serve the revoke until librdkafka has sent the LeaveGroup.
-
-        librdkafka sends it once the revoke is done, and resets the member id as it does, so
-        an empty member id is the sign; ``consumer.close()`` then waits for the answer. Were
-        the consumer closed first, a static member would not send it at all.
-        """
-        consumer: Any = self._consumer  # Quix's consumer; its unsubscribe() is untyped
-        consumer.unsubscribe()
-        deadline = time.monotonic() + LEAVE_GROUP_TIMEOUT_S
-        while consumer.memberid() and time.monotonic() < deadline:
-            consumer.poll(0.1)  # serves the revoke callback; records it may return are not processed, nor committed
-        if consumer.memberid():
-            log.warning("did not leave the consumer group within %.0fs; its partitions move after the session timeout", LEAVE_GROUP_TIMEOUT_S)
+        leave_group(self._consumer)
 
 
 @dataclass
@@ -260,7 +264,7 @@ def build_pipeline(
         # Quix's poll after the assign callback otherwise idles up to 1 s before the recovery check
         # starts (measured ~0.5 s of a ~6 s restart); an idle loop polling 5 times a second costs nothing.
         consumer_poll_timeout=MAX_POLL_S,
-        consumer_extra_config={"group.instance.id": identity, "session.timeout.ms": SESSION_TIMEOUT_MS, **_FETCH_CONFIG},
+        consumer_extra_config={"group.instance.id": identity, "session.timeout.ms": SESSION_TIMEOUT_MS, **BOUNDED_FETCH_CONFIG},
         # No compression: on these 2 cores the CPU it costs is worth more than the bytes it saves (measured +10%).
         # The transactional id is unique per group and instance (Quix prefixes it only on Quix Cloud).
         producer_extra_config={"linger.ms": 20, "transactional.id": f"{group}-{identity}"},
