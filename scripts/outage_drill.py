@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 import typer
 
-from pipelines.live.supervisor import PipelineChild, committed_offsets, group_lag
+from pipelines.live.supervisor import PipelineChild, committed_total, group_lag
 from pipelines.readback import data_end_offsets, latest_by_key
 from pipelines.settings import RewindSettings
 from pipelines.topics import view_topic
@@ -139,13 +139,13 @@ def _drill(settings: RewindSettings, broker: Any, root: Path, views: list[str], 
     try:
         for view in views:
             def started(view: str = view) -> bool:
-                return committed_total(bootstrap, groups[view], settings) > first_part // 10 or not children[view].alive()
+                return committed_total(bootstrap, groups[view], settings.orders_topic) > first_part // 10 or not children[view].alive()
 
             _wait(started, timeout_s=600, what=f"{view} to commit part of the log")
         _wait(lambda: (_health(port) or {}).get("status") == "ok", timeout_s=120, what="rewind serve to answer ok")
         before = {view: len(_lines(c.log_path)) for view, c in children.items()}
         serve_before = len(_lines(serve_log))
-        committed_at_kill = {view: committed_total(bootstrap, groups[view], settings) for view in views}
+        committed_at_kill = {view: committed_total(bootstrap, groups[view], settings.orders_topic) for view in views}
         _say(f"killing the broker (kill -9); committed so far: {committed_at_kill}")
         broker.stop(hard=True)
         killed = time.monotonic()
@@ -177,7 +177,7 @@ def _drill(settings: RewindSettings, broker: Any, root: Path, views: list[str], 
         back = time.monotonic()
         figures["broker_restart_s"] = round(back - restart_began, 1)
         figures["down_s"] = round(back - killed, 1)
-        committed_back = {view: committed_total(bootstrap, groups[view], settings) for view in views}
+        committed_back = {view: committed_total(bootstrap, groups[view], settings.orders_topic) for view in views}
         produce_workload(settings, workload.records[first_part:], progress=False)
         _say(f"broker back after {figures['down_s']} s down; produced the remaining {len(workload.records) - first_part} events")
         # Resumed: the group committed past where it stood when the broker came back. Caught up: nothing left to commit.
@@ -186,7 +186,7 @@ def _drill(settings: RewindSettings, broker: Any, root: Path, views: list[str], 
         while caught != set(views):
             for view in set(views) - caught:
                 figure = figures["views"][view]
-                if "resume_s" not in figure and committed_total(bootstrap, groups[view], settings) > committed_back[view]:
+                if "resume_s" not in figure and committed_total(bootstrap, groups[view], settings.orders_topic) > committed_back[view]:
                     figure["resume_s"] = round(time.monotonic() - back, 1)
                 if "resume_s" in figure and group_lag(bootstrap, groups[view], settings.orders_topic) == 0:
                     figure["caught_up_s"] = round(time.monotonic() - back, 1)
@@ -250,11 +250,6 @@ def _drill(settings: RewindSettings, broker: Any, root: Path, views: list[str], 
     figures["ok"] = ok
     print(json.dumps(figures, indent=2, default=str), flush=True)
     return bool(ok)
-
-
-def committed_total(bootstrap: str, group: str, settings: RewindSettings) -> int:
-    """Offsets ``group`` has committed on the orders topic, summed over partitions."""
-    return sum(committed_offsets(bootstrap, group, settings.orders_topic).values())
 
 
 if __name__ == "__main__":

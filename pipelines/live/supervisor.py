@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient
 
 from pipelines.settings import RewindSettings
 
-__all__ = ["PipelineChild", "committed_offsets", "group_lag", "group_members_with_partitions", "default_group"]
+__all__ = ["PipelineChild", "committed_offsets", "committed_total", "group_lag", "group_members_with_partitions", "default_group"]
 
 
 def default_group(view: str) -> str:
@@ -36,6 +36,11 @@ def committed_offsets(bootstrap: str, group: str, topic: str, *, timeout_s: floa
         return _committed(consumer, topic, timeout_s=timeout_s)
     finally:
         consumer.close()
+
+
+def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    """Sum over partitions of the offsets ``group`` has committed on ``topic`` (0 where none)."""
+    return sum(committed_offsets(bootstrap, group, topic).values())
 
 
 def group_lag(bootstrap: str, group: str, topic: str) -> int:

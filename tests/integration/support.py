@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.dlq import headers_to_dict
-from pipelines.live.supervisor import PipelineChild, committed_offsets, group_lag
+from pipelines.live.supervisor import PipelineChild, committed_total, group_lag
 from pipelines.readback import latest_by_key as latest_rows
 from pipelines.readback import read_to_end as read_topic
 from pipelines.settings import RewindSettings
@@ -70,11 +70,6 @@ class PipelineProcess(PipelineChild):
 def group_caught_up(bootstrap: str, group: str, topic: str) -> bool:
     """True when ``group`` has committed every record of ``topic``."""
     return group_lag(bootstrap, group, topic) == 0
-
-
-def committed_total(bootstrap: str, group: str, topic: str) -> int:
-    """Sum over partitions of the offsets ``group`` has committed on ``topic`` (0 where none)."""
-    return sum(committed_offsets(bootstrap, group, topic).values())
 
 
 def revenue_with_late(settings: RewindSettings, oracle_path: Path) -> tuple[dict[str, int], int]:
