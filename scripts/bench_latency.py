@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -95,7 +96,7 @@ def _run_engine(settings: RewindSettings, engine: Engine, view: str, state_dir: 
 
 
 def _produce_paced(settings: RewindSettings, *, rate: int, seconds: float, sent: dict[tuple[int, int], float],
-                   on_idle: object) -> None:
+                   on_idle: Callable[[], object]) -> None:
     """Send workload records at ``rate``/s for ``seconds``; ``sent[(partition, offset)]`` = when each was produced."""
     records = generate(WorkloadConfig(seed=3, orders=max(100, int(rate * seconds / 9)), days=1.0, poison_rate=0.0)).records
     # murmur2, as the Java client and the workload producer place keys (the kernel dead-letters any other placement).
@@ -106,7 +107,7 @@ def _produce_paced(settings: RewindSettings, *, rate: int, seconds: float, sent:
     for i, record in enumerate(records[:total]):
         due = started + i / rate
         while (now := time.monotonic()) < due:
-            on_idle()  # type: ignore[operator]  # a callable: read view records while waiting
+            on_idle()  # read view records while waiting
             time.sleep(min(0.002, max(0.0, due - time.monotonic())))
         at = now
 

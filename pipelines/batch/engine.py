@@ -54,9 +54,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -71,7 +69,7 @@ from pipelines.topics import DLQ_TOPIC_CONFIG, VIEW_TOPIC_CONFIG, admin_client, 
 from schemas.errors import ConfigError
 from schemas.fast_decode import event_decoder
 
-__all__ = ["BatchEngine", "BatchRun", "run_batch", "default_batch_group"]
+__all__ = ["BatchEngine", "BatchRun", "default_batch_group"]
 
 log = logging.getLogger("rewind.batch")
 #: The Kafka clients' own lines (librdkafka), through Python logging: run_resilient's noise filter
@@ -443,13 +441,3 @@ class BatchRun:
 
     def discard(self) -> None:
         self.engine.close()
-
-
-def run_batch(settings: RewindSettings, view: str, *, state_dir: Path, instance_id: str, group_id: str | None = None,
-              stop: threading.Event | None = None, idle_timeout_s: float = 0.0,
-              on_built: Callable[[BatchEngine], Any] | None = None) -> PipelineStats:
-    """Build and run a :class:`BatchEngine` until ``stop`` (a fresh event when None) or idle."""
-    engine = BatchEngine(settings, view, state_dir=state_dir, instance_id=instance_id, group_id=group_id)
-    if on_built is not None:
-        on_built(engine)
-    return engine.run(stop or threading.Event(), idle_timeout_s=idle_timeout_s)

@@ -76,10 +76,6 @@ class PartitionStore:
         self._rows[key] = value
         self._staged[key] = orjson.dumps(value)
 
-    @property
-    def staged_rows(self) -> int:
-        return len(self._staged)
-
     def commit(self, next_offset: int) -> None:
         """Write the staged rows, ``applied = next_offset`` and the stream time in one atomic batch."""
         batch = WriteBatch(raw_mode=True)
