@@ -106,10 +106,24 @@ class RewindSettings(BaseSettings):
             "the served one and its rollback target are always kept)."
         ),
     )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=_env("REWIND_DATABASE_URL"),
+        description=(
+            "The order service's event store and outbox, as a SQLAlchemy URL: sqlite:///PATH or "
+            "postgresql://USER@HOST:PORT/DB (`rewind postgres up` prints one); unset: sqlite:///.run/orders.sqlite."
+        ),
+    )
+    postgres_port: int = Field(default=15432, ge=1, le=65535, validation_alias=_env("REWIND_POSTGRES_PORT"))
+    orders_service_port: int = Field(default=8086, ge=1, le=65535, validation_alias=_env("REWIND_ORDERS_SERVICE_PORT"))
 
     def bootstrap(self) -> str:
         """The bootstrap servers to use: the configured cluster, or the local broker's address."""
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    def event_store_url(self) -> str:
+        """The order service's database URL: the configured one, or the default SQLite file under .run/."""
+        return self.database_url or "sqlite:///.run/orders.sqlite"
 
     @property
     def uses_local_broker(self) -> bool:
