@@ -106,6 +106,20 @@ class RewindSettings(BaseSettings):
             "the served one and its rollback target are always kept)."
         ),
     )
+    batch_snapshot_dir: Path = Field(
+        default=Path(".run/snapshots/batch"),
+        validation_alias=_env("REWIND_BATCH_SNAPSHOT_DIR"),
+        description=(
+            "Where the batch engine keeps snapshots of its partition stores (one folder per group), apart from the "
+            "state dir so that a lost state dir restarts from them; shared by a group's instances on a machine."
+        ),
+    )
+    batch_snapshot_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        validation_alias=_env("REWIND_BATCH_SNAPSHOT_INTERVAL_S"),
+        description="Seconds between the batch engine's snapshots of its partition stores (0: none).",
+    )
     database_url: str | None = Field(
         default=None,
         validation_alias=_env("REWIND_DATABASE_URL"),

@@ -73,13 +73,18 @@ def register(app: typer.Typer) -> None:
 
         def build() -> Runnable:
             if settings.engine == "batch":
-                from pipelines.batch.engine import BatchEngine, BatchRun
+                from pipelines.batch.engine import BatchEngine, BatchRun, default_batch_group
+                from pipelines.batch.snapshots import PartitionSnapshots
                 from pipelines.live.application import instance_identity
 
                 engine_dir = state_dir or settings.state_dir / name
+                snapshots = None
+                if settings.batch_snapshot_interval_s > 0:
+                    snapshots = PartitionSnapshots(settings.batch_snapshot_dir / (group or default_batch_group(name)))
                 return BatchRun(BatchEngine(
                     settings, name, state_dir=engine_dir, group_id=group, progress_interval_s=progress_interval_s, grace_ms=grace_ms,
                     instance_id=instance_identity(settings, name, state_dir=engine_dir),
+                    snapshots=snapshots, snapshot_interval_s=settings.batch_snapshot_interval_s,
                 ))
             return QuixRun(build_pipeline(
                 settings, name, group_id=group, grace_ms=grace_ms, progress_interval_s=progress_interval_s, state_dir=state_dir,

@@ -18,7 +18,9 @@ Exactly-once protocol, per checkpoint (every ``commit_interval_s``):
    (the store's next offset) and ``c`` (the group's committed offset; the log start when
    none). The producer ran ``init_transactions`` before the consumer joined, so a previous
    incarnation's open transaction (same transactional id) is aborted and its pending
-   offset commit no longer blocks ``c``.
+   offset commit no longer blocks ``c``. A store whose directory is missing (a lost disk,
+   or a partition new to this instance) is first restored from the newest snapshot whose
+   ``applied`` is at most ``c`` (:mod:`pipelines.batch.snapshots`), when there is one.
 
    - ``applied == c``: nothing to do.
    - ``applied < c``: a crash fell between steps 5 and 6 of an earlier checkpoint (or the
@@ -37,6 +39,9 @@ Exactly-once protocol, per checkpoint (every ``commit_interval_s``):
 5. (the point a crash can fall between)
 6. **Write the stores:** per partition, the staged rows and ``applied = next offset`` in
    one RocksDB WriteBatch (WAL on).
+7. Every ``snapshot_interval_s``, snapshot each store that moved (a RocksDB checkpoint,
+   outside the state directory). A snapshot is only ever a store as step 6 left it, so
+   restoring one in step 1 is the same as a store that crashed between 4 and 6.
 
 A crash before step 4 completes aborts the transaction (the broker's timeout, or step 1's
 ``init_transactions``): the stores were not written, the group's offsets did not move,
@@ -59,6 +64,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from pipelines.batch.partition_store import PartitionStore
+from pipelines.batch.snapshots import PartitionSnapshots
 from pipelines.batch.stages import OrderStage, RekeyStage, Stage
 from pipelines.errors import InstanceFencedError
 from pipelines.live.application import BOUNDED_FETCH_CONFIG, SESSION_TIMEOUT_MS, leave_group
@@ -107,8 +113,13 @@ class BatchEngine:
         batch_size: int = 2000,
         progress_interval_s: float = 10.0,
         grace_ms: int | None = None,
+        snapshots: PartitionSnapshots | None = None,
+        snapshot_interval_s: float = 60.0,
     ) -> None:
         self.view = view
+        self._snapshots = snapshots
+        self._snapshot_interval_s = snapshot_interval_s
+        self._last_snapshot = time.monotonic()
         projection = get_projection(view, grace_ms=grace_ms)
         self._topic = settings.orders_topic
         self._state_dir = state_dir
@@ -177,6 +188,8 @@ class BatchEngine:
         self._fenced = False  # another process took our identity: nothing of ours may talk to the group any more
         #: Records refolded with outputs muted (step 1) since start, per topic.
         self.refolded: dict[str, int] = {}
+        #: Partition stores restored from a snapshot (step 1) since start, per topic.
+        self.restored: dict[str, int] = {}
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -265,6 +278,16 @@ class BatchEngine:
             if store is not None:
                 store.commit(offset)
         self._positions.clear()
+        if self._snapshots is not None and self._last_commit - self._last_snapshot >= self._snapshot_interval_s:
+            self._snapshot()
+
+    def _snapshot(self) -> None:
+        """Snapshot every store that moved since its last snapshot (right after step 6: nothing is staged)."""
+        assert self._snapshots is not None
+        started = self._last_snapshot = time.monotonic()
+        taken = sum(self._snapshots.take(store.path.name, store) for store in self._stores.values())
+        if taken:
+            log.info("%s: snapshot of %d partition stores in %.2fs", self.view, taken, time.monotonic() - started)
 
     def _failure(self, error: KafkaError) -> Exception:
         """The exception to stop with for ``error``: fencing is a one-line :class:`InstanceFencedError`."""
@@ -302,6 +325,12 @@ class BatchEngine:
             low, _ = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=_TXN_TIMEOUT_S)
             target = tp.offset if tp.offset >= 0 else low
             path = self._store_path(topic, partition)
+            if self._snapshots is not None and not path.exists():
+                restored = self._snapshots.restore(path.name, path, at_most=target)
+                if restored is not None:
+                    self.restored[topic] = self.restored.get(topic, 0) + 1
+                    log.info("%s: %s[%d] starts from its snapshot at offset %d (the group committed %d)",
+                             self.view, topic, partition, restored, target)
             store = PartitionStore(path)
             if store.applied > target:
                 log.warning("%s: the store of %s[%d] is at offset %d, past the group's committed %d: rebuilding it",

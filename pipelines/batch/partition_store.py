@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from rocksdict import Options, WriteBatch
+from rocksdict import Checkpoint, Options, WriteBatch
 
 from pipelines.errors import PipelineStateError
 from state.rocks_open import open_rdict, write_options
@@ -95,6 +95,14 @@ class PartitionStore:
         self._staged.clear()
         self._rows.clear()
         self.stream_time_ms = self._committed_stream_time_ms
+
+    def checkpoint(self, dest: Path) -> None:
+        """A consistent copy of the committed store in new directory ``dest`` (a RocksDB checkpoint:
+        table files hard-linked where they can be). Staged rows are not in it."""
+        try:
+            Checkpoint(self._db).create_checkpoint(str(dest))
+        except Exception as exc:  # rocksdict raises a plain Exception carrying RocksDB's message
+            raise PipelineStateError(f"cannot checkpoint {self.path} to {dest}: {exc}") from exc
 
     def close(self) -> None:
         self._db.close()
