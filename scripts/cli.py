@@ -43,7 +43,7 @@ _quiet_authlib()
 
 def _register_commands() -> None:
     # Imported here, not at module top, so `rewind kafka ...` does not pay for Quix/rocksdict imports.
-    from scripts import cli_demo, cli_orders, cli_produce, cli_query, cli_replay, cli_run
+    from scripts import cli_demo, cli_orders, cli_outbox, cli_produce, cli_query, cli_replay, cli_run
 
     cli_produce.register(app)
     cli_run.register(app)
@@ -51,6 +51,7 @@ def _register_commands() -> None:
     cli_replay.register(app)
     cli_demo.register(app)
     cli_orders.register(app)
+    cli_outbox.register(app)
 
 
 _register_commands()
