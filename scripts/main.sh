@@ -5,4 +5,5 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source scripts/ensure-venv.sh
+source scripts/ensure-postgres.sh
 exec rewind demo "$@"

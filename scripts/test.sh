@@ -6,6 +6,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source scripts/ensure-venv.sh
+source scripts/ensure-postgres.sh
 
 check() {
   local name="$1"

@@ -33,6 +33,10 @@ ROWS: list[tuple[str, list[str], str]] = [
     ("kafka-equal-ports", ["kafka", "up", "--port", "9500", "--controller-port", "9500"], "must differ"),
     ("registry-equal-ports", ["registry", "up", "--port", "18555", "--management-port", "18555", "--url", CLOSED], "must differ"),
     ("registry-run-dir-file", ["registry", "up", "--run-dir", "{file}", "--url", CLOSED], "--run-dir"),
+    # postgres: checked before a run dir or cluster is made
+    ("postgres-port-zero", ["postgres", "up", "--port", "0"], "postgres_port"),
+    ("postgres-port-busy", ["postgres", "up", "--port", "{busy_port}"], "is in use by another process"),
+    ("postgres-run-dir-file", ["postgres", "up", "--run-dir", "{file}"], "--run-dir"),
     # produce: every argument before the broker, so no record is ever written without its oracle
     ("produce-start-huge-negative", ["produce", "--orders", "1", "--start", "-99999999999999", "--oracle", "{tmp}/o/o.sqlite"], "--start"),
     ("produce-start-before-1970", ["produce", "--orders", "1", "--start", "-5", "--oracle", "{tmp}/o/o.sqlite"], "--start"),
@@ -93,6 +97,7 @@ def _run_row(root: Path, args: list[str], busy_port: int) -> Outcome:
     env.update({
         "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "REWIND_CONNECT_TIMEOUT_S": "2",
         "REWIND_STATE_DIR": str(root / "state"), "REWIND_REGISTRY_RUN_DIR": str(root / "registry"),
+        "REWIND_POSTGRES_RUN_DIR": str(root / "pg"),
     })
     argv = [a.format(tmp=root, file=root / "afile", dir=root / "adir", busy_port=busy_port) for a in args]
     before = _files(root)

@@ -1,0 +1,108 @@
+"""The test session's PostgreSQL server, a fresh database per test, and `rewind postgres` run as a subprocess.
+
+The session's server is the project's own local one (``scripts.postgres_local``) in
+``.run/pg-test`` on REWIND_TEST_POSTGRES_PORT (default 25432), so a server started by
+`rewind postgres up` on 15432 neither blocks nor serves the tests; or, with
+REWIND_TEST_DATABASE_URL set, the server of that URL (its user must be allowed to
+CREATE DATABASE), and nothing is started. Every test that asks for ``postgres_url``
+gets a database of its own on it, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from scripts import postgres_local
+from scripts.local_service.ports import port_free
+
+#: The test server's own port and run dir.
+TEST_PORT = int(os.environ.get("REWIND_TEST_POSTGRES_PORT", "25432"))
+TEST_RUN_DIR = postgres_local.PROJECT_ROOT / ".run" / "pg-test"
+_CLI_TIMEOUT_S = 180.0
+
+
+@contextmanager
+def session_server() -> Iterator[str]:
+    """The SQLAlchemy URL of a maintenance database on the tests' server (see the module docstring).
+
+    The local test server is started unless it runs, and stopped on exit only if
+    this call started it. It runs with ``fsync=off``: a commit still reaches the
+    OS before it returns, so killing the server or a client loses nothing; only
+    an OS crash would, and the tests do not crash the OS.
+    """
+    external = os.environ.get("REWIND_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    paths = postgres_local.LocalPostgresPaths(run_dir=TEST_RUN_DIR)
+    was_running = postgres_local.status(paths=paths).running
+    postgres_local.up(port=TEST_PORT, paths=paths, fsync=False)
+    try:
+        yield postgres_local.database_url(TEST_PORT, "postgres")
+    finally:
+        if not was_running:
+            postgres_local.down(paths=paths)
+
+
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """A new database ``t_<8 hex>`` on the server of ``server_url``; yields its SQLAlchemy URL, drops it on exit.
+
+    The drop is best effort and forced (``WITH (FORCE)`` ends connections a test
+    left open); a database that could not be dropped is only a leftover.
+    """
+    from sqlalchemy import create_engine, make_url
+    from sqlalchemy.pool import NullPool
+
+    admin_url = make_url(server_url).set(drivername="postgresql+psycopg")
+    name = f"t_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield admin_url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with contextlib.suppress(Exception), admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, from 20000-32767 (below Linux's ephemeral range, see private_broker)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32768)
+        if port_free(port):
+            return port
+    raise RuntimeError("no free loopback port found in 20000-32767")
+
+
+@dataclass(frozen=True)
+class PostgresCli:
+    """`rewind postgres` for one run dir and port; every call is a fresh `python -m scripts.cli` process."""
+
+    run_dir: Path
+    port: int
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "REWIND_POSTGRES_RUN_DIR": str(self.run_dir), "REWIND_POSTGRES_PORT": str(self.port)}
+        env.pop("REWIND_DATABASE_URL", None)
+        return subprocess.run(
+            [sys.executable, "-m", "scripts.cli", "postgres", *args],
+            cwd=postgres_local.PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=_CLI_TIMEOUT_S, check=False,
+        )
+
+    def stop(self) -> None:
+        """Teardown: stop the server of this run dir whatever the test did."""
+        postgres_local.down(paths=postgres_local.LocalPostgresPaths(run_dir=self.run_dir))
