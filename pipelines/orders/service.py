@@ -59,7 +59,7 @@ from pipelines.orders.database import DatabaseError, migrate, open_database
 from pipelines.orders.errors import CommandError, CorruptEventStoreError
 from pipelines.orders.event_store import CommandAnswer, EventStore
 
-__all__ = ["create_app", "serve", "REPLAYED_HEADER", "CommandAnswerBody", "OrderBody", "ErrorBody", "HealthBody"]
+__all__ = ["create_app", "serve", "REPLAYED_HEADER", "EXAMPLE_ORDER_ID", "CommandAnswerBody", "OrderBody", "ErrorBody", "HealthBody"]
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,11 @@ def _responses(ok_status: int, ok: type[BaseModel], *errors: int) -> dict[int | 
     return {ok_status: {"model": ok}, **{status: _ERRORS[status] for status in errors}}
 
 
-_ORDER_ID = Path(alias="orderId", pattern=ID_PATTERN, description="The order's id (letters, digits, . _ : -; at most 128).")
+#: The order id the document shows as an example (the workload generator's shape).
+EXAMPLE_ORDER_ID = "ord-0000001"
+_ORDER_ID = Path(
+    alias="orderId", pattern=ID_PATTERN, description="The order's id (letters, digits, . _ : -; at most 128).", examples=[EXAMPLE_ORDER_ID]
+)
 
 
 def create_app(store: EventStore) -> FastAPI:
@@ -173,6 +177,8 @@ def create_app(store: EventStore) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:
         # No such endpoint (404) or method (405): the same one-line shape as every other error.
+        if exc.status_code == 400:  # FastAPI could not read the body (not UTF-8): malformed, as any other bad body
+            return _error("InvalidRequest", f"body: cannot be parsed as JSON ({exc.detail})", 422)
         try:
             name = HTTPStatus(exc.status_code).phrase.replace(" ", "")
         except ValueError:
