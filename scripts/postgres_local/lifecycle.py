@@ -21,7 +21,14 @@ from scripts.local_service import (
 from scripts.postgres_local.binaries import find_binaries
 from scripts.postgres_local.errors import PostgresLocalError
 from scripts.postgres_local.paths import DEFAULT_PORT, HOST, LocalPostgresPaths, database_url
-from scripts.postgres_local.process import _our_pid, _running_port, _start_server, _stop_server, service_user
+from scripts.postgres_local.process import (
+    _our_pid,
+    _running_port,
+    _start_server,
+    _stop_server,
+    _wait_dead_postmaster_reaped,
+    service_user,
+)
 from scripts.postgres_local.readiness import _wait_ready, ensure_database
 from scripts.postgres_local.storage import _init_once
 
@@ -62,7 +69,9 @@ def up(
 
     Steps:
     1. If a server of ours runs on ``port``, wait until it answers, then go
-       to step 6; one of ours on another port is refused.
+       to step 6; one of ours on another port is refused. If ours died, or
+       dies meanwhile (kill -9), wait until its process is gone
+       (``process._wait_dead_postmaster_reaped``) and start it again.
     2. Refuse a port that something else listens on (also checked before the
        run dir is made, so a busy port leaves no file behind).
     3. Find PostgreSQL 15's programs and the OS user to run them as
@@ -86,6 +95,7 @@ def up(
         )
     # Step 2, early: before the run dir is made, so a busy port leaves no file behind.
     if _our_pid(paths) is None:
+        _wait_dead_postmaster_reaped(paths, timeout_s=KILL_WAIT_S)  # a server killed just now still holds its port
         require_free_ports((port,), what=_WHAT, run_dir=paths.run_dir, advice=_PORT_ADVICE, error=PostgresLocalError)
     _prepare_run_dir(paths)
     with locked(paths.lock_file):
@@ -125,12 +135,15 @@ def _up_locked(paths: LocalPostgresPaths, *, port: int, fsync: bool, timeout_s: 
         try:
             _wait_ready(port, deadline=time.monotonic() + timeout_s, timeout_s=timeout_s, alive=lambda: is_alive(running_pid))
             ensure_database(port)  # Step 6
+            return
         except PostgresLocalError as exc:
-            raise PostgresLocalError(
-                f"the local PostgreSQL server (pid {pid}) is running but {exc}; run `rewind postgres down` and try again"
-                + log_tail_block(paths.log_file, what=_WHAT)
-            ) from exc
-        return
+            if is_alive(running_pid):
+                raise PostgresLocalError(
+                    f"the local PostgreSQL server (pid {pid}) is running but {exc}; run `rewind postgres down` and try again"
+                    + log_tail_block(paths.log_file, what=_WHAT)
+                ) from exc
+            # It was dying (killed just before): start it again below.
+    _wait_dead_postmaster_reaped(paths, timeout_s=KILL_WAIT_S)
 
     # Step 2
     require_free_ports((port,), what=_WHAT, run_dir=paths.run_dir, advice=_PORT_ADVICE, error=PostgresLocalError)

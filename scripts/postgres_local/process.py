@@ -97,6 +97,30 @@ def _pid_file_lines(paths: LocalPostgresPaths) -> list[str]:
         return []
 
 
+def _wait_dead_postmaster_reaped(paths: LocalPostgresPaths, *, timeout_s: float) -> None:
+    """Wait (at most ``timeout_s``) until a dead postmaster that ``postmaster.pid`` names is gone from /proc.
+
+    A postmaster killed with SIGKILL is a dying process (its command line
+    already empty, its port maybe still bound), then a zombie until its parent
+    (init, or a container's first process, which may take a second or two)
+    reaps it; PostgreSQL takes either for a live server ("lock file
+    postmaster.pid already exists") and refuses to start. Once the pid is
+    gone, PostgreSQL replaces the stale file itself and replays its WAL. A
+    live process (one with a command line) is not waited for: ours is
+    handled by ``up``'s step 1, and someone else's (a reused pid) is named by
+    PostgreSQL's own error.
+    """
+    try:
+        pid = int(_pid_file_lines(paths)[0])
+    except (IndexError, ValueError):
+        return
+    deadline = time.monotonic() + timeout_s
+    while pid > 0 and Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        if is_alive(pid) and any(cmdline(pid)):
+            return  # a live process: ours is up's step 1, someone else's is named by PostgreSQL's error
+        time.sleep(POLL_INTERVAL_S)
+
+
 def _running_port(paths: LocalPostgresPaths) -> int | None:
     """The port in ``postmaster.pid`` (its fourth line), as the running server wrote it."""
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +89,27 @@ def test_up_status_query_up_again_down(postgres_cli: PostgresCli) -> None:
     assert postgres_cli.run("up").returncode == 0
     with psycopg.connect(host="127.0.0.1", port=postgres_cli.port, user="postgres", dbname="rewind") as conn:
         assert conn.execute("SELECT note FROM probe WHERE id = 1").fetchone() == ("kept",)
+
+
+def test_a_server_killed_with_sigkill_comes_back_with_every_committed_row(postgres_cli: PostgresCli) -> None:
+    """Scenario: commit a row, kill -9 the postmaster, `up` at once (twice over). We expect the server back on the same URL with every row.
+
+    `up` must wait for the dead postmaster to be reaped (PostgreSQL takes a zombie for a live
+    server) and then let PostgreSQL replay its WAL; fsync is on for every server but the tests'.
+    """
+    paths = postgres_local.LocalPostgresPaths(run_dir=postgres_cli.run_dir)
+    url = postgres_local.up(port=postgres_cli.port, paths=paths)
+    for round_ in range(2):
+        with psycopg.connect(host="127.0.0.1", port=postgres_cli.port, user="postgres", dbname="rewind", autocommit=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS probe (id int PRIMARY KEY)")
+            conn.execute("INSERT INTO probe VALUES (%s)", (round_,))
+        pid = postgres_local.status(paths=paths).pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        assert postgres_local.up(port=postgres_cli.port, paths=paths) == url
+        assert postgres_local.status(paths=paths).pid not in (None, pid)
+    with psycopg.connect(host="127.0.0.1", port=postgres_cli.port, user="postgres", dbname="rewind") as conn:
+        assert conn.execute("SELECT id FROM probe ORDER BY id").fetchall() == [(0,), (1,)]
 
 
 def test_postgres_url_fixture_gives_a_database_of_its_own(postgres_url: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from scripts import postgres_local as pl
-from scripts.postgres_local.process import ServiceUser
+from scripts.postgres_local.process import ServiceUser, _wait_dead_postmaster_reaped
 from scripts.postgres_local.storage import _check_data_dir
 
 # Exits 42 on SIGINT (PostgreSQL's fast shutdown), 43 on SIGTERM (its smart shutdown, which waits for clients).
@@ -160,6 +160,16 @@ class TestDataDirChecks:
         other = ServiceUser(name="postgres", uid=os.geteuid() + 1, gid=os.getegid(), prefix=())
         with pytest.raises(pl.PostgresLocalError, match=r"belongs to uid \d+, but the server runs as postgres .*chown -R postgres"):
             _check_data_dir(paths, other)
+
+
+@pytest.mark.parametrize("pid", ["999999999", "self"], ids=["gone", "someone-elses"])
+def test_up_does_not_wait_for_a_pid_that_is_gone_or_a_live_process_of_someone_else(paths: pl.LocalPostgresPaths, pid: str) -> None:
+    """Scenario: postmaster.pid names no process, or a live one that is not ours. We expect no wait (only a dying or zombie postmaster is waited for)."""
+    paths.data_dir.mkdir(parents=True)
+    paths.pid_file.write_text(f"{os.getpid() if pid == 'self' else pid}\n{paths.data_dir}\n0\n15432\n")
+    started = time.monotonic()
+    _wait_dead_postmaster_reaped(paths, timeout_s=30.0)
+    assert time.monotonic() - started < 1.0
 
 
 def test_ensure_database_refuses_a_name_it_would_have_to_quote() -> None:
