@@ -83,16 +83,13 @@ def _lines(flag: str, given: list[str], *, parts: int) -> list[dict[str, Any]]:
 
 def _execute(database_url: str | None, command: Command, order_id: str | None = None) -> None:
     """Decide and append ``command`` against the event store; print the answer (JSON) or raise the refusal."""
-    from pipelines.orders.database import migrate, open_database
-    from pipelines.orders.event_store import EventStore
+    from pipelines.orders.event_store import open_event_store
 
-    settings = build_settings(database_url=database_url)
-    engine = open_database(settings.event_store_url())
+    store = open_event_store(build_settings(database_url=database_url).event_store_url(), pool_size=1)
     try:
-        migrate(engine)
-        answer = EventStore(engine).execute(command, order_id=order_id)
+        answer = store.execute(command, order_id=order_id)
     finally:
-        engine.dispose()
+        store.engine.dispose()
     body = answer.json()
     again = " (a retry: the first answer, nothing written)" if answer.replayed else ""
     typer.echo(f"order {body['orderId']}: seq {body['seq']} {body['eventType']} -> {body['status']}{again}", err=True)
@@ -262,14 +259,12 @@ def show(
     """Print the order as the event store's events make it (its row, and its events' seq, type and command), as JSON."""
     import json
 
-    from pipelines.orders.database import migrate, open_database
-    from pipelines.orders.event_store import EventStore
+    from pipelines.orders.event_store import open_event_store
 
     _order_id(order_id)
-    engine = open_database(build_settings(database_url=database_url).event_store_url())
+    store = open_event_store(build_settings(database_url=database_url).event_store_url(), pool_size=1)
     try:
-        migrate(engine)
-        answer = EventStore(engine).order(order_id)
+        answer = store.order(order_id)
     finally:
-        engine.dispose()
+        store.engine.dispose()
     typer.echo(json.dumps(answer, indent=2))

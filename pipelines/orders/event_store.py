@@ -20,7 +20,7 @@ A database that does not answer (down, unreachable, locked past its timeout) is 
 :class:`EventStoreUnavailableError` (503) within the engine's connect/pool/lock bounds
 (:mod:`pipelines.orders.database`). On SQLite, which has one writer at a time, the store also
 serialises its own threads with a lock, so they queue in-process instead of polling the
-file lock; PostgreSQL runs them side by side and lets the primary key pick the winner.
+file lock (each waits at most the busy timeout there too); PostgreSQL runs them side by side and lets the primary key pick the winner.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from pipelines.orders.commands import Command, PlaceOrder, request_hash
-from pipelines.orders.database import is_sqlite
+from pipelines.orders.database import SQLITE_BUSY_TIMEOUT_MS, DatabaseError, is_sqlite, migrate, open_database
 from pipelines.orders.decide import Aggregate, Decision, StoredEvent, decide, fold_order
 from pipelines.orders.errors import (
     CommandIdReusedError,
@@ -52,7 +52,7 @@ from pipelines.orders.tables import commands, events, outbox, outbox_shard
 from schemas.codec import EventCodec
 from schemas.errors import CodecError
 
-__all__ = ["CommandAnswer", "EventStore", "now_ms"]
+__all__ = ["CommandAnswer", "EventStore", "open_event_store", "now_ms"]
 
 
 def now_ms() -> int:
@@ -109,7 +109,7 @@ class EventStore:
         self._clock_ms = clock_ms
         self._new_id = new_id
         # SQLite: one writer at a time (and BEGIN IMMEDIATE makes every transaction a writer).
-        self._serialised: AbstractContextManager[Any] = threading.Lock() if is_sqlite(engine) else nullcontext()
+        self._sqlite_lock = threading.Lock() if is_sqlite(engine) else None
         self._where = engine.url.render_as_string(hide_password=True)
 
     @property
@@ -138,7 +138,7 @@ class EventStore:
             target = order_id
         seq = 0
         try:
-            with self._unavailable_as_503(), self._serialised, self._engine.begin() as conn:
+            with self._unavailable_as_503(), self._turn(), self._engine.begin() as conn:
                 # Step 1
                 stored = self._stored_answer(conn, command, asked)
                 if stored is not None:
@@ -156,7 +156,7 @@ class EventStore:
         except IntegrityError:
             pass
         # Step 5: a unique key clashed, the transaction was rolled back. Which writer won what?
-        with self._unavailable_as_503(), self._serialised, self._engine.begin() as conn:
+        with self._unavailable_as_503(), self._turn(), self._engine.begin() as conn:
             stored = self._stored_answer(conn, command, asked)
         if stored is not None:
             return stored
@@ -164,7 +164,7 @@ class EventStore:
 
     def load(self, order_id: str) -> Aggregate:
         """The aggregate of ``order_id`` as its stored events make it (``row`` None: no such order)."""
-        with self._unavailable_as_503(), self._serialised, self._engine.begin() as conn:
+        with self._unavailable_as_503(), self._turn(), self._engine.begin() as conn:
             return self._load(conn, order_id)
 
     def order(self, order_id: str) -> dict[str, Any]:
@@ -244,6 +244,22 @@ class EventStore:
         return CommandAnswer(status=status, body=body)
 
     @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """On SQLite, this process's turn at the database: waited for at most the busy timeout, like
+        the file lock itself, so a queue of requests behind a stuck writer ends in 503s, not a hang."""
+        if self._sqlite_lock is None:
+            yield
+            return
+        if not self._sqlite_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            raise EventStoreUnavailableError(
+                f"event store {self._where} unavailable: this service's other commands held it for more than {SQLITE_BUSY_TIMEOUT_MS} ms"
+            )
+        try:
+            yield
+        finally:
+            self._sqlite_lock.release()
+
+    @contextmanager
     def _unavailable_as_503(self) -> Iterator[None]:
         """Turn "the database did not answer" into :class:`EventStoreUnavailableError` (one line)."""
         try:
@@ -262,3 +278,20 @@ def _first_line(exc: Exception) -> str:
     original = getattr(exc, "orig", None) or exc
     lines = str(original).strip().splitlines()
     return lines[0] if lines else type(original).__name__
+
+
+def open_event_store(url: str, *, pool_size: int = 5) -> EventStore:
+    """An :class:`EventStore` over the database at ``url``, migrated to the newest schema.
+
+    The caller closes it with ``store.engine.dispose()``. A database that cannot be reached or
+    migrated is an :class:`EventStoreUnavailableError` of one line (the driver's own message
+    spans several); a URL that is not SQLite or PostgreSQL a DatabaseError.
+    """
+    engine = open_database(url, pool_size=pool_size)
+    try:
+        migrate(engine)
+    except DatabaseError as exc:
+        engine.dispose()
+        raise EventStoreUnavailableError(_first_line(exc)) from None
+    return EventStore(engine)
+

@@ -55,9 +55,9 @@ from pipelines.orders.commands import (
     ReserveInventory,
     ShipOrder,
 )
-from pipelines.orders.database import DatabaseError, migrate, open_database
+from pipelines.orders.database import DatabaseError
 from pipelines.orders.errors import CommandError, CorruptEventStoreError
-from pipelines.orders.event_store import CommandAnswer, EventStore
+from pipelines.orders.event_store import CommandAnswer, EventStore, open_event_store
 
 __all__ = ["create_app", "serve", "REPLAYED_HEADER", "EXAMPLE_ORDER_ID", "CommandAnswerBody", "OrderBody", "ErrorBody", "HealthBody"]
 
@@ -270,15 +270,14 @@ def serve(database_url: str, *, host: str = "127.0.0.1", port: int = 8086, log_l
     3. Close the connection pool and return (exit code 0).
     """
     # Step 1
-    engine = open_database(database_url, pool_size=pool_size)
+    store = open_event_store(database_url, pool_size=pool_size)
     try:
-        migrate(engine)
-        app = create_app(EventStore(engine))
-        log.info("order service on http://%s:%d (event store %s)", host, port, engine.url.render_as_string(hide_password=True))
+        app = create_app(store)
+        log.info("order service on http://%s:%d (event store %s)", host, port, store.engine.url.render_as_string(hide_password=True))
         # Step 2
         with _signals_noted() as noted:
             uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)).run()
         log.info("stopping (signal %s)", noted or "none")
     finally:
         # Step 3
-        engine.dispose()
+        store.engine.dispose()

@@ -110,3 +110,14 @@ def test_serve_answers_and_stops_cleanly_on_a_signal(tmp_path: Path, stop: signa
         if server.poll() is None:
             server.kill()
             server.communicate()
+
+
+@pytest.mark.parametrize("command", [("orders", "pay", "o-1"), ("orders", "show", "o-1"), ("orders", "serve", "--port", str(_free_port()))])
+def test_a_database_that_is_down_is_one_line_and_exit_1(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """Scenario: REWIND_DATABASE_URL names a PostgreSQL that does not listen. We expect exit 1 with one line, within seconds."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "REWIND_DATABASE_URL": f"postgresql://rewind@127.0.0.1:{_free_port()}/orders"}
+    started = time.monotonic()
+    refused = subprocess.run([sys.executable, "-m", "scripts.cli", *command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "cannot migrate the event store" in refused.stderr, refused.stderr
+    assert refused.stderr.strip().count("\n") == 0, refused.stderr
+    assert time.monotonic() - started < 60
