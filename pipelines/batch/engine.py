@@ -83,6 +83,10 @@ log = logging.getLogger("rewind.batch")
 client_log = logging.getLogger("rewind.kafka.batch")
 
 _TXN_TIMEOUT_S = 30.0
+#: Rows staged in memory (all partitions) that make a checkpoint come early: with the stores' shared
+#: block cache and memtables (:mod:`pipelines.batch.partition_store`) this bounds the engine's memory
+#: whatever the backlog (one staged order row is about 1 kB).
+MAX_STAGED_ROWS = 100_000
 #: A per-order view's prefetch (see the consumer's configuration).
 _DEEP_FETCH_CONFIG = {"fetch.max.bytes": 8 * 1024 * 1024, "queued.max.messages.kbytes": 16 * 1024}
 
@@ -151,9 +155,13 @@ class BatchEngine:
         }
         if repartition is not None:
             self._stages[repartition] = RekeyStage(projection, self.stats, view_topic=out_topic)
+        #: The reason of the last fatal error a client reported (librdkafka then fails every call with a bare
+        #: _FATAL, "Local: Fatal error"; the reason, e.g. "Producer fenced by newer instance", comes only here).
+        self._fatal_reason: str | None = None
         self._producer = Producer({
             "bootstrap.servers": bootstrap,
             "transactional.id": self._identity,
+            "error_cb": self._on_client_error,
             "transaction.timeout.ms": int(_TXN_TIMEOUT_S * 2000),
             "linger.ms": 20,
             "log_level": 3,
@@ -165,6 +173,7 @@ class BatchEngine:
             "bootstrap.servers": bootstrap,
             "group.id": group,
             "group.instance.id": self._identity,
+            "error_cb": self._on_client_error,
             "session.timeout.ms": SESSION_TIMEOUT_MS,  # the Quix engine's, for the same reason
             "partition.assignment.strategy": "cooperative-sticky",
             "isolation.level": "read_committed",
@@ -205,7 +214,8 @@ class BatchEngine:
                     last_record = time.monotonic()
                 elif idle_timeout_s > 0 and time.monotonic() - last_record > idle_timeout_s:
                     break
-                if self._in_transaction and time.monotonic() - self._last_commit >= self._commit_interval_s:
+                if self._in_transaction and (time.monotonic() - self._last_commit >= self._commit_interval_s
+                                             or sum(store.staged_count for store in self._stores.values()) >= MAX_STAGED_ROWS):
                     self._checkpoint()
                 if self.stats.due(interval_s=self._progress_interval_s):
                     self.stats.log_progress(lag=self._lag())
@@ -289,13 +299,24 @@ class BatchEngine:
         if taken:
             log.info("%s: snapshot of %d partition stores in %.2fs", self.view, taken, time.monotonic() - started)
 
+    def _on_client_error(self, error: KafkaError) -> None:
+        """The clients' error callback: keeps the reason of a fatal error for :meth:`_failure`; the rest
+        (brokers down, and such) the clients retry on their own."""
+        if error.fatal() or error.code() == KafkaError._FATAL:
+            self._fatal_reason = error.str()
+
     def _failure(self, error: KafkaError) -> Exception:
         """The exception to stop with for ``error``: fencing is a one-line :class:`InstanceFencedError`."""
         fenced_codes = (KafkaError._FENCED, KafkaError.FENCED_INSTANCE_ID, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
-        if error.code() in fenced_codes or "fenced" in error.str().lower():
+        reason = error.str()
+        if error.code() == KafkaError._FATAL:  # a bare "Fatal error": the error callback knows why
+            if self._fatal_reason is None:
+                self._producer.poll(0)  # serve the callback of the fatal error if it is still queued
+            reason = self._fatal_reason or reason
+        if error.code() in fenced_codes or "fenced" in reason.lower():
             self._fenced = True
             return InstanceFencedError(
-                f"{self.view}: another process runs as this instance ({self._identity}) and fenced this one ({error.str()}); "
+                f"{self.view}: another process runs as this instance ({self._identity}) and fenced this one ({reason}); "
                 "stopping without committing (give each instance its own state dir or REWIND_INSTANCE_ID)"
             )
         failure: Exception = KafkaException(error)

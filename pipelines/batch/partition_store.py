@@ -16,12 +16,13 @@ so a store is always a fold of exactly the records below ``applied``.
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 from typing import Any
 
 import orjson
-from rocksdict import Checkpoint, Options, WriteBatch
+from rocksdict import BlockBasedOptions, Cache, Checkpoint, Options, WriteBatch, WriteBufferManager
 
 from pipelines.errors import PipelineStateError
 from state.rocks_open import open_rdict, write_options
@@ -32,12 +33,29 @@ _APPLIED = b"m:applied"
 _STREAM = b"m:stream"
 
 
+#: Memory all the partition stores of one process share, however many partitions it is given
+#: (bytes): RocksDB's block cache, and its memtables (a write buffer manager flushes the
+#: largest memtable when they pass the bound).
+BLOCK_CACHE_BYTES = 64 * 1024 * 1024
+MEMTABLE_BYTES = 64 * 1024 * 1024
+
+
+@functools.cache
+def _shared_memory() -> tuple[Cache, WriteBufferManager]:
+    """The process's one block cache and write buffer manager (built on first use, not at import)."""
+    return Cache(BLOCK_CACHE_BYTES), WriteBufferManager(MEMTABLE_BYTES, False)
+
+
 def _options() -> Options:
+    cache, write_buffers = _shared_memory()
     options = Options(raw_mode=True)
     options.create_if_missing(True)
-    # Small memtables: a process holds one store per assigned partition (12 by default).
     options.set_write_buffer_size(8 * 1024 * 1024)
     options.set_max_write_buffer_number(2)
+    options.set_write_buffer_manager(write_buffers)
+    table = BlockBasedOptions()
+    table.set_block_cache(cache)
+    options.set_block_based_table_factory(table)
     return options
 
 
@@ -75,6 +93,11 @@ class PartitionStore:
         """Stage ``value`` (not None) under ``key``, to be written by :meth:`commit`."""
         self._rows[key] = value
         self._staged[key] = orjson.dumps(value)
+
+    @property
+    def staged_count(self) -> int:
+        """Rows staged since the last commit (held in memory until then)."""
+        return len(self._staged)
 
     def commit(self, next_offset: int) -> None:
         """Write the staged rows, ``applied = next_offset`` and the stream time in one atomic batch."""
