@@ -215,11 +215,12 @@ class _Trouble:
         self.failures = 0
         self._next_report = 0.0
 
-    def failed(self, detail: str) -> float:
-        """Note a failure; log when a report is due; return the pause before the next attempt."""
+    def failed(self, detail: str, *, attempt_started: float | None = None) -> float:
+        """Note a failure (of an attempt begun at monotonic ``attempt_started``, default now); log when a report is due;
+        return the pause before the next attempt."""
         now = time.monotonic()
         if self.since is None:
-            self.since, self._next_report = now, now
+            self.since, self._next_report = attempt_started or now, now
         self.failures += 1
         if now >= self._next_report:
             log.warning("%s unreachable for %.0f s (%s); retrying with backoff, next report in %g s",
@@ -340,30 +341,34 @@ class OutboxRelay:
     def _retry(self, stop: threading.Event, trouble: _Trouble, attempt: Callable[[], None]) -> bool:
         """Run ``attempt`` until it succeeds (True) or ``stop`` is set (False), backing off while the database or broker is down."""
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 attempt()
             except (BrokerUnreachableError, KafkaException) as exc:
-                stop.wait(trouble.failed(_describe(exc)))
-                continue
+                pause_s = trouble.failed(_describe(exc), attempt_started=started)
             except Exception as exc:
                 if not is_database_outage(exc):
                     raise
                 self.stats.database_failures += 1
-                stop.wait(trouble.failed(_describe(exc)))
-                continue
-            trouble.ok()
-            return True
+                pause_s = trouble.failed(_describe(exc), attempt_started=started)
+            else:
+                trouble.ok()
+                return True
+            if trouble is self._broker and time.monotonic() >= self._next_progress:
+                self._progress()  # the outbox grows meanwhile: say so
+            stop.wait(pause_s)
         return False
 
     def _db_call(self, call: Callable[[], Any]) -> tuple[bool, Any]:
         """``(True, call())``, or ``(False, None)`` after noting a database outage (a pause follows at the caller's next wait)."""
+        started = time.monotonic()
         try:
             result = call()
         except Exception as exc:
             if not is_database_outage(exc):
                 raise
             self.stats.database_failures += 1
-            self._db_pause_s = self._db.failed(_describe(exc))
+            self._db_pause_s = self._db.failed(_describe(exc), attempt_started=started)
             return False, None
         self._db.ok()
         return True, result
@@ -565,6 +570,8 @@ class OutboxRelay:
             log.warning("outbox relay %s: %d acknowledged rows could not be marked published; they are published again later",
                         cfg.relay_id, len(self._pending_marks))
         self._close_producer()
+        if self._db.since is None:
+            self._progress()  # a last progress line: what was published, and what is left
         try:
             self._leases.release()
         except Exception as exc:

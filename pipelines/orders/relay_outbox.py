@@ -44,7 +44,7 @@ class OutboxLag(NamedTuple):
 
 
 def unpublished_rows(conn: Connection, shards: Sequence[int], *, limit: int, skip_orders: Collection[str] = ()) -> list[OutboxRow]:
-    """About ``limit`` unpublished rows of ``shards``, by ascending id: the lowest ids of each shard.
+    """At most ``limit`` unpublished rows of ``shards``, by ascending id: the lowest ids of each shard.
 
     Each shard gives at most ``ceil(limit / len(shards))`` rows (one index range scan each, on
     ``outbox_unpublished``), so every order's rows here are its lowest unpublished ones, in seq
@@ -65,7 +65,8 @@ def unpublished_rows(conn: Connection, shards: Sequence[int], *, limit: int, ski
     statement = parts[0] if len(parts) == 1 else union_all(*parts)
     rows = [OutboxRow(int(r[0]), str(r[1]), int(r[2]), bytes(r[3]), int(r[4])) for r in conn.execute(statement)]
     rows.sort()
-    return rows
+    # The lowest ids overall: whatever is cut off of an order comes after everything kept of it.
+    return rows[:limit]
 
 
 def mark_published(conn: Connection, ids: Sequence[int], *, published_at_ms: int) -> int:
