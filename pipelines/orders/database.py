@@ -73,7 +73,8 @@ def open_database(url: str, *, pool_size: int = 5) -> Engine:
             parsed,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            # No pre-ping (a round trip per checkout, on every command): a connection the server dropped
+            # fails its request once, and SQLAlchemy then discards the pool's stale connections.
             pool_timeout=CONNECT_TIMEOUT_S,
             connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
         )
@@ -110,4 +111,5 @@ def migrate(engine: Engine) -> None:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
     except (OSError, DBAPIError) as exc:
-        raise DatabaseError(f"cannot migrate the event store at {engine.url.render_as_string(hide_password=True)}: {exc}") from None
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__  # psycopg's spans several
+        raise DatabaseError(f"cannot migrate the event store at {engine.url.render_as_string(hide_password=True)}: {first_line}") from None
