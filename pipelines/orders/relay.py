@@ -38,6 +38,9 @@ The loop (:meth:`OutboxRelay.run`):
 Steps 1 and 2 and every database call of steps 3-6 retry with backoff while the database or
 the broker is unreachable, with one warning line per ``report_interval_s``.
 
+The producer's settings and the bookkeeping of a batch in flight are in
+:mod:`pipelines.orders.relay_producer`; the outbox queries in :mod:`pipelines.orders.relay_outbox`.
+
 A row the broker refuses for good (a payload over its size limit, say) parks its order: the
 order's rows stay unpublished (its lag shows them), the other orders go on, and a warning names
 it. A restarted relay tries the order again.
@@ -55,9 +58,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -65,48 +68,22 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from pipelines.client_logs import ClientNoiseFilter
 from pipelines.errors import BrokerUnreachableError
 from pipelines.orders.database import DatabaseError, migrate
-from pipelines.orders.relay_leases import LeaseState, ShardLeases
+from pipelines.orders.relay_leases import LeaseState, ShardLeases, shard_ranges
 from pipelines.orders.relay_outbox import OutboxLag, OutboxRow, mark_published, outbox_lag, unpublished_rows
+from pipelines.orders.relay_producer import PURGED, ProducerLike, SentBatch, relay_producer_config
 from pipelines.topics import ORDERS_TOPIC_CONFIG, ensure_topic
 
-__all__ = ["RelayConfig", "RelayStats", "OutboxRelay", "relay_producer_config", "default_relay_id", "is_database_outage", "outbox_lag", "OutboxLag"]
+__all__ = ["RelayConfig", "RelayStats", "OutboxRelay", "default_relay_id", "is_database_outage", "outbox_lag", "OutboxLag"]
 
 log = logging.getLogger("rewind.outbox")
-client_log = logging.getLogger("rewind.kafka.relay")
 
 #: Longest pause between two attempts while the database or the broker is unreachable.
 MAX_BACKOFF_S: Final = 10.0
-#: Delivery errors that are the relay's own doing (a purge when it abandons a batch), not the row's.
-_PURGED: Final = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
 
 
 def default_relay_id() -> str:
     """A relay id unique to this process: ``<host>-<pid>-<random>``."""
     return f"{socket.gethostname()[:80]}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-def relay_producer_config(bootstrap: str) -> dict[str, Any]:
-    """The relay's producer: idempotent, ``acks=all``, Java placement, retrying for as long as it takes.
-
-    ``message.timeout.ms`` 0: a record is never given up for a broker outage (the producer
-    reconnects with backoff up to ``reconnect.backoff.max.ms``), so a batch is delayed,
-    never lost nor reordered. ``allow.auto.create.topics`` off: the relay creates the topic
-    itself, with the configured partitions (:func:`~pipelines.topics.ensure_topic`).
-    """
-    return {
-        "bootstrap.servers": bootstrap,
-        "enable.idempotence": True,
-        "acks": "all",
-        "partitioner": "murmur2_random",
-        "message.timeout.ms": 0,
-        "linger.ms": 5,
-        "compression.type": "lz4",
-        "allow.auto.create.topics": False,
-        "reconnect.backoff.ms": 250,
-        "reconnect.backoff.max.ms": 5000,
-        "socket.connection.setup.timeout.ms": 5000,
-        "logger": client_log,
-    }
 
 
 def is_database_outage(exc: BaseException) -> bool:
@@ -163,46 +140,6 @@ class RelayStats:
     def summary_line(self) -> str:
         """One JSON line with every counter, printed at shutdown (tests parse it)."""
         return "REWIND_RELAY_STATS " + json.dumps(self.as_dict(), sort_keys=True)
-
-
-class ProducerLike(Protocol):
-    """The part of confluent_kafka's Producer the relay uses (a fake one in unit tests)."""
-
-    def produce(self, topic: str, value: bytes, key: bytes, *, timestamp: int, on_delivery: Callable[[Any, Any], None]) -> None: ...
-    def flush(self, timeout: float) -> int: ...
-    def poll(self, timeout: float) -> int: ...
-    def purge(self, in_queue: bool = True, in_flight: bool = True, blocking: bool = True) -> None: ...
-
-
-class _Batch:
-    """Rows in flight: which were acknowledged, which failed and why."""
-
-    __slots__ = ("rows", "acked", "errors", "outstanding", "sent_at")
-
-    def __init__(self, rows: list[OutboxRow]) -> None:
-        self.rows = rows
-        self.acked = [False] * len(rows)
-        self.errors: dict[int, KafkaError] = {}
-        self.outstanding = 0
-        self.sent_at = time.monotonic()
-
-    def delivered(self, index: int, err: KafkaError | None, _msg: Message) -> None:
-        self.outstanding -= 1
-        if err is None:
-            self.acked[index] = True
-        else:
-            self.errors[index] = err
-
-    def markable(self) -> list[int]:
-        """Ids of acknowledged rows whose order has every earlier row of this batch acknowledged too."""
-        broken: set[str] = set()
-        ids = []
-        for row, acked in zip(self.rows, self.acked, strict=True):
-            if acked and row.order_id not in broken:
-                ids.append(row.id)
-            else:
-                broken.add(row.order_id)
-        return ids
 
 
 class _Trouble:
@@ -265,7 +202,7 @@ class OutboxRelay:
         self._db = _Trouble(f"outbox relay {config.relay_id}: database", report_interval_s=config.report_interval_s)
         self._broker = _Trouble(f"outbox relay {config.relay_id}: broker {config.bootstrap}", report_interval_s=config.report_interval_s)
         self._last_client_error = ""
-        self._in_flight: _Batch | None = None
+        self._in_flight: SentBatch | None = None
         self._db_pause_s = 0.5
         self._noise = ClientNoiseFilter()
         self.stats = RelayStats(config.relay_id)
@@ -405,7 +342,7 @@ class OutboxRelay:
         self.stats.shed += len(state.shed)
         if state.claimed or state.shed or previous is None or previous.relays != state.relays:
             log.info("outbox relay %s: holds %d of the shards (fair share %d of %d relays); claimed %s, shed %s",
-                     cfg.relay_id, len(state.shards), state.fair_share, state.relays, _ranges(state.claimed), _ranges(state.shed))
+                     cfg.relay_id, len(state.shards), state.fair_share, state.relays, shard_ranges(state.claimed), shard_ranges(state.shed))
         interval = cfg.lease_ttl_s / 4
         if len(state.shards) < state.fair_share:
             interval = min(interval, 0.5)  # shards may be freed by others soon: look again shortly
@@ -445,10 +382,10 @@ class OutboxRelay:
         if err.fatal():
             self._producer_fatal = err
 
-    def _send(self, rows: list[OutboxRow]) -> _Batch:
+    def _send(self, rows: list[OutboxRow]) -> SentBatch:
         assert self._producer is not None
         produce, topic = self._producer.produce, self._config.topic
-        batch = _Batch(rows)
+        batch = SentBatch(rows)
         refused: set[str] = set()
         for i, row in enumerate(rows):
             if row.order_id in refused:
@@ -467,7 +404,7 @@ class OutboxRelay:
             batch.outstanding += 1
         return batch
 
-    def _await_acks(self, batch: _Batch, stop: threading.Event) -> bool:
+    def _await_acks(self, batch: SentBatch, stop: threading.Event) -> bool:
         """Wait until every record of ``batch`` is acknowledged or failed (True), or the batch is abandoned (False)."""
         assert self._producer is not None
         cfg = self._config
@@ -502,16 +439,16 @@ class OutboxRelay:
             self._maintain()
         return True
 
-    def _abandon(self, batch: _Batch) -> None:
+    def _abandon(self, batch: SentBatch) -> None:
         assert self._producer is not None
         self._producer.purge(in_queue=True, in_flight=True, blocking=False)
         self._producer.poll(0)  # serve the purge's delivery reports
         batch.outstanding = 0
 
-    def _settle(self, batch: _Batch) -> None:
+    def _settle(self, batch: SentBatch) -> None:
         """Mark what may be marked; park the orders whose rows the broker refused."""
         for index, err in batch.errors.items():
-            if err.code() in _PURGED or err.fatal():
+            if err.code() in PURGED or err.fatal():
                 continue
             self._park(batch.rows[index], err, str(err))
         ids = batch.markable()
@@ -580,18 +517,3 @@ class OutboxRelay:
             log.warning("outbox relay %s: could not release its leases (%s); they lapse after %g s", cfg.relay_id, _describe(exc), cfg.lease_ttl_s)
         log.info("outbox relay %s: stopped; %d rows published in %d batches", cfg.relay_id, self.stats.published, self.stats.batches)
 
-
-def _ranges(shards: Sequence[int]) -> str:
-    """``0-31,40`` for shards 0..31 and 40; ``-`` for none."""
-    if not shards:
-        return "-"
-    out: list[str] = []
-    start = prev = shards[0]
-    for s in [*shards[1:], None]:
-        if s is not None and s == prev + 1:
-            prev = s
-            continue
-        out.append(f"{start}" if start == prev else f"{start}-{prev}")
-        if s is not None:
-            start = prev = s
-    return ",".join(out)

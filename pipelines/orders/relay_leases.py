@@ -47,6 +47,7 @@ import math
 import secrets
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +56,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from pipelines.orders.tables import OUTBOX_SHARDS, relay_leases
 
-__all__ = ["FREE_OWNER", "LeaseState", "LeaseHolders", "ShardLeases", "database_now_ms", "lease_holders"]
+__all__ = ["FREE_OWNER", "LeaseState", "LeaseHolders", "ShardLeases", "database_now_ms", "lease_holders", "shard_ranges"]
 
 #: ``owner`` of a shard lease that nobody holds.
 FREE_OWNER = ""
@@ -218,3 +219,19 @@ def lease_holders(engine: Engine) -> LeaseHolders:
     held = Counter(owner for shard, owner in rows if 0 <= shard < OUTBOX_SHARDS)
     by_relay = {owner: held.get(owner, 0) for owner in sorted(members | set(held))}
     return LeaseHolders(by_relay, OUTBOX_SHARDS - sum(held.values()))
+
+
+def shard_ranges(shards: Sequence[int]) -> str:
+    """``0-31,40`` for shards 0..31 and 40; ``-`` for none."""
+    if not shards:
+        return "-"
+    out: list[str] = []
+    start = prev = shards[0]
+    for s in [*shards[1:], None]:
+        if s is not None and s == prev + 1:
+            prev = s
+            continue
+        out.append(f"{start}" if start == prev else f"{start}-{prev}")
+        if s is not None:
+            start = prev = s
+    return ",".join(out)
