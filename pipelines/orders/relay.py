@@ -121,7 +121,7 @@ class RelayStats:
     relay_id: str
     published: int = 0  # rows acknowledged and marked published
     batches: int = 0
-    abandoned: int = 0  # rows sent but not marked: a stop or a producer failure abandoned their batch (they may be published again)
+    abandoned: int = 0  # rows handed to the producer but not marked (a stop, a producer failure, a refusal): they may be in the topic, and go out again
     unmarked: int = 0  # rows acknowledged whose mark the database failed and that were never marked by this relay
     parked_orders: int = 0
     producer_restarts: int = 0
@@ -401,6 +401,7 @@ class OutboxRelay:
                 refused.add(row.order_id)
                 self._park(row, exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None, _describe(exc))
                 continue
+            batch.sent += 1
             batch.outstanding += 1
         return batch
 
@@ -452,7 +453,7 @@ class OutboxRelay:
                 continue
             self._park(batch.rows[index], err, str(err))
         ids = batch.markable()
-        self.stats.abandoned += len(batch.rows) - len(ids)
+        self.stats.abandoned += batch.sent - len(ids)
         if any(batch.acked):
             self._broker.ok()
         if ids:

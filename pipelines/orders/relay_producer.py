@@ -62,13 +62,14 @@ class ProducerLike(Protocol):
 class SentBatch:
     """Rows handed to the producer: which were acknowledged, which failed and why (filled by the delivery reports)."""
 
-    __slots__ = ("rows", "acked", "errors", "outstanding", "sent_at")
+    __slots__ = ("rows", "acked", "errors", "sent", "outstanding", "sent_at")
 
     def __init__(self, rows: list[OutboxRow]) -> None:
         self.rows = rows
         self.acked = [False] * len(rows)
         self.errors: dict[int, KafkaError] = {}
-        self.outstanding = 0
+        self.sent = 0  # records handed to the producer
+        self.outstanding = 0  # of those, not yet reported delivered or failed
         self.sent_at = time.monotonic()
 
     def delivered(self, index: int, err: KafkaError | None, _msg: Message) -> None:
