@@ -22,7 +22,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 from pydantic.alias_generators import to_camel
 
-from pipelines.projections.domain import MAX_MINOR, MAX_QUANTITY
+from pipelines.projections.domain import MAX_EVENT_MS, MAX_MINOR, MAX_QUANTITY, MIN_EVENT_MS
 
 __all__ = [
     "CURRENCIES",
@@ -87,6 +87,7 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT), Afte
 Currency = Annotated[str, AfterValidator(_known_currency), Field(description="An ISO 4217 currency code, e.g. EUR.")]
 Quantity = Annotated[StrictInt, Field(description=f"Units, 1..{MAX_QUANTITY} (checked by the order fold).")]
 Minor = Annotated[StrictInt, Field(description=f"Money in integer minor units of the currency (cents), 0..{MAX_MINOR} (checked by the order fold).")]
+EpochMs = Annotated[StrictInt, Field(description=f"Epoch milliseconds (UTC), {MIN_EVENT_MS} <= t < {MAX_EVENT_MS} (checked with the event's envelope).")]
 
 
 class _Model(BaseModel):
@@ -115,6 +116,11 @@ class Command(_Model):
     event_type: ClassVar[str]
 
     command_id: Id = Field(description="Chosen by the client, unique per command: a retry with the same id and body gets the first answer.")
+    occurred_at: EpochMs | None = Field(None, description=(
+        "When the fact happened (business time), epoch ms: as the caller reports it, e.g. the payment provider's or the "
+        "carrier's timestamp; it becomes the event's occurredAt, the time every view and time-travel query goes by. "
+        "Omitted: the service's clock. May be earlier than the order's previous event (seq order is the truth)."
+    ))
 
 
 class PlaceOrder(Command):
@@ -212,8 +218,12 @@ def request_hash(command: Command, *, order_id: str | None) -> str:
     """SHA-256 (hex) of what the command asks: its type, the order it names and every field but its id.
 
     Two sends of one command hash alike whatever their key order or whitespace; a field given
-    as its default (``"amountMinor": null``) hashes like the field left out.
+    as its default (``"amountMinor": null``) hashes like the field left out. ``occurredAt`` is
+    part of what is asked (the same command at another time is another command); left out, it
+    is left out of the hash too, so commands stored before the field existed keep their hash.
     """
     body = command.model_dump(mode="json", by_alias=True, exclude={"command_id"})
+    if body.get("occurredAt") is None:
+        body.pop("occurredAt", None)
     asked: dict[str, Any] = {"type": type(command).__name__, "orderId": order_id, "body": body}
     return hashlib.sha256(json.dumps(asked, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -37,7 +37,7 @@ from pipelines.orders.commands import (
 )
 from pipelines.orders.errors import CommandConflictError, CorruptEventStoreError, InvalidCommandError, OrderNotFoundError
 from pipelines.projections.base import Row
-from pipelines.projections.domain import IMPOSSIBLE_REFUND
+from pipelines.projections.domain import IMPOSSIBLE_REFUND, envelope_problem
 from pipelines.projections.order_lifecycle import IMPOSSIBLE_TRANSITION, OrderFoldResult, order_step
 from schemas.codec import Event, EventCodec
 from schemas.errors import CodecError
@@ -130,8 +130,10 @@ def decide(command: Command, order: Aggregate, *, now_ms: int, new_id: Callable[
 
     1. PlaceOrder needs an order with no events (else 409); every other command one with events (else 404).
     2. The candidate event: envelope (eventId from ``new_id``, the newest schemaVersion,
-       seq = last seq + 1, occurredAt = ``now_ms``, the order's correlationId, causationId =
-       the command id) and the payload the command gives.
+       seq = last seq + 1, occurredAt = the command's ``occurredAt`` or else ``now_ms``, the
+       order's correlationId, causationId = the command id) and the payload the command gives.
+       An envelope outside the domain every consumer enforces (an occurredAt outside
+       [MIN_EVENT_MS, MAX_EVENT_MS), :func:`~pipelines.projections.domain.envelope_problem`) is a 422.
     3. ``order_step`` judges it against the order: an impossible transition is a 409, a payload
        outside its domain a 422 (see the module docstring).
     4. The service's own money rules (at most the total authorized, at most what was paid refunded): 422.
@@ -155,16 +157,20 @@ def decide(command: Command, order: Aggregate, *, now_ms: int, new_id: Callable[
             "schemaVersion": newest_version(event_type),
             "orderId": order.order_id,
             "seq": order.last_seq + 1,
-            "occurredAt": now_ms,
+            "occurredAt": now_ms if command.occurred_at is None else command.occurred_at,
             "correlationId": correlation_id,
             "causationId": command.command_id,
         }
     }
+    # A refused PlaceOrder's message names no order: none was made, and its id may be one the service drew.
+    subject = name if isinstance(command, PlaceOrder) else f"{name} on order {order.order_id}"
+    problem = envelope_problem(event["envelope"])
+    if problem is not None:
+        raise InvalidCommandError(f"{subject}: {problem}")
     event.update(_payload(command, order.row, new_id=new_id))
-    # Step 3 (a refused PlaceOrder's message names no order: none was made, and its id may be one the service drew)
+    # Step 3
     after = order_step(order.row, event)
     if isinstance(after, OrderFoldResult):
-        subject = name if isinstance(command, PlaceOrder) else f"{name} on order {order.order_id}"
         if after.reason_class == IMPOSSIBLE_TRANSITION:
             raise CommandConflictError(f"{subject}: {after.reason}")
         raise InvalidCommandError(f"{subject}: {after.reason}")

@@ -215,6 +215,22 @@ def test_retries_by_command_id(client: TestClient, engine: Engine) -> None:
     assert counts(engine) == (2, 2, 2)
 
 
+def test_occurred_at_over_http(client: TestClient, engine: Engine) -> None:
+    """Scenario: an order placed with occurredAt T and paid with T - 1 s, a shipment stamped in 2100, a float time, a retry at another time.
+    We expect T and T - 1 s in the answers and the event store, 422s naming occurredAt, and nothing written by the refusals."""
+    t = 1_704_067_200_000
+    placed = client.post("/orders", json=place_body("o-1", occurredAt=t))
+    assert placed.status_code == 201 and placed.json()["occurredAt"] == t and placed.json()["order"]["placedAt"] == t
+    pay = {"commandId": "c-pay", "occurredAt": t - 1000}
+    assert client.post("/orders/o-1/payment", json=pay).json()["order"]["paidAt"] == t - 1000
+    assert [e["occurredAt"] for e in client.get("/orders/o-1").json()["events"]] == [t, t - 1000]
+    before = counts(engine)
+    assert_one_line_error(send(client, "o-1", "reservation", occurredAt=4_102_444_800_000), 422, "occurredAt 4102444800000 is outside its domain")
+    assert_one_line_error(send(client, "o-1", "reservation", occurredAt=float(t)), 422, "occurredAt")
+    assert_one_line_error(client.post("/orders/o-1/payment", json={**pay, "occurredAt": t}), 422, "c-pay")
+    assert counts(engine) == before
+
+
 def test_placing_an_existing_order_is_a_409(client: TestClient, engine: Engine) -> None:
     """Scenario: two PlaceOrder commands (two command ids) for one order id. We expect 201, then 409 naming the order."""
     assert client.post("/orders", json=place_body("o-1")).status_code == 201
