@@ -104,6 +104,19 @@ class Writer:
         assert self.error is None, self.error
 
 
+#: Every relay a test started: the ones still running when it ends (a failed test) are killed.
+_STARTED: list[RelayProcess] = []
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftover_relays() -> Iterator[None]:
+    yield
+    while _STARTED:
+        relay = _STARTED.pop()
+        if relay.alive():
+            relay.kill9()
+
+
 @dataclass
 class RelayProcess:
     """`rewind outbox relay` as a child process, its output in a file."""
@@ -119,7 +132,9 @@ class RelayProcess:
         with log_path.open("ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "scripts.cli", "outbox", "relay", "--progress-interval-s", "1", *args],
                                     cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        return cls(proc, log_path, list(args))
+        relay = cls(proc, log_path, list(args))
+        _STARTED.append(relay)
+        return relay
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

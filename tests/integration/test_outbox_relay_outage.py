@@ -15,7 +15,15 @@ from pipelines.orders.database import migrate, open_database
 from pipelines.orders.relay_outbox import outbox_lag
 from tests.integration.private_broker import private_broker
 from tests.integration.support import wait_until
-from tests.integration.test_outbox_relay import RelayProcess, check_topic, outbox_status, published_rows, workload_rows, write_rows
+from tests.integration.test_outbox_relay import (  # noqa: F401  # _kill_leftover_relays: an autouse fixture, used by being imported
+    RelayProcess,
+    _kill_leftover_relays,
+    check_topic,
+    outbox_status,
+    published_rows,
+    workload_rows,
+    write_rows,
+)
 
 pytestmark = pytest.mark.integration
 
