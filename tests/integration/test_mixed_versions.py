@@ -197,7 +197,7 @@ def test_a_live_pipeline_stops_on_a_registry_that_is_down_and_skips_nothing(worl
         if proc.alive():
             proc.kill9()
     assert proc.proc.returncode != 0
-    assert "127.0.0.1:1" in proc.output_tail() and "RegistryUnavailableError" in proc.output_tail()
+    assert "127.0.0.1:1" in proc.output_tail() and "unreachable" in proc.output_tail()
     records = len(world["records"]) + 3
     from tests.integration.support import committed_total
 
