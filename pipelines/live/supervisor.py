@@ -98,6 +98,7 @@ class PipelineChild:
             "REWIND_DLQ_TOPIC": settings.dlq_topic,
             "REWIND_VIEW_TOPIC_PREFIX": settings.view_topic_prefix,
             "REWIND_GUARANTEE": settings.guarantee,
+            "REWIND_ENGINE": settings.engine,
             "REWIND_COMMIT_INTERVAL_S": str(settings.commit_interval_s),
             "REWIND_LIVE_ROW_CACHE_ROWS": str(settings.live_row_cache_rows),
         }

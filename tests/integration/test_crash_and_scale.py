@@ -28,10 +28,10 @@ pytestmark = pytest.mark.integration
 VIEW = "customer-summary"
 
 
-def _produce(bootstrap: str, tmp_path: Path, *, orders: int, seed: int) -> tuple:
+def _produce(bootstrap: str, tmp_path: Path, *, orders: int, seed: int, engine: str) -> tuple:
     name = f"t-crash-{uuid.uuid4().hex[:8]}"
     # Checkpoints every second, so kills land between commits often and progress is visible early.
-    settings = isolated_settings(bootstrap, name, tmp_path, commit_interval_s=1.0)
+    settings = isolated_settings(bootstrap, name, tmp_path, commit_interval_s=1.0, engine=engine)
     workload = generate(WorkloadConfig(seed=seed, orders=orders, days=7, poison_rate=0.01))
     produce_workload(settings, workload, progress=False)
     write_oracle(workload, tmp_path / "oracle.sqlite", topic=settings.orders_topic)
@@ -57,10 +57,10 @@ def _sole_member_holds_every_orders_partition(bootstrap: str, group: str, settin
     return len(held) == settings.orders_partitions
 
 
-def test_second_instance_joins_and_first_leaves(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_second_instance_joins_and_first_leaves(kafka_bootstrap: str, tmp_path: Path, live_engine: str) -> None:
     """Scenario: instance B joins the group mid-run, then instance A stops (SIGTERM). We expect B to take over every partition at once
     (A leaves the group), and the views to equal the oracle."""
-    settings, expected, total = _produce(kafka_bootstrap, tmp_path, orders=40_000, seed=22)
+    settings, expected, total = _produce(kafka_bootstrap, tmp_path, orders=40_000, seed=22, engine=live_engine)
     group = f"{settings.orders_topic}-{VIEW}"
     first = PipelineProcess.start(settings, VIEW, group=group, state_dir=tmp_path / "a", log_dir=tmp_path / "logs")
     second = None

@@ -24,10 +24,12 @@ VIEW = "order-status"
 STOPS: tuple[StopHow, ...] = ("kill", "term", "kill", "term")
 
 
-def test_restart_after_kill_9_and_sigterm_processes_again_within_seconds(kafka_bootstrap: str, tmp_path: Path, unique_name: str) -> None:
+def test_restart_after_kill_9_and_sigterm_processes_again_within_seconds(
+    kafka_bootstrap: str, tmp_path: Path, unique_name: str, live_engine: str
+) -> None:
     """Scenario: a pipeline on a steady stream of orders is killed -9 twice and SIGTERMed twice, each time restarted at once.
     We expect each restart to write view records again within the bounds (the figures are printed)."""
-    settings = isolated_settings(kafka_bootstrap, unique_name, tmp_path)
+    settings = isolated_settings(kafka_bootstrap, unique_name, tmp_path, engine=live_engine)
     trickle = Trickle(settings, rate=200, max_s=240).start()
     timer = RestartTimer(settings, VIEW, group=f"{unique_name}-{VIEW}", state_dir=tmp_path / "state", log_dir=tmp_path / "logs")
     figures: dict[StopHow, list[float]] = {"kill": [], "term": []}
