@@ -1,6 +1,16 @@
 """The main job, end to end: Kafka, a workload with its oracle, every pipeline, the views, time travel.
 
-Every step prints what it checked against the oracle; the job exits non-zero if any check fails.
+Two sources of the log (``source``):
+
+* ``"service"`` (the default): the workload is driven through the order service as commands
+  and published by its outbox relay (:mod:`scripts.main_job_service`), so every event in the
+  log was decided by the service; the views are checked against its event store as well as
+  against the oracle. No poison, every event in the newest schema version, single-object
+  framing: what the service writes.
+* ``"produce"``: the workload's records are produced straight to Kafka, with poison, older
+  schema versions and a share in the Confluent wire format (what other producers may write).
+
+Every step prints what it checked; the job exits non-zero if any check fails.
 """
 
 from __future__ import annotations
@@ -10,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.table import Table
@@ -21,11 +31,12 @@ from pipelines.projections import VIEW_NAMES
 from pipelines.readback import data_end_offsets, latest_by_key, read_to_end
 from pipelines.settings import RewindSettings
 from pipelines.topics import view_topic
-from schemas import CodecError, EventCodec, RewindError
+from schemas import CodecError, ConfigError, EventCodec, RewindError
 from schemas.codec import CONFLUENT_MAGIC
 from schemas.confluent import ConfluentSchemas
 from schemas.registry import load_registry
-from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
+from scripts.main_job_service import CommandSide
+from scripts.workload import Oracle, Workload, WorkloadConfig, generate, produce_workload, write_oracle
 from scripts.workload.expected_views import (
     expected_customers,
     expected_order_status,
@@ -40,7 +51,10 @@ from state.replay.engine import ReplayRequest, run_replay
 from state.replica import Replica, view_topics
 from state.rocks_store import open_store
 
-__all__ = ["MainJob", "MainJobFailed"]
+__all__ = ["MainJob", "MainJobFailed", "Source", "run_main_job"]
+
+#: Where the main job's log comes from: the order service (commands) or straight from the workload's records.
+Source = Literal["service", "produce"]
 
 DAY_MS = 86_400_000
 
@@ -56,17 +70,29 @@ class MainJob:
     settings: RewindSettings
     orders: int = 5000
     seed: int = 42
+    source: Source = "service"
+    #: Share of poison records (``source="produce"`` only: the service never writes one).
     poison_rate: float = 0.01
-    #: Share of the events of evolved types written with an older schema version.
+    #: Share of the events of evolved types written with an older schema version (``source="produce"`` only).
     old_versions: float = 0.3
-    #: Share of records in the Confluent wire format (needs ``settings.schema_registry_url``).
+    #: Share of records in the Confluent wire format (``source="produce"`` only; needs ``settings.schema_registry_url``).
     confluent_share: float = 0.0
+    #: Concurrent HTTP senders of commands (``source="service"``).
+    workers: int = 8
     console: Console = field(default_factory=lambda: Console(stderr=False))
     run_id: str = field(default_factory=lambda: "demo-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
+    #: The run's files go to ``<run_root>/<run_id>`` (state, logs, oracle, event store).
+    run_root: Path = Path(".run/demo")
     failures: list[str] = field(default_factory=list)
+    #: (orderId, seq, eventId) of every event read back from the orders topic, and its events per type.
+    topic_events: Counter[tuple[str, int, str]] = field(default_factory=Counter)
+    topic_types: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
-        self.run_dir = Path(".run/demo") / self.run_id
+        if self.source == "service" and (self.poison_rate or self.old_versions or self.confluent_share):
+            raise ConfigError("poison, old schema versions and Confluent framing only apply to --source produce: the order service "
+                              "writes every event once, in the newest schema version, single-object framed")
+        self.run_dir = self.run_root / self.run_id
         self.settings = self.settings.model_copy(update={
             "orders_topic": f"{self.run_id}.orders", "dlq_topic": f"{self.run_id}.orders.dlq",
             "view_topic_prefix": f"{self.run_id}.", "state_dir": self.run_dir / "state",
@@ -83,15 +109,39 @@ class MainJob:
         url = self.settings.schema_registry_url
         return EventCodec(load_registry(), schema_ids=ConfluentSchemas(url, load_registry()) if url else None)
 
-    # Step 1 + 2
-    def produce(self) -> Path:
-        """Generate the workload over the last three days, produce it, write the oracle."""
+    # Step 1
+    def generate(self) -> Workload:
+        """The workload over the last three days (poison and old versions only when produced straight to Kafka)."""
         now_ms = int(time.time() * 1000)
         config = WorkloadConfig(seed=self.seed, orders=self.orders, days=3, poison_rate=self.poison_rate,
                                 old_version_rate=self.old_versions, start_ms=now_ms - 3 * DAY_MS,
                                 max_lateness_ms=self.settings.max_lateness_ms)
+        return generate(config)
+
+    def write_oracle(self, workload: Workload) -> Path:
+        """Fold the workload into its oracle under the run directory."""
+        oracle_path = self.run_dir / "oracle.sqlite"
+        oracle_path.parent.mkdir(parents=True, exist_ok=True)
+        write_oracle(workload, oracle_path, topic=self.settings.orders_topic)
+        return oracle_path
+
+    # Step 1 + 2, source "service"
+    def drive(self, command_side: CommandSide) -> Path:
+        """Generate the workload, drive it through the order service as commands, wait until the relay published it all."""
+        self.console.rule(f"[bold]1. {self.orders:,} orders through the order service -> outbox relay -> {self.settings.orders_topic}")
+        command_side.start()
+        workload = self.generate()
+        command_side.drive(workload)
+        command_side.wait_published()
+        oracle_path = self.write_oracle(workload)
+        self.console.print(f"oracle: {oracle_path}")
+        return oracle_path
+
+    # Step 1 + 2, source "produce"
+    def produce(self) -> Path:
+        """Generate the workload over the last three days, produce it, write the oracle."""
         self.console.rule(f"[bold]1. Produce {self.orders:,} orders to {self.settings.orders_topic}")
-        workload = generate(config)
+        workload = self.generate()
         records = list(workload.records)
         url = self.settings.schema_registry_url
         if self.confluent_share > 0 and url:
@@ -99,9 +149,7 @@ class MainJob:
             records = confluent_framed(records, share=self.confluent_share, seed=self.seed, headers=headers)
             self.console.print(f"every schema version registered in {url}; {self.confluent_share:.0%} of the records Confluent-framed")
         report = produce_workload(self.settings, records)
-        oracle_path = self.run_dir / "oracle.sqlite"
-        oracle_path.parent.mkdir(parents=True, exist_ok=True)
-        write_oracle(workload, oracle_path, topic=self.settings.orders_topic)
+        oracle_path = self.write_oracle(workload)
         self.console.print(f"{report.delivered:,} records ({report.poison} poison) at {report.events_per_s:,.0f} ev/s; oracle: {oracle_path}")
         return oracle_path
 
@@ -116,7 +164,9 @@ class MainJob:
             value = msg.value()
             try:
                 schema, _ = codec.decode_written(value)
-                counts[codec.decode(value)["envelope"]["eventType"]] += 1
+                envelope = codec.decode(value)["envelope"]
+                counts[envelope["eventType"]] += 1
+                self.topic_events[(envelope["orderId"], envelope["seq"], envelope["eventId"])] += 1
             except CodecError as exc:
                 counts[f"<{type(exc).__name__}>"] += 1
                 continue
@@ -125,7 +175,8 @@ class MainJob:
         for (event_type, version, framing), n in sorted(written.items()):
             if len(load_registry().versions(event_type)) > 1 or framing == "Confluent":
                 versions.add_row(event_type, f"v{version}", framing, f"{n:,}")
-        self.console.print(versions)
+        if versions.row_count:
+            self.console.print(versions)
         expected = Counter(oracle.event_type_counts())
         decodable_poison = Counter(p.event_type for p in oracle.poison() if p.kind in ("impossible_transition", "duplicate"))
         table = Table("event type", "read back", "oracle (good)", "oracle (poison)")
@@ -133,6 +184,7 @@ class MainJob:
             table.add_row(event_type, f"{counts[event_type]:,}", f"{expected[event_type]:,}", f"{decodable_poison[event_type]:,}")
         self.console.print(table)
         decoded = Counter({k: v for k, v in counts.items() if not k.startswith("<")})
+        self.topic_types = decoded
         self.check(decoded == expected + decodable_poison, "every event type count equals the oracle's (good + decodable poison)")
         undecodable = sum(v for k, v in counts.items() if k.startswith("<"))
         self.check(undecodable == sum(1 for p in oracle.poison() if p.kind in ("undecodable", "unknown_schema")),
@@ -268,19 +320,41 @@ def _poll(mismatches: Any, *, timeout_s: float) -> list[str]:
         time.sleep(1.0)
 
 
-def run_main_job(settings: RewindSettings, *, orders: int, seed: int, poison_rate: float, console: Console,
-                 old_versions: float = 0.3, confluent_share: float = 0.0) -> list[str]:
-    """Run every step; return the failed checks (empty: all agreed with the oracle)."""
-    job = MainJob(settings, orders=orders, seed=seed, poison_rate=poison_rate, console=console,
-                  old_versions=old_versions, confluent_share=confluent_share)
+def run_main_job(settings: RewindSettings, *, orders: int, seed: int, console: Console, source: Source = "service",
+                 poison_rate: float = 0.0, old_versions: float = 0.0, confluent_share: float = 0.0, workers: int = 8,
+                 run_id: str | None = None, run_root: Path | None = None) -> list[str]:
+    """Run every step; return the failed checks (empty: all agreed with the oracle, and with the event store).
+
+    ``source="service"`` starts the order service and its relay as child processes and stops
+    them at the end, on a failure too; ``poison_rate``, ``old_versions`` and ``confluent_share``
+    only apply to ``source="produce"`` (ConfigError otherwise). ``run_id`` (default: ``demo-<UTC time>``)
+    prefixes every topic; the run's files go to ``<run_root>/<run_id>`` (default root: ``.run/demo``).
+    """
+    where: dict[str, Any] = {k: v for k, v in {"run_id": run_id, "run_root": run_root}.items() if v is not None}
+    job = MainJob(settings, orders=orders, seed=seed, source=source, poison_rate=poison_rate, console=console,
+                  old_versions=old_versions, confluent_share=confluent_share, workers=workers, **where)
     console.print(f"run id [bold]{job.run_id}[/]: topics {job.settings.orders_topic}, {job.settings.dlq_topic}, {job.settings.view_topic_prefix}view.<name>")
-    oracle_path = job.produce()
-    with Oracle.open(oracle_path) as oracle:
-        job.read_back(oracle)
-        children = job.run_pipelines()
-        try:
-            job.show_views(oracle)
-        finally:
-            job.stop(children)
-        job.time_travel(oracle)
+    command_side = CommandSide(job.settings, run_dir=job.run_dir, console=console, check=job.check, workers=workers) if source == "service" else None
+    try:
+        oracle_path = job.drive(command_side) if command_side is not None else job.produce()
+        with Oracle.open(oracle_path) as oracle:
+            if command_side is not None:
+                console.rule("[bold]1b. Bad input: commands the order service refuses")
+                command_side.bad_input(oracle)
+            job.read_back(oracle)
+            children = job.run_pipelines()
+            try:
+                job.show_views(oracle)
+                if command_side is not None:
+                    console.rule("[bold]4a. The log and the views against the order service's event store")
+                    command_side.check_views(topic_events=job.topic_events, topic_types=job.topic_types, poll=_poll)
+            finally:
+                job.stop(children)
+            job.time_travel(oracle)
+        if command_side is not None:
+            console.rule("[bold]6. Stop the order service and the outbox relay (SIGTERM)")
+            command_side.stop()
+    finally:
+        if command_side is not None:
+            command_side.kill()
     return job.failures
