@@ -12,7 +12,8 @@ One run (:func:`run_crash`):
    final answer: the service's idempotency must make that safe.
 3. Meanwhile the relay is killed at random moments (each time once it holds its shards, after a random pause)
    and restarted, and the service is killed while commands are in flight and restarted.
-4. Once every command is answered: wait until the outbox lag is 0, stop both with SIGTERM.
+4. Once every command is answered: send a sample of the committed ones again (each must be answered as a replay
+   of the same event, writing nothing), wait until the outbox lag is 0, stop both with SIGTERM.
 
 Then :func:`check_log` compares the orders topic with the events table (by eventId, bytes, key, partition, seq
 order per order, copies), and :func:`run_view` folds the topic with `rewind run order-status` so that the
@@ -210,7 +211,8 @@ class DriverCounts:
     (4xx), or ``gave_up``. ``attempts`` counts HTTP requests; ``failed`` the requests that got no answer because
     of a connection error (the service down), of which ``unknown_outcome`` had been sent when the connection
     broke; ``unavailable`` the 503s. ``illegal_sent`` counts the illegal commands, ``unexpected`` lists every
-    answer that was not the planned one (a legal command refused, an illegal one accepted or refused otherwise)."""
+    answer that was not the planned one (a legal command refused, an illegal one accepted or refused otherwise).
+    ``resent``/``resent_replayed``: committed commands sent again at the end (:meth:`Driver.resend_committed`)."""
 
     sent: int = 0
     committed: int = 0
@@ -222,6 +224,8 @@ class DriverCounts:
     unknown_outcome: int = 0
     unavailable: int = 0
     gave_up: int = 0
+    resent: int = 0
+    resent_replayed: int = 0
     rejected_by_status: Counter[int] = field(default_factory=Counter)
     unexpected: list[str] = field(default_factory=list)
 
@@ -241,6 +245,7 @@ class Driver:
         self.total = sum(len(p.steps) for p in plans)
         self.counts = DriverCounts()
         self.committed: dict[str, str] = {}
+        self._committed_steps: dict[str, Step] = {}
         self.in_flight = 0
         self.answers = 0
         self.error: BaseException | None = None
@@ -306,6 +311,15 @@ class Driver:
         with self._lock:
             self.counts.sent += 1
             self.counts.illegal_sent += step.refusal is not None
+        response, unknown = self._post(client, step)
+        if response is None:
+            return False
+        return self._final(step, response, after_unknown=unknown)
+
+    def _post(self, client: httpx.Client, step: Step) -> tuple[httpx.Response | None, bool]:
+        """POST ``step`` again and again (same commandId, same body) until an answer other than 503; that answer (None:
+        none within RETRY_FOR_S, counted as ``gave_up``) and whether an earlier attempt's outcome was unknown (the
+        connection broke after sending, or a 503, which a commit whose acknowledgement was lost also gives)."""
         deadline = time.monotonic() + RETRY_FOR_S
         backoff_s = 0.05
         unknown = False
@@ -328,15 +342,37 @@ class Driver:
                 with self._lock:
                     self.answers += 1
                 if response.status_code != 503:
-                    return self._final(step, response, after_unknown=unknown)
+                    return response, unknown
                 self._count("unavailable")
+                unknown = True
             if time.monotonic() > deadline or self._stop.is_set():
                 self._count("gave_up")
                 with self._lock:
                     self.counts.unexpected.append(f"{step.command_id} {step.name}: no final answer within {RETRY_FOR_S:g} s")
-                return False
+                return None, unknown
             self._stop.wait(backoff_s)
             backoff_s = min(backoff_s * 2, 0.5)
+
+    def resend_committed(self, *, sample: int, seed: int) -> None:
+        """Once every plan is done: send ``sample`` committed commands again (same commandId, same body), one at a time.
+
+        Each must be answered as a replay (header ``Idempotent-Replayed``) naming the event of its first answer: the
+        stored answers outlived the kills, and a retry writes nothing (the caller's check of the events table against
+        :attr:`committed` shows that). Counted in ``resent`` and ``resent_replayed``; any other answer is ``unexpected``.
+        """
+        chosen = random.Random(seed).sample(sorted(self._committed_steps), min(sample, len(self._committed_steps)))
+        with httpx.Client(base_url=self.base_url, timeout=REQUEST_TIMEOUT_S) as client:
+            for command_id in chosen:
+                step = self._committed_steps[command_id]
+                response, _ = self._post(client, step)
+                if response is None:
+                    continue
+                self.counts.resent += 1
+                same = response.status_code < 300 and response.json().get("eventId") == self.committed[command_id]
+                if same and response.headers.get("Idempotent-Replayed") == "true":
+                    self.counts.resent_replayed += 1
+                else:
+                    self.counts.unexpected.append(f"{command_id} {step.name} sent again: {response.status_code} {response.text[:300]}")
 
     def _final(self, step: Step, response: httpx.Response, *, after_unknown: bool) -> bool:
         code = response.status_code
@@ -347,6 +383,7 @@ class Driver:
                 self.counts.replayed += replayed
                 body = response.json()
                 self.committed[step.command_id] = str(body["eventId"])
+                self._committed_steps[step.command_id] = step
                 if replayed and not after_unknown:
                     self.counts.unexpected.append(f"{step.command_id} {step.name}: replayed answer to a first attempt")
                 if step.refusal is None:
@@ -468,7 +505,7 @@ def _wait(condition: Callable[[], Any], *, timeout_s: float, what: str, interval
 class CrashConfig:
     """One run: ``orders`` orders at ``rate_per_s`` commands/s from ``workers`` threads, the relay killed
     ``relay_kills`` times (a random pause of ``relay_pause_s`` after it holds its shards), the service
-    ``service_kills`` times while commands are in flight."""
+    ``service_kills`` times while commands are in flight; at the end ``resend`` committed commands sent again."""
 
     database_url: str
     bootstrap: str
@@ -481,6 +518,7 @@ class CrashConfig:
     workers: int = 8
     rate_per_s: float = 60.0
     relay_pause_s: tuple[float, float] = (0.3, 1.5)
+    resend: int = 50
     seed: int = 13
 
 
@@ -544,6 +582,7 @@ class _Crash:
             driver.join(300)
             result.traffic_s = time.monotonic() - started
             # Step 4
+            driver.resend_committed(sample=cfg.resend, seed=cfg.seed)
             drain_from = time.monotonic()
             engine = _reader(cfg.database_url)
             try:
@@ -784,6 +823,7 @@ def counts_table(run: CrashRun, log: LogCheck, view: ViewRun | None = None) -> s
         ("  gave up", c.gave_up, ""),
         ("failed requests", c.failed, f"connection errors while the service was down; {c.unknown_outcome} of them sent, outcome unknown"),
         ("503 answers", c.unavailable, "retried"),
+        ("committed, sent again", c.resent, f"at the end, same commandId and body: {c.resent_replayed} answered as replays of the same event"),
         ("events committed", log.events, "rows of the events table"),
         ("records in the topic", log.records, ""),
         ("published (distinct)", log.distinct, ""),

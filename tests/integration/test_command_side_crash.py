@@ -81,7 +81,8 @@ def test_kill9_of_the_relay_and_the_service_loses_nothing_and_publishes_nothing_
     """Scenario: 300 orders' commands (some illegal) arrive over HTTP while the relay is killed with SIGKILL 5 times and
     the order service twice mid-command, each restarted; the driver retries a command of unknown outcome with its
     commandId. We expect every committed event in the topic and nothing else, first copies in seq order per order,
-    the view equal to the events table, every answer the planned one, and rejected == illegal commands sent."""
+    the view equal to the events table, every answer the planned one (committed commands sent again at the end: replays
+    of the same event), and rejected == illegal commands sent."""
     started = time.monotonic()
     cfg = CrashConfig(database_url=database_url, bootstrap=kafka_bootstrap, topic=f"{unique_name}.orders", log_dir=tmp_path / "logs",
                       orders=300, relay_kills=5, service_kills=2, rate_per_s=60.0)
@@ -104,6 +105,7 @@ def test_kill9_of_the_relay_and_the_service_loses_nothing_and_publishes_nothing_
     # Every command got its planned answer, once: no retry made a second event.
     assert counts.unexpected == [] and counts.gave_up == 0
     assert counts.sent == counts.committed + counts.rejected
+    assert counts.resent == counts.resent_replayed == 50  # committed commands sent again at the end: replays, nothing new
     assert counts.rejected == counts.illegal_sent > 0
     assert driver_faults(run.driver, stored) == []
     assert len(stored) == counts.committed
