@@ -179,13 +179,18 @@ class CommandSide:
     def drive(self, workload: Workload) -> SendReport:
         """Post every good event of ``workload`` as its command; check that each was accepted."""
         commands = list(workload_commands(workload.records))
+        printed = [time.monotonic()]
         with self.console.status("sending commands") as status:
             def progress(report: SendReport) -> None:
                 for child in self.children:
                     if not child.alive():
                         raise child.dead("while commands were sent")
-                status.update(f"{report.done:,}/{report.total:,} commands, {report.commands_per_s:,.0f}/s, "
-                              f"{report.refused_total} refused, {report.retries} retried")
+                line = (f"{report.done:,}/{report.total:,} commands, {report.commands_per_s:,.0f}/s, {report.refused_total} refused, "
+                        f"{report.retries} retried; outbox lag {outbox_lag(self.engine).rows:,} rows")
+                status.update(line)
+                if not self.console.is_terminal and time.monotonic() - printed[0] >= 10:  # no live status line: a line every 10 s
+                    printed[0] = time.monotonic()
+                    self.console.print(line)
 
             report = send_commands(self.base_url, commands, workers=self.workers, progress=progress)
         self.console.print(report.summary())
