@@ -33,6 +33,7 @@ import contextlib
 import functools
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -234,8 +235,9 @@ class Driver:
     """Sends every plan's commands to the service at ``base_url`` from ``workers`` threads, at most ``rate_per_s``
     commands per second overall (each order's commands one after the other, several orders at a time).
 
-    ``slow_down()`` True makes it send at a quarter of the rate once 80 % of the commands are sent: the kills
-    are due to happen while commands keep arriving, so the driver waits for them at a trickle instead of ending.
+    ``slow_down()`` True makes it send at a quarter of the rate once 80 % of the commands are sent, and at most one
+    a second once 95 % are: the kills are due to happen while commands keep arriving, so the driver waits for them
+    at a trickle instead of ending.
     ``committed`` maps the commandId of every committed command to its answer's eventId.
     """
 
@@ -300,7 +302,7 @@ class Driver:
         with self._lock:
             interval = 1.0 / self.rate_per_s
             if self.counts.sent >= 0.8 * self.total and self.slow_down():
-                interval *= 4
+                interval = 4 * interval if self.counts.sent < 0.95 * self.total else max(4 * interval, 1.0)
             slot = max(time.monotonic(), self._next_slot + interval)
             self._next_slot = slot
         self._stop.wait(max(0.0, slot - time.monotonic()))
@@ -488,14 +490,16 @@ class RelayProcess(_Child):
 
     def holds_shards(self) -> bool:
         """True once it has claimed shards (and so is about to publish, or publishing)."""
-        return "holds " in self.log() and " of the shards" in self.log()
+        return re.search(r"holds \d+ of the shards", self.log()) is not None
 
 
-def _wait(condition: Callable[[], Any], *, timeout_s: float, what: str, interval_s: float = 0.1) -> None:
+def _wait(condition: Callable[[], Any], *, timeout_s: float, what: str, interval_s: float = 0.1, log_of: _Child | None = None) -> None:
+    """Poll ``condition`` until true; TimeoutError after ``timeout_s`` (with the end of ``log_of``'s log)."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
+            tail = "\n" + "\n".join(log_of.log().splitlines()[-30:]) if log_of is not None else ""
+            raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}{tail}")
         time.sleep(interval_s)
 
 
@@ -564,7 +568,7 @@ class _Crash:
         try:
             # Step 1
             self.service = self._start_service(0)
-            _wait(self.service.healthy, timeout_s=60, what=f"the order service on port {self.port}")
+            _wait(self.service.healthy, timeout_s=60, what=f"the order service on port {self.port}", log_of=self.service)
             self.relays.append(self._start_relay(0))
             # Steps 2 and 3
             started = time.monotonic()
@@ -633,7 +637,7 @@ class _Crash:
         """Kill the relay at a random moment once it holds its shards (so mostly mid-batch), restart it; ``relay_kills`` times."""
         for n in range(1, self.cfg.relay_kills + 1):
             relay = self.relays[-1]
-            _wait(functools.partial(self._holds_shards, relay), timeout_s=60, what=f"relay {n - 1} to hold its shards")
+            _wait(functools.partial(self._holds_shards, relay), timeout_s=60, what=f"relay {n - 1} to hold its shards", log_of=relay)
             if self.stop.wait(self.rng.uniform(*self.cfg.relay_pause_s)) or self._done():
                 return
             relay.kill9()
