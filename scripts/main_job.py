@@ -72,9 +72,9 @@ class MainJob:
     seed: int = 42
     source: Source = "service"
     #: Share of poison records (``source="produce"`` only: the service never writes one).
-    poison_rate: float = 0.01
+    poison_rate: float = 0.0
     #: Share of the events of evolved types written with an older schema version (``source="produce"`` only).
-    old_versions: float = 0.3
+    old_versions: float = 0.0
     #: Share of records in the Confluent wire format (``source="produce"`` only; needs ``settings.schema_registry_url``).
     confluent_share: float = 0.0
     #: Concurrent HTTP senders of commands (``source="service"``).
