@@ -71,8 +71,9 @@ class PartitionStore:
         self.path = path
         self._db = open_rdict(path, _options(), read_only=False, error=PipelineStateError, what="batch partition store")
         self._write = write_options(wal=True)
-        self._staged: dict[bytes, bytes] = {}
-        self._rows: dict[bytes, Any] = {}  # decoded staged rows, for reads within the same transaction
+        #: Staged rows (not None), serialised only at commit: a row changed by several events of one
+        #: checkpoint is encoded once.
+        self._rows: dict[bytes, Any] = {}
         raw_applied = self._db.get(_APPLIED)
         #: Next offset the committed rows are folded to (0: nothing folded).
         self.applied: int = 0 if raw_applied is None else int.from_bytes(raw_applied, "big")
@@ -92,30 +93,28 @@ class PartitionStore:
     def put(self, key: bytes, value: Any) -> None:
         """Stage ``value`` (not None) under ``key``, to be written by :meth:`commit`."""
         self._rows[key] = value
-        self._staged[key] = orjson.dumps(value)
 
     @property
     def staged_count(self) -> int:
         """Rows staged since the last commit (held in memory until then)."""
-        return len(self._staged)
+        return len(self._rows)
 
     def commit(self, next_offset: int) -> None:
         """Write the staged rows, ``applied = next_offset`` and the stream time in one atomic batch."""
         batch = WriteBatch(raw_mode=True)
-        for key, value in self._staged.items():
-            batch.put(key, value)
+        dumps = orjson.dumps
+        for key, value in self._rows.items():
+            batch.put(key, dumps(value))
         batch.put(_APPLIED, next_offset.to_bytes(8, "big"))
         if self.stream_time_ms is not None:
             batch.put(_STREAM, self.stream_time_ms.to_bytes(8, "big", signed=True))
         self._db.write(batch, self._write)
         self.applied = next_offset
         self._committed_stream_time_ms = self.stream_time_ms
-        self._staged.clear()
         self._rows.clear()
 
     def discard(self) -> None:
         """Forget every staged row and stream time (their transaction was aborted)."""
-        self._staged.clear()
         self._rows.clear()
         self.stream_time_ms = self._committed_stream_time_ms
 

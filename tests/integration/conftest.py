@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-#: The live engines (`rewind run NAME --engine ...`); every live test runs against each.
-LIVE_ENGINES = ("quix", "batch")
+from tests.integration.support import LIVE_ENGINES
 
 
 @pytest.fixture(scope="module", params=LIVE_ENGINES)

@@ -41,6 +41,18 @@ def isolated_settings(bootstrap: str, name: str, tmp_path: Path, **overrides: An
     )
 
 
+#: The live engines (`rewind run NAME --engine ...`); every live test runs against each (conftest.live_engine).
+LIVE_ENGINES = ("quix", "batch")
+
+
+def for_engine(settings: RewindSettings, engine: str) -> RewindSettings:
+    """``settings`` for pipelines of ``engine`` on the same orders topic: their own view topics and DLQ,
+    so that both engines can fold one produced workload and each be checked on its own outputs."""
+    return settings.model_copy(update={
+        "engine": engine, "view_topic_prefix": f"{settings.view_topic_prefix}{engine}.", "dlq_topic": f"{settings.dlq_topic}.{engine}",
+    })
+
+
 class PipelineProcess(PipelineChild):
     """A `rewind run NAME` child with test assertions on how it ends."""
 

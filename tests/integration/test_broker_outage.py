@@ -25,7 +25,7 @@ from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload,
 from scripts.workload.expected_views import expected_customers, expected_order_status, mismatched_keys
 from state.rocks_store import open_store
 from tests.integration.private_broker import PrivateBroker, private_broker
-from tests.integration.support import PipelineProcess, committed_total, group_caught_up, isolated_settings, latest_rows, wait_until
+from tests.integration.support import LIVE_ENGINES, PipelineProcess, committed_total, for_engine, group_caught_up, isolated_settings, latest_rows, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +84,7 @@ def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
 
 
 def test_pipelines_and_replica_ride_out_a_72_s_outage(broker: PrivateBroker, unique_name: str, tmp_path: Path) -> None:
-    """Scenario: order-status, customer-summary and `rewind serve` run while the broker is killed (SIGKILL) mid-way
+    """Scenario: order-status and customer-summary on both live engines, and `rewind serve`, run while the broker is killed (SIGKILL) mid-way
     through the log and kept down for 72 s, then restarted; the rest of the log is produced after it returns.
     We expect every process alive throughout, one "unreachable" line per report interval (no log storm), /healthz
     degraded with the reason during the outage and ok after, and the views and the replica equal to the oracle
@@ -97,22 +97,26 @@ def test_pipelines_and_replica_ride_out_a_72_s_outage(broker: PrivateBroker, uni
     first_part = int(len(workload.records) * 0.7)
     produce_workload(settings, workload.records[:first_part], progress=False)
 
-    groups = {view: f"{settings.orders_topic}-{view}" for view in VIEWS}
-    pipelines = {view: PipelineProcess.start(settings, view, group=groups[view], state_dir=tmp_path / view, log_dir=tmp_path / "logs",
-                                             extra_args=("--outage-report-s", str(REPORT_S))) for view in VIEWS}
-    serve = ServeProcess(settings, tmp_path / "replica", tmp_path / "serve.log")
+    # Both engines in one outage (each with its own view topics and DLQ): one 72 s outage tests both.
+    runs = [(engine, view) for engine in LIVE_ENGINES for view in VIEWS]
+    engine_settings = {engine: for_engine(settings, engine) for engine in LIVE_ENGINES}
+    groups = {run: f"{settings.orders_topic}-{run[0]}-{run[1]}" for run in runs}
+    pipelines = {run: PipelineProcess.start(engine_settings[run[0]], run[1], group=groups[run], state_dir=tmp_path / run[0] / run[1],
+                                            log_dir=tmp_path / "logs", extra_args=("--outage-report-s", str(REPORT_S))) for run in runs}
+    served = engine_settings[LIVE_ENGINES[-1]]  # the replica follows one engine's view topics
+    serve = ServeProcess(served, tmp_path / "replica", tmp_path / "serve.log")
     try:
         # Mid-way: every pipeline has committed part of the log, and the replica answers.
-        for view in VIEWS:
-            def started(view: str = view) -> bool:
-                assert pipelines[view].alive(), pipelines[view].output_tail()
-                return committed_total(broker.bootstrap, groups[view], settings.orders_topic) > first_part // 10
+        for run in runs:
+            def started(run: tuple[str, str] = run) -> bool:
+                assert pipelines[run].alive(), pipelines[run].output_tail()
+                return committed_total(broker.bootstrap, groups[run], settings.orders_topic) > first_part // 10
 
-            wait_until(started, timeout_s=240, what=f"{view} to commit part of the log", interval_s=0.5)
+            wait_until(started, timeout_s=240, what=f"{run} to commit part of the log", interval_s=0.5)
         wait_until(lambda: (serve.health() or {}).get("status") == "ok", timeout_s=60, what="rewind serve to answer ok")
 
         # The outage.
-        lines_before = {view: len(_lines(p.log_path)) for view, p in pipelines.items()}
+        lines_before = {run: len(_lines(p.log_path)) for run, p in pipelines.items()}
         serve_lines_before = len(serve.log().splitlines())
         broker.stop(hard=True)
         killed = time.monotonic()
@@ -124,16 +128,16 @@ def test_pipelines_and_replica_ride_out_a_72_s_outage(broker: PrivateBroker, uni
         health = wait_until(degraded, timeout_s=OUTAGE_S / 2, what="/healthz to say degraded", interval_s=1)
         assert health["code"] == 200 and f"broker {broker.bootstrap} unreachable for" in health["reason"], health
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - killed)))  # holding the broker down, not synchronising
-        for view, process in pipelines.items():
-            assert process.alive(), f"{view} exited during the outage:\n{process.output_tail()}"
+        for run, process in pipelines.items():
+            assert process.alive(), f"{run} exited during the outage:\n{process.output_tail()}"
         assert serve.alive(), serve.log()[-3000:]
         health = serve.health()
         assert health is not None and health["status"] == "degraded" and health["replica"]["broker_unreachable_s"] >= OUTAGE_S / 2, health
 
         # Once per interval, not a storm: the lines the pipelines and the replica wrote while the broker was down.
         down_s = time.monotonic() - killed
-        for view, process in pipelines.items():
-            during = _lines(process.log_path)[lines_before[view]:]
+        for run, process in pipelines.items():
+            during = _lines(process.log_path)[lines_before[run]:]
             reports = [line for line in during if "unreachable for" in line]
             assert 1 <= len(reports) <= down_s / REPORT_S + 2, "\n".join(during)
             assert "Traceback" not in "\n".join(during)
@@ -145,21 +149,21 @@ def test_pipelines_and_replica_ride_out_a_72_s_outage(broker: PrivateBroker, uni
         # The broker returns, and the rest of the log arrives.
         broker.start()
         produce_workload(settings, workload.records[first_part:], progress=False)
-        for view in VIEWS:
-            def caught_up(view: str = view) -> bool:
-                assert pipelines[view].alive(), pipelines[view].output_tail()
-                return group_caught_up(broker.bootstrap, groups[view], settings.orders_topic)
+        for run in runs:
+            def caught_up(run: tuple[str, str] = run) -> bool:
+                assert pipelines[run].alive(), pipelines[run].output_tail()
+                return group_caught_up(broker.bootstrap, groups[run], settings.orders_topic)
 
-            wait_until(caught_up, timeout_s=300, what=f"{view} to catch up after the outage", interval_s=1)
-        for view in VIEWS:
-            topic = view_topic(view, prefix=settings.view_topic_prefix)
+            wait_until(caught_up, timeout_s=300, what=f"{run} to catch up after the outage", interval_s=1)
+        for engine, view in runs:
+            topic = view_topic(view, prefix=engine_settings[engine].view_topic_prefix)
 
             def matches(topic: str = topic, view: str = view) -> bool:
                 return not mismatched_keys(latest_rows(broker.bootstrap, topic), expected[view])
 
-            wait_until(matches, timeout_s=120, what=f"{view} to equal the oracle", interval_s=2)
+            wait_until(matches, timeout_s=120, what=f"{engine} {view} to equal the oracle", interval_s=2)
 
-        ends = {view_topic(v, prefix=settings.view_topic_prefix): data_end_offsets(broker.bootstrap, view_topic(v, prefix=settings.view_topic_prefix))
+        ends = {view_topic(v, prefix=served.view_topic_prefix): data_end_offsets(broker.bootstrap, view_topic(v, prefix=served.view_topic_prefix))
                 for v in VIEWS}
 
         def replica_caught_up() -> bool:
@@ -172,9 +176,9 @@ def test_pipelines_and_replica_ride_out_a_72_s_outage(broker: PrivateBroker, uni
         wait_until(replica_caught_up, timeout_s=120, what="the replica to catch up, /healthz ok", interval_s=1)
         final = serve.health()
         assert final is not None and final["reason"] is None and final["code"] == 200, final
-        stats = {view: process.terminate() for view, process in pipelines.items()}
-        for view, counters in stats.items():
-            assert counters["events_in"] == counters["applied"] + counters["duplicates"] + counters["dead_lettered"], (view, counters)
+        stats = {run: process.terminate() for run, process in pipelines.items()}
+        for run, counters in stats.items():
+            assert counters["events_in"] == counters["applied"] + counters["duplicates"] + counters["dead_lettered"], (run, counters)
         assert serve.terminate() == 0, serve.log()[-3000:]
     finally:
         for process in pipelines.values():

@@ -24,6 +24,7 @@ from scripts.workload.expected_views import (
 )
 from tests.integration.support import (
     PipelineProcess,
+    for_engine,
     group_caught_up,
     isolated_settings,
     latest_rows,
@@ -56,9 +57,12 @@ def produced(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
-def ran(produced: tuple) -> dict:
-    """Run all four pipelines at once until each view equals the oracle, then SIGTERM them."""
+def ran(produced: tuple, live_engine: str) -> dict:
+    """Run all four pipelines of ``live_engine`` at once until each view equals the oracle, then SIGTERM them;
+    their settings (own view topics and DLQ) and the counters each printed."""
     settings, oracle_path, tmp, _ = produced
+    settings = for_engine(settings, live_engine)
+    tmp = tmp / live_engine
     with Oracle.open(oracle_path) as oracle:
         expected = {
             "order-status": expected_order_status(oracle), "customer-summary": expected_customers(oracle),
@@ -66,14 +70,14 @@ def ran(produced: tuple) -> dict:
         }
         expected_windows = expected_revenue_windows(oracle)
 
-    procs = {v: PipelineProcess.start(settings, v, group=f"{settings.orders_topic}-{v}", state_dir=tmp / v, log_dir=tmp / "logs")
+    procs = {v: PipelineProcess.start(settings, v, group=f"{settings.orders_topic}-{live_engine}-{v}", state_dir=tmp / v, log_dir=tmp / "logs")
              for v in VIEWS}
     bootstrap = settings.bootstrap()
     try:
         # Done = every orders record processed and committed, and the views (written after
         # the re-key step) equal the oracle; revenue-hourly is checked in its test.
         for view in VIEWS:
-            group = f"{settings.orders_topic}-{view}"
+            group = f"{settings.orders_topic}-{live_engine}-{view}"
             def consumed(group: str = group, view: str = view) -> bool:
                 return group_caught_up(bootstrap, group, settings.orders_topic) or not procs[view].alive()
 
@@ -92,12 +96,13 @@ def ran(produced: tuple) -> dict:
         for p in procs.values():
             if p.alive():
                 p.kill9()
-    return stats
+    return {"settings": settings, "stats": stats}
 
 
 def test_views_equal_the_oracle(produced: tuple, ran: dict) -> None:
     """Scenario: a poisoned workload through all four pipelines. We expect every row equal to the oracle's."""
-    settings, oracle_path, _, _ = produced
+    _, oracle_path, _, _ = produced
+    settings = ran["settings"]
     with Oracle.open(oracle_path) as oracle:
         checks = {
             "order-status": expected_order_status(oracle), "customer-summary": expected_customers(oracle),
@@ -112,7 +117,7 @@ def test_views_equal_the_oracle(produced: tuple, ran: dict) -> None:
     # Revenue windows: what the windows hold plus what was dead-lettered as late must equal the oracle exactly.
     revenue, late = revenue_with_late(settings, oracle_path)
     assert revenue == _nonzero(windows)
-    assert late == ran["revenue-hourly"]["late"]
+    assert late == ran["stats"]["revenue-hourly"]["late"]
 
 
 def _nonzero(windows: dict[str, int]) -> dict[str, int]:
@@ -124,7 +129,8 @@ def _nonzero(windows: dict[str, int]) -> dict[str, int]:
 
 def test_every_poison_event_is_dead_lettered_with_its_reason(produced: tuple, ran: dict) -> None:
     """Scenario: poison in the log. We expect each non-duplicate poison in the DLQ once per pipeline, with where it came from."""
-    settings, oracle_path, _, _ = produced
+    _, oracle_path, _, _ = produced
+    settings = ran["settings"]
     with Oracle.open(oracle_path) as oracle:
         expected = expected_dead_letters(oracle)
     records = read_topic(settings.bootstrap(), settings.dlq_topic)
@@ -148,7 +154,7 @@ def test_counts_add_up(produced: tuple, ran: dict) -> None:
     with Oracle.open(oracle_path) as oracle:
         poison = Counter(p.kind for p in oracle.poison())
         good = sum(oracle.event_type_counts().values())
-    for view, stats in ran.items():
+    for view, stats in ran["stats"].items():
         assert stats["events_in"] == total, view
         assert stats["events_in"] == stats["applied"] + stats["duplicates"] + stats["dead_lettered"], view
         assert stats["duplicates"] == poison["duplicate"], view

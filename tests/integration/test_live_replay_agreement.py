@@ -30,12 +30,12 @@ GRACE_ARGS = ("--grace-ms", "0")
 
 
 @pytest.fixture(scope="module")
-def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, live_engine: str) -> dict[str, Any]:
     """A workload with late events and clock step-backs; all five views live. revenue-hourly runs as two
     instances in one group, one of which is SIGKILLed mid-way and replaced (a crash, two rebalances)."""
     tmp = tmp_path_factory.mktemp("agreement")
     name = f"t-agree-live-{uuid.uuid4().hex[:8]}"
-    settings = isolated_settings(kafka_bootstrap, name, tmp)
+    settings = isolated_settings(kafka_bootstrap, name, tmp, engine=live_engine)
     workload = generate(WorkloadConfig(seed=77, orders=1500, days=3, poison_rate=0.02, late_rate=0.15, skew_rate=0.02,
                                        max_lateness_ms=40 * 60_000))
     produce_workload(settings, workload, progress=False)

@@ -71,11 +71,11 @@ def _bad_records(headers: dict[bytes, bytes], template: Emitted) -> list[Emitted
 
 
 @pytest.fixture(scope="module")
-def world(kafka_bootstrap: str, registry: RegistryCli, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def world(kafka_bootstrap: str, registry: RegistryCli, tmp_path_factory: pytest.TempPathFactory, live_engine: str) -> dict[str, Any]:
     """The mixed log produced, its oracle written, and both views run live until they equal the oracle (then SIGTERM)."""
     tmp = tmp_path_factory.mktemp("mixed")
     name = f"t-mixed-{uuid.uuid4().hex[:8]}"
-    settings = isolated_settings(kafka_bootstrap, name, tmp, schema_registry_url=registry.url)
+    settings = isolated_settings(kafka_bootstrap, name, tmp, schema_registry_url=registry.url, engine=live_engine)
     workload = generate(WorkloadConfig(seed=23, orders=1200, days=7, poison_rate=0.02, old_version_rate=0.5))
     local = load_registry()
     headers = register_all(ConfluentSchemas(registry.url, local, timeout_s=10), local)

@@ -23,11 +23,11 @@ PAIRS_PER_VIEW = 300
 
 
 @pytest.fixture(scope="module")
-def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, live_engine: str) -> dict:
     """A workload with late events, clock step-backs, duplicates and poison; live views; a caught-up replica."""
     tmp = tmp_path_factory.mktemp("agree")
     name = f"t-agree-{uuid.uuid4().hex[:8]}"
-    settings = isolated_settings(kafka_bootstrap, name, tmp)
+    settings = isolated_settings(kafka_bootstrap, name, tmp, engine=live_engine)
     workload = generate(WorkloadConfig(seed=31, orders=2000, days=4, poison_rate=0.02, late_rate=0.05, skew_rate=0.02))
     produce_workload(settings, workload, progress=False)
     oracle_path = tmp / "oracle.sqlite"
