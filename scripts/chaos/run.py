@@ -254,7 +254,13 @@ class Soak:
                                           f"{figures['failed']} failed: {figures['first_error']}, {still} in flight): no oracle to compare with")
             raise RewindError(self.summary.harness_error)
         sent = Workload(workload.config, workload.records[: figures["sent"]], workload.orders, workload.catalog)
+        # Polled: right after a broker restart a partition's last acknowledged records can stay above its high
+        # watermark for a while (seen once: 1 of 3,040 missing 8 s after a SIGKILLed broker came back).
+        deadline = time.monotonic() + 60.0
         topic = checks.check_orders(self.settings, sent.records)
+        while (topic.missing or topic.foreign) and time.monotonic() < deadline:
+            time.sleep(2.0)
+            topic = checks.check_orders(self.settings, sent.records)
         self.summary.produced.update(in_topic=topic.records, producer_copies=topic.copies)
         self.copied_poison = topic.copied_poison
         self.event(f"orders topic: {topic.records:,} records = {figures['sent']:,} sent + {topic.copies} exact copies (producer retries); "

@@ -297,7 +297,7 @@ def test_kill9_mid_stream_loses_nothing(kafka_bootstrap: str, unique_name: str, 
     for kill in range(1, kills + 1):
         # A random moment: some hundreds of rows after the previous restart, while events still arrive.
         target = min(published_rows(engine) + rng.randrange(100, 600), writer.written)
-        wait_until(lambda t=target: published_rows(engine) >= t, timeout_s=90, what=f"progress before kill {kill}")  # type: ignore[misc]
+        wait_until(lambda: published_rows(engine) >= target, timeout_s=90, what=f"progress before kill {kill}")  # noqa: B023 (waited on here, never later)
         assert writer.thread.is_alive(), "the events stopped arriving before the kills were done: slow the writer down"
         relay.kill9()
         relay_id = "relay-0" if kill % 2 else f"relay-{kill}"
