@@ -71,7 +71,7 @@ class RewindSettings(BaseSettings):
     )
     connect_timeout_s: float = Field(default=15.0, gt=0, validation_alias=_env("REWIND_CONNECT_TIMEOUT_S"))
     engine: Literal["quix", "batch"] = Field(
-        default="quix",
+        default="batch",
         validation_alias=_env("REWIND_ENGINE"),
         description=(
             "Live engine of `rewind run`: quix (Quix Streams, one message at a time) or batch (pipelines.batch: "
