@@ -88,6 +88,21 @@ _TXN_TIMEOUT_S = 30.0
 #: this bounds the engine's memory whatever the backlog. A staged order row is a Python dict of about
 #: 4 kB (measured: a 2M-event refold that staged every row to the end grew to 970 MB).
 MAX_STAGED_ROWS = 20_000
+#: Client errors that mean the brokers (the group coordinator among them) are unreachable: every one of them.
+_BROKER_TROUBLE = frozenset({KafkaError._ALL_BROKERS_DOWN})
+#: A static member fenced within this long of broker trouble is taken for a rejoin after the coordinator came
+#: back (restart the run), not for a second process with our identity (stop): see BatchEngine._failure.
+_REJOIN_FENCING_WINDOW_S = 300.0
+
+
+class _BrokerTrouble:
+    """When a client of this process last reported the brokers unreachable (monotonic s; -inf: never).
+    Per process, not per engine: the run that follows an outage is a new engine that never saw it."""
+
+    at = float("-inf")
+
+
+_broker_trouble = _BrokerTrouble()
 #: A per-order view's prefetch (see the consumer's configuration).
 _DEEP_FETCH_CONFIG = {"fetch.max.bytes": 8 * 1024 * 1024, "queued.max.messages.kbytes": 16 * 1024}
 #: A re-keyed view's prefetch: bounded, and fair between partitions. A fetch response fills its
@@ -311,10 +326,12 @@ class BatchEngine:
             log.info("%s: snapshot of %d partition stores in %.2fs", self.view, taken, time.monotonic() - started)
 
     def _on_client_error(self, error: KafkaError) -> None:
-        """The clients' error callback: keeps the reason of a fatal error for :meth:`_failure`; the rest
-        (brokers down, and such) the clients retry on their own."""
+        """The clients' error callback: keeps the reason of a fatal error, and when the brokers were last
+        unreachable, for :meth:`_failure`; the clients retry the rest on their own."""
         if error.fatal() or error.code() == KafkaError._FATAL:
             self._fatal_reason = error.str()
+        elif error.code() in _BROKER_TROUBLE:
+            _broker_trouble.at = time.monotonic()
 
     def _failure(self, error: KafkaError) -> Exception:
         """The exception to stop with for ``error``: fencing is a one-line :class:`InstanceFencedError`."""
@@ -324,6 +341,15 @@ class BatchEngine:
             if self._fatal_reason is None:
                 self._producer.poll(0)  # serve the callback of the fatal error if it is still queued
             reason = self._fatal_reason or reason
+        static_member_fenced = error.code() == KafkaError.FENCED_INSTANCE_ID or "static consumer fenced" in reason.lower()
+        if static_member_fenced and time.monotonic() - _broker_trouble.at < _REJOIN_FENCING_WINDOW_S:
+            # Seen in the chaos soak, never with a second process: right after the broker (the group
+            # coordinator) comes back, librdkafka's rejoin gets its own static member fenced. A restarted
+            # run joins afresh. A real second instance also fences our transactional producer (its
+            # init_transactions), which stops this process whatever the consumer says.
+            log.warning("%s: the group fenced this member just after the broker came back (%s): restarting the run", self.view, reason)
+            restart: Exception = KafkaException(error)
+            return restart
         if error.code() in fenced_codes or "fenced" in reason.lower():
             self._fenced = True
             return InstanceFencedError(
