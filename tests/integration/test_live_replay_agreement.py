@@ -36,7 +36,7 @@ def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, live_e
     tmp = tmp_path_factory.mktemp("agreement")
     name = f"t-agree-live-{uuid.uuid4().hex[:8]}"
     settings = isolated_settings(kafka_bootstrap, name, tmp, engine=live_engine)
-    workload = generate(WorkloadConfig(seed=77, orders=1500, days=3, poison_rate=0.02, late_rate=0.15, skew_rate=0.02,
+    workload = generate(WorkloadConfig(seed=77, orders=1000, days=3, poison_rate=0.02, late_rate=0.15, skew_rate=0.02,
                                        max_lateness_ms=40 * 60_000))
     produce_workload(settings, workload, progress=False)
     oracle_path = tmp / "oracle.sqlite"

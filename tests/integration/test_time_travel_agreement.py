@@ -28,7 +28,7 @@ def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, live_e
     tmp = tmp_path_factory.mktemp("agree")
     name = f"t-agree-{uuid.uuid4().hex[:8]}"
     settings = isolated_settings(kafka_bootstrap, name, tmp, engine=live_engine)
-    workload = generate(WorkloadConfig(seed=31, orders=2000, days=4, poison_rate=0.02, late_rate=0.05, skew_rate=0.02))
+    workload = generate(WorkloadConfig(seed=31, orders=1200, days=4, poison_rate=0.02, late_rate=0.05, skew_rate=0.02))
     produce_workload(settings, workload, progress=False)
     oracle_path = tmp / "oracle.sqlite"
     write_oracle(workload, oracle_path, topic=settings.orders_topic)
