@@ -51,7 +51,6 @@ def register(app: typer.Typer) -> None:
         """
         from pipelines.live import build_pipeline
         from pipelines.live.resilience import OutagePolicy, QuixRun, Runnable, run_resilient
-        from pipelines.malloc_arenas import limit_malloc_arenas
         from pipelines.projections import get_projection
         from pipelines.topics import view_topic
         from schemas.errors import ConfigError
@@ -71,8 +70,6 @@ def register(app: typer.Typer) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
         if settings.engine == "batch" and settings.guarantee != "exactly-once":
             raise ConfigError("--engine batch runs exactly-once only; drop --guarantee at-least-once or use --engine quix")
-
-        limit_malloc_arenas()  # before any client or store starts a thread (pipelines.malloc_arenas says why)
 
         def build() -> Runnable:
             if settings.engine == "batch":
