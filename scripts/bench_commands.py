@@ -72,6 +72,7 @@ from pipelines.topics import ORDERS_TOPIC_CONFIG, VIEW_TOPIC_CONFIG, admin_clien
 from schemas.codec import EventCodec
 from scripts import postgres_local
 from scripts.main_job_service import ChildProcess, CommandSideFailed, free_port
+from scripts.postgres_local.databases import fresh_database
 from scripts.workload import WorkloadConfig, generate
 from scripts.workload.commands import WorkloadCommand, workload_commands
 from scripts.workload.sender import SendReport, send_commands
@@ -156,19 +157,8 @@ def _event_store(database: Database, *, server: Callable[[], str], tmp: Path) ->
     if database == "sqlite":
         yield f"sqlite:///{tmp / 'orders.sqlite'}"
         return
-    admin_url = make_url(server()).set(drivername="postgresql+psycopg")
-    name = f"benchcmd_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield admin_url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with contextlib.suppress(Exception), admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
+    with fresh_database(server(), prefix="benchcmd_") as url:
+        yield url
 
 
 def _reader(url: str) -> Engine:

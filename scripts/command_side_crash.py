@@ -63,6 +63,7 @@ from pipelines.settings import RewindSettings
 from pipelines.topics import view_topic
 from schemas.codec import EventCodec
 from scripts.local_service.ports import port_free
+from scripts.postgres_local.databases import fresh_database
 
 __all__ = [
     "Step", "OrderPlan", "plan_orders", "Driver", "DriverCounts", "ServiceProcess", "RelayProcess", "CrashConfig", "CrashRun",
@@ -851,19 +852,8 @@ def _database(database: str, tmp: Path) -> Iterator[str]:
     if database == "sqlite":
         yield f"sqlite:///{tmp / 'orders.sqlite'}"
         return
-    admin_url = make_url(database).set(drivername="postgresql+psycopg")
-    name = f"crash_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield admin_url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with contextlib.suppress(Exception), admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
+    with fresh_database(database, prefix="crash_") as url:
+        yield url
 
 
 def main(

@@ -10,12 +10,10 @@ gets a database of its own on it, dropped afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,28 +53,11 @@ def session_server() -> Iterator[str]:
 
 @contextmanager
 def fresh_database(server_url: str) -> Iterator[str]:
-    """A new database ``t_<8 hex>`` on the server of ``server_url``; yields its SQLAlchemy URL, drops it on exit.
+    """A new database ``t_<8 hex>`` on the server of ``server_url`` (:func:`scripts.postgres_local.databases.fresh_database`)."""
+    from scripts.postgres_local.databases import fresh_database as fresh
 
-    The drop is best effort and forced (``WITH (FORCE)`` ends connections a test
-    left open); a database that could not be dropped is only a leftover.
-    """
-    from sqlalchemy import create_engine, make_url
-    from sqlalchemy.pool import NullPool
-
-    admin_url = make_url(server_url).set(drivername="postgresql+psycopg")
-    name = f"t_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield admin_url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with contextlib.suppress(Exception), admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
-
+    with fresh(server_url, prefix="t_") as url:
+        yield url
 
 def free_port() -> int:
     """A loopback port nothing listens on now, from 20000-32767 (below Linux's ephemeral range, see private_broker)."""
