@@ -13,10 +13,7 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 
 import uvicorn
@@ -27,6 +24,7 @@ from state.query import DEFAULT_WAIT_MS, QueryService
 from state.query_args import MAX_KEY_BYTES
 from state.replica import Replica
 from state.rocks_store import ReadOnlyStoreView, open_store
+from state.signals_noted import signals_noted
 
 __all__ = ["serve", "server_config", "MAX_REQUEST_HEAD_BYTES"]
 
@@ -50,21 +48,6 @@ def server_config(app: ASGIApp, *, host: str, port: int, log_level: str = "info"
     )
 
 
-@contextmanager
-def _signals_noted() -> Iterator[list[int]]:
-    """While inside, SIGINT/SIGTERM are only noted (uvicorn installs its own on top and restores these)."""
-    noted: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield noted
-        return
-    previous = {sig: signal.signal(sig, lambda number, frame: noted.append(number)) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield noted
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def serve(
     store_dir: Path,
     *,
@@ -86,7 +69,7 @@ def serve(
         service = QueryService(ReadOnlyStoreView(store), default_wait_ms=default_wait_ms)
         app = create_app(service, replica_status=replica.status)
         log.info("serving %s on http://%s:%d (replica of %s)", store_dir, host, port, ", ".join(topics))
-        with _signals_noted() as noted:
+        with signals_noted() as noted:
             uvicorn.Server(server_config(app, host=host, port=port, log_level=log_level)).run()
         # Step 4
         log.info("stopping (signal %s): replica loop, then store", noted or "none")

@@ -28,10 +28,6 @@ are plain functions: FastAPI runs them in its thread pool, each command one tran
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from http import HTTPStatus
 from typing import Any
 
@@ -58,6 +54,7 @@ from pipelines.orders.commands import (
 from pipelines.orders.database import DatabaseError
 from pipelines.orders.errors import CommandError, CorruptEventStoreError
 from pipelines.orders.event_store import CommandAnswer, EventStore, open_event_store
+from state.signals_noted import signals_noted
 
 __all__ = ["create_app", "serve", "REPLAYED_HEADER", "EXAMPLE_ORDER_ID", "CommandAnswerBody", "OrderBody", "ErrorBody", "HealthBody"]
 
@@ -244,22 +241,6 @@ def create_app(store: EventStore) -> FastAPI:
     return app
 
 
-@contextmanager
-def _signals_noted() -> Iterator[list[int]]:
-    """While inside, SIGINT/SIGTERM are only noted (uvicorn installs its own on top, and re-raises the
-    signal once it has stopped: this handler takes it, so the caller's clean-up still runs)."""
-    noted: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield noted
-        return
-    previous = {sig: signal.signal(sig, lambda number, frame: noted.append(number)) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield noted
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def serve(database_url: str, *, host: str = "127.0.0.1", port: int = 8086, log_level: str = "info", pool_size: int = 10) -> None:
     """Run the order service until SIGTERM/SIGINT.
 
@@ -275,7 +256,7 @@ def serve(database_url: str, *, host: str = "127.0.0.1", port: int = 8086, log_l
         app = create_app(store)
         log.info("order service on http://%s:%d (event store %s)", host, port, store.engine.url.render_as_string(hide_password=True))
         # Step 2
-        with _signals_noted() as noted:
+        with signals_noted() as noted:
             uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)).run()
         log.info("stopping (signal %s)", noted or "none")
     finally:
