@@ -7,6 +7,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source scripts/ensure-venv.sh
 source scripts/ensure-postgres.sh
+source scripts/ensure-apt-tools.sh
 
 check() {
   local name="$1"
