@@ -10,7 +10,7 @@ from typer import Abort, Exit
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from schemas.errors import RewindError
-from scripts import cli_kafka, cli_postgres, cli_registry, cli_schemas
+from scripts import cli_dlq, cli_kafka, cli_postgres, cli_registry, cli_schemas
 
 __all__ = ["app", "main"]
 
@@ -25,6 +25,7 @@ app.add_typer(cli_kafka.app, name="kafka")
 app.add_typer(cli_registry.app, name="registry")
 app.add_typer(cli_postgres.app, name="postgres")
 app.add_typer(cli_schemas.app, name="schemas")
+app.add_typer(cli_dlq.dlq_app, name="dlq")
 
 
 
