@@ -130,6 +130,16 @@ class RewindSettings(BaseSettings):
     )
     postgres_port: int = Field(default=15432, ge=1, le=65535, validation_alias=_env("REWIND_POSTGRES_PORT"))
     orders_service_port: int = Field(default=8086, ge=1, le=65535, validation_alias=_env("REWIND_ORDERS_SERVICE_PORT"))
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        validation_alias=_env("REWIND_METRICS_PORT"),
+        description=(
+            "Serve Prometheus metrics on 127.0.0.1:PORT/metrics (`rewind run`, `rewind outbox relay`); unset: none. "
+            "One port per process: give each its own (README, Metrics)."
+        ),
+    )
 
     def bootstrap(self) -> str:
         """The bootstrap servers to use: the configured cluster, or the local broker's address."""

@@ -46,6 +46,9 @@ def relay(
     idle_timeout_s: float = typer.Option(0.0, min=0.0, max=86_400.0, help=(
         "Stop after this many seconds with nothing to publish (0: run until SIGTERM/SIGINT)."
     )),
+    metrics_port: int | None = setting_option("metrics_port", (
+        "Serve Prometheus metrics at http://127.0.0.1:PORT/metrics (published rows, unpublished rows, age of the oldest); unset: none."
+    )),
 ) -> None:
     """Publish outbox rows to the orders topic (idempotent producer, commit order per order), then mark them published.
 
@@ -54,15 +57,19 @@ def relay(
     and exits 0 within a few seconds; rows sent but not yet marked are published again later (harmless: the folds skip
     a seq already applied).
     """
+    from pipelines.metrics import RelayCollector, metrics_registry, serve_metrics
     from pipelines.orders.database import open_database
-    from pipelines.orders.relay import OutboxRelay, RelayConfig, default_relay_id
+    from pipelines.orders.relay import OutboxRelay, RelayConfig, default_relay_id, outbox_lag
     from schemas.errors import ConfigError
 
     settings = build_settings(database_url=database_url, kafka_bootstrap_servers=kafka_bootstrap_servers,
-                              orders_topic=orders_topic, orders_partitions=orders_partitions)
+                              orders_topic=orders_topic, orders_partitions=orders_partitions, metrics_port=metrics_port)
     check_topic("--orders-topic", settings.orders_topic)
     if relay_id is not None and not _RELAY_ID.fullmatch(relay_id):
         raise ConfigError(f"--relay-id {relay_id[:60]!r}: 1-128 of A-Z a-z 0-9 . _ -")
+    # The port before the database: one taken by another process is one line, and no file is created.
+    collector = RelayCollector()
+    server = None if settings.metrics_port is None else serve_metrics(settings.metrics_port, metrics_registry(collector))
     engine = open_database(settings.event_store_url(), pool_size=2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = RelayConfig(
@@ -77,10 +84,14 @@ def relay(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        stats = OutboxRelay(engine, config).run(stop)
+        relay = OutboxRelay(engine, config)
+        collector.attach(relay.stats, lag=lambda: outbox_lag(engine))
+        stats = relay.run(stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if server is not None:
+            server.close()
         engine.dispose()
     typer.echo(stats.summary_line())
 

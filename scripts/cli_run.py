@@ -40,6 +40,10 @@ def register(app: typer.Typer) -> None:
         outage_report_s: float = typer.Option(30.0, min=1.0, max=86_400.0, help=(
             "While the broker is unreachable, seconds between the lines that say so (and between probes of a broker that answers)."
         )),
+        metrics_port: int | None = setting_option("metrics_port", (
+            "Serve Prometheus metrics at http://127.0.0.1:PORT/metrics (events, dead letters by reason, lag per partition, "
+            "checkpoint times, state size); unset: none."
+        )),
         outage_limit_s: float = typer.Option(0.0, min=0.0, envvar="REWIND_OUTAGE_LIMIT_S", show_envvar=True, help=(
             "Give up (exit 1, one line) once the broker has been unreachable this many seconds; 0: wait for as long as it takes."
         )),
@@ -51,6 +55,7 @@ def register(app: typer.Typer) -> None:
         """
         from pipelines.live import build_pipeline
         from pipelines.live.resilience import OutagePolicy, QuixRun, Runnable, run_resilient
+        from pipelines.metrics import PipelineCollector, metrics_registry, serve_metrics
         from pipelines.projections import get_projection
         from pipelines.topics import view_topic
         from schemas.errors import ConfigError
@@ -58,7 +63,7 @@ def register(app: typer.Typer) -> None:
         get_projection(name)  # an unknown view fails before anything connects
         settings = build_settings(
             state_dir=state_dir, guarantee=guarantee, engine=engine, orders_topic=orders_topic, dlq_topic=dlq_topic,
-            kafka_bootstrap_servers=kafka_bootstrap_servers, view_topic_prefix=view_topic_prefix,
+            kafka_bootstrap_servers=kafka_bootstrap_servers, view_topic_prefix=view_topic_prefix, metrics_port=metrics_port,
         )
         # Arguments before the broker: Quix would create the state directory and the topics only after connecting.
         if group is not None and not group.strip():
@@ -70,6 +75,9 @@ def register(app: typer.Typer) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
         if settings.engine == "batch" and settings.guarantee != "exactly-once":
             raise ConfigError("--engine batch runs exactly-once only; drop --guarantee at-least-once or use --engine quix")
+        # The port before the broker: one taken by another process is one line, and nothing has started.
+        collector = PipelineCollector(name, topic=settings.orders_topic)
+        server = None if settings.metrics_port is None else serve_metrics(settings.metrics_port, metrics_registry(collector))
 
         def build() -> Runnable:
             if settings.engine == "batch":
@@ -81,18 +89,26 @@ def register(app: typer.Typer) -> None:
                 snapshots = None
                 if settings.batch_snapshot_interval_s > 0:
                     snapshots = PartitionSnapshots(settings.batch_snapshot_dir / (group or default_batch_group(name)))
-                return BatchRun(BatchEngine(
+                batch = BatchEngine(
                     settings, name, state_dir=engine_dir, group_id=group, progress_interval_s=progress_interval_s, grace_ms=grace_ms,
                     instance_id=instance_identity(settings, name, state_dir=engine_dir),
                     snapshots=snapshots, snapshot_interval_s=settings.batch_snapshot_interval_s,
-                ))
-            return QuixRun(build_pipeline(
+                )
+                collector.attach(batch.stats, lag=batch.stats.lag, state_dir=engine_dir)
+                return BatchRun(batch)
+            pipeline = build_pipeline(
                 settings, name, group_id=group, grace_ms=grace_ms, progress_interval_s=progress_interval_s, state_dir=state_dir,
-            ))
+            )
+            collector.attach(pipeline.stats, lag=pipeline.lag_probe.lag, state_dir=state_dir or settings.state_dir / name)
+            return QuixRun(pipeline)
 
-        stats = run_resilient(
-            build, view=name, bootstrap=settings.bootstrap(), idle_timeout_s=idle_timeout_s,
-            policy=OutagePolicy(report_interval_s=outage_report_s, limit_s=outage_limit_s,
-                                probe_timeout_s=min(settings.connect_timeout_s, 5.0)),
-        )
+        try:
+            stats = run_resilient(
+                build, view=name, bootstrap=settings.bootstrap(), idle_timeout_s=idle_timeout_s,
+                policy=OutagePolicy(report_interval_s=outage_report_s, limit_s=outage_limit_s,
+                                    probe_timeout_s=min(settings.connect_timeout_s, 5.0)),
+            )
+        finally:
+            if server is not None:
+                server.close()
         typer.echo(stats.summary_line())

@@ -68,7 +68,7 @@ from pipelines.batch.snapshots import PartitionSnapshots
 from pipelines.batch.stages import OrderStage, RekeyStage, Stage
 from pipelines.errors import InstanceFencedError
 from pipelines.live.application import BOUNDED_FETCH_CONFIG, SESSION_TIMEOUT_MS, leave_group
-from pipelines.live.stats import PipelineStats
+from pipelines.live.stats import PipelineStats, reason_class_of
 from pipelines.projections import get_projection, view_spec
 from pipelines.settings import RewindSettings
 from pipelines.topics import DLQ_TOPIC_CONFIG, VIEW_TOPIC_CONFIG, admin_client, check_reachable, ensure_topic, view_topic
@@ -171,6 +171,7 @@ class BatchEngine:
             # Named by group and source, as Quix names its own: two deployments never share one.
             repartition = f"{group}--{self._topic}.repartition"
             ensure_topic(bootstrap, repartition, partitions=settings.orders_partitions, config={"retention.ms": "-1"})
+        self._dlq_topic = settings.dlq_topic  # its records are counted by reason (metrics)
         self._stages: dict[str, Stage] = {
             self._topic: OrderStage(projection, self.stats, orders_topic=self._topic, view_topic=out_topic, dlq_topic=settings.dlq_topic,
                                     partition_count=len(metadata.partitions), decode=event_decoder(settings.schema_registry_url),
@@ -243,6 +244,7 @@ class BatchEngine:
                 if self._in_transaction and (time.monotonic() - self._last_commit >= self._commit_interval_s
                                              or sum(store.staged_count for store in self._stores.values()) >= MAX_STAGED_ROWS):
                     self._checkpoint()
+                self.stats.sample_lag(self._lag)  # for the metrics: a cheap read, at most once a second
                 if self.stats.due(interval_s=self._progress_interval_s):
                     self.stats.log_progress(lag=self._lag())
             if self._in_transaction:
@@ -281,6 +283,8 @@ class BatchEngine:
     def _send(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None,
               timestamp_ms: int, partition: int | None) -> None:
         """Produce in the open transaction (:class:`~pipelines.batch.stages.Outputs`)."""
+        if topic == self._dlq_topic:
+            self.stats.count_dead_letter(reason_class_of(headers))
         while True:
             try:
                 if partition is None:
@@ -295,6 +299,7 @@ class BatchEngine:
 
     def _checkpoint(self) -> None:
         """Steps 4-6; an abortable failure aborts and rewinds instead (module docstring)."""
+        started = time.monotonic()
         offsets = [TopicPartition(topic, p, offset) for (topic, p), offset in self._positions.items()]
         try:
             if offsets:
@@ -314,6 +319,7 @@ class BatchEngine:
             if store is not None:
                 store.commit(offset)
         self._positions.clear()
+        self.stats.observe_checkpoint(time.monotonic() - started)
         if self._snapshots is not None and self._last_commit - self._last_snapshot >= self._snapshot_interval_s:
             self._snapshot()
 

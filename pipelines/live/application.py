@@ -69,7 +69,8 @@ from quixstreams.internal_consumer import InternalConsumer
 from quixstreams.models import TopicConfig
 from quixstreams.state.rocksdb import RocksDBOptions
 
-from pipelines.live.outputs import Outputs, ProducingStep
+from pipelines.live.outputs import ProducingStep
+from pipelines.live.quix_metrics import CountingOutputs, time_checkpoints
 from pipelines.live.row_cache import RowCache
 from pipelines.live.stats import PipelineStats
 from pipelines.live.steps import OrderStep, RekeyedStep
@@ -270,6 +271,7 @@ def build_pipeline(
         producer_extra_config={"linger.ms": 20, "transactional.id": f"{group}-{identity}"},
         broker_availability_timeout=settings.connect_timeout_s * 4,
     )
+    time_checkpoints(app._processing_context, stats)  # for the metrics
     orders = app.topic(settings.orders_topic, value_deserializer="bytes", key_deserializer="bytes")
     # Quix read the topic's metadata when declaring it: its partition count is the placement rule's
     # (pipelines.partitioning), read once here, never per event.
@@ -291,7 +293,7 @@ def build_pipeline(
     )
     sdf = app.dataframe(orders)
     # Quix's own producer: transactional under exactly-once, so outputs commit with state and offsets.
-    outputs = Outputs(sdf.processing_context.producer, dlq_topic=dlq.name, view_topic=out.name)
+    outputs = CountingOutputs(sdf.processing_context.producer, dlq_topic=dlq.name, view_topic=out.name, stats=stats)
     step_1 = ProducingStep(order_step, outputs)
     if not rekeyed:
         sdf.update(step_1, stateful=True, metadata=True)

@@ -1,21 +1,53 @@
-"""Counters of a running pipeline, exported to Prometheus and logged as progress."""
+"""Counters of a running pipeline, exported to Prometheus and logged as progress.
+
+The Prometheus metrics here are process-wide and outlive a run: ``rewind run`` starts a new
+run (a new :class:`PipelineStats`) after a broker outage, and each run pushes only its own
+increments (:meth:`PipelineStats.export`), so the counters never go back. They belong to no
+registry: :class:`pipelines.metrics.PipelineCollector` serves them, after pushing the current
+run's counts, so a scrape sees the counts as of that scrape.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import resource
+import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
-__all__ = ["PipelineStats", "EVENTS"]
+from pipelines.dlq import DLQ_HEADERS
+
+__all__ = ["PipelineStats", "EVENTS", "DEAD_LETTERS", "CHECKPOINT_SECONDS", "reason_class_of"]
 
 log = logging.getLogger("rewind.live")
 
-#: One counter family; ``outcome`` is in|applied|duplicate|dead_lettered|rekey_duplicate|late.
-EVENTS = Counter("rewind_pipeline_events", "Events seen by a projection pipeline, by outcome", ["pipeline", "outcome"])
+#: ``outcome`` is events_in|applied|duplicates|dead_lettered|rekey_duplicates|late (the fields of PipelineStats).
+EVENTS = Counter("rewind_pipeline_events", "Events seen by a projection pipeline, by outcome", ["pipeline", "outcome"],
+                 registry=None)
+#: Records written to the DLQ, by their ``rewind.reason.class`` header (late window changes of applied events included).
+DEAD_LETTERS = Counter("rewind_pipeline_dead_letters", "Records a projection pipeline wrote to the dead-letter topic, by reason class",
+                       ["pipeline", "reason"], registry=None)
+#: One checkpoint: the Kafka transaction's commit (offsets with it) and, in the batch engine, the stores' writes.
+CHECKPOINT_SECONDS = Histogram(
+    "rewind_pipeline_checkpoint_seconds", "Time to commit one checkpoint (Kafka transaction and state)", ["pipeline"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0), registry=None,
+)
+_OUTCOMES = ("events_in", "applied", "duplicates", "dead_lettered", "rekey_duplicates", "late")
+#: export() runs on the pipeline's thread and on the metrics server's (at each scrape).
+_EXPORT_LOCK = threading.Lock()
+_REASON_HEADER = DLQ_HEADERS[0]
+
+
+def reason_class_of(headers: Sequence[tuple[str, bytes]] | None) -> str:
+    """The reason class of a dead letter's headers (:meth:`pipelines.dlq.DeadLetter.headers`); "unknown" when absent."""
+    for name, value in headers or ():
+        if name == _REASON_HEADER:
+            return value.decode(errors="replace")
+    return "unknown"
 
 
 @dataclass
@@ -36,6 +68,8 @@ class PipelineStats:
     _last_log_at: float = field(default_factory=time.monotonic)
     _last_log_count: int = 0
     _exported: dict[str, int] = field(default_factory=dict)
+    _lag: dict[int, int] = field(default_factory=dict)
+    _lag_at: float = float("-inf")
 
     def as_dict(self) -> dict[str, int | str]:
         """The public counters (no private timing fields)."""
@@ -49,11 +83,31 @@ class PipelineStats:
         return self.events_in / (self.last_event_at - self.first_event_at)
 
     def export(self) -> None:
-        """Push the counters to Prometheus (called at progress time, not per event, to stay cheap)."""
-        for outcome in ("events_in", "applied", "duplicates", "dead_lettered", "rekey_duplicates", "late"):
-            value = getattr(self, outcome)
-            EVENTS.labels(self.pipeline, outcome).inc(value - self._exported.get(outcome, 0))
-            self._exported[outcome] = value
+        """Push the counters' increments since the last export to :data:`EVENTS` (at progress time, at a
+        scrape and at the end of a run: not per event, to stay cheap). Safe from any thread."""
+        with _EXPORT_LOCK:
+            for outcome in _OUTCOMES:
+                value = getattr(self, outcome)
+                EVENTS.labels(self.pipeline, outcome).inc(value - self._exported.get(outcome, 0))
+                self._exported[outcome] = value
+
+    def count_dead_letter(self, reason_class: str) -> None:
+        """Count one record written to the DLQ under ``reason_class`` (:data:`DEAD_LETTERS`)."""
+        DEAD_LETTERS.labels(self.pipeline, reason_class).inc()
+
+    def observe_checkpoint(self, seconds: float) -> None:
+        """Record how long one committed checkpoint took (:data:`CHECKPOINT_SECONDS`)."""
+        CHECKPOINT_SECONDS.labels(self.pipeline).observe(seconds)
+
+    def sample_lag(self, probe: Callable[[], dict[int, int]], *, every_s: float = 1.0) -> None:
+        """Keep ``probe()`` (lag per source partition) as :meth:`lag`, at most once per ``every_s``; the loop calls it."""
+        now = time.monotonic()
+        if now - self._lag_at >= every_s:
+            self._lag, self._lag_at = probe(), now
+
+    def lag(self) -> dict[int, int]:
+        """The last lag per source partition seen by :meth:`sample_lag` or :meth:`log_progress` (empty: none yet)."""
+        return dict(self._lag)
 
     def due(self, *, interval_s: float) -> bool:
         """True when the last progress line is older than ``interval_s``."""
@@ -65,6 +119,8 @@ class PipelineStats:
         rate = (self.events_in - self._last_log_count) / (now - self._last_log_at)
         self._last_log_at, self._last_log_count = now, self.events_in
         self.export()
+        if lag is not None:
+            self._lag, self._lag_at = dict(lag), now
         total_lag = sum(lag.values()) if lag else None
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         log.info(
