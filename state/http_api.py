@@ -47,10 +47,12 @@ from pipelines.projections import VIEW_NAMES
 from schemas.errors import RewindError
 from state.errors import InvalidUpdateError, KeyNotFoundError, QueryError, ReplicaBehindError, StoreError
 from state.http_bodies import Health, HistoryAnswer, RowAnswer, RowsAnswer, ViewList, responses
+from state.http_dlq import dlq_router
 from state.query import DEFAULT_WAIT_MS, MAX_LIMIT, MAX_WAIT_MS, QueryService, position_json
 from state.query_args import MAX_KEY_BYTES, MAX_TIME_MS, MIN_TIME_MS
 from state.records import dumps
 from state.replica import ReplicaStatus
+from state.web_routes import web_router
 
 __all__ = ["create_app", "status_of"]
 
@@ -365,4 +367,6 @@ def create_app(service: QueryService, *, replica_status: Callable[[], ReplicaSta
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(web_router())  # the time-slider page: / and /static/{name} (state/web_routes.py)
+    app.include_router(dlq_router(replica_status))  # GET /dlq and /dlq/{id}: dead letters (state/http_dlq.py)
     return app
