@@ -51,6 +51,14 @@ ROWS: list[tuple[str, list[str], str]] = [
     ("run-group-empty", ["run", "order-status", "--group", ""], "--group"),
     ("run-progress-interval-inf", ["run", "order-status", "--progress-interval-s", "inf"], "--progress-interval-s"),
     ("run-view-prefix-illegal", ["run", "order-status", "--view-topic-prefix", "a b"], "--view-topic-prefix"),
+    ("run-metrics-port-zero", ["run", "order-status", "--metrics-port", "0"], "metrics_port"),
+    ("run-metrics-port-huge", ["run", "order-status", "--metrics-port", "65536"], "metrics_port"),
+    ("run-metrics-port-text", ["run", "order-status", "--metrics-port", "9401x"], "--metrics-port"),
+    ("run-metrics-port-busy", ["run", "order-status", "--metrics-port", "{busy_port}"], "is already in use"),
+    # outbox relay: the metrics port before the database (no SQLite file is created)
+    ("relay-metrics-port-zero", ["outbox", "relay", "--database-url", "sqlite:///{tmp}/o.sqlite", "--metrics-port", "0"], "metrics_port"),
+    ("relay-metrics-port-busy", ["outbox", "relay", "--database-url", "sqlite:///{tmp}/o.sqlite", "--metrics-port", "{busy_port}"],
+     "--metrics-port"),
     # replay
     ("replay-as-of-double-dash", ["replay", "order-status", "--as-of=--5"], "--as-of"),
     ("replay-as-of-year-10000", ["replay", "order-status", "--as-of", "253402300800000"], "--as-of"),
