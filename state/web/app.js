@@ -330,6 +330,11 @@
     const { status, body } = outcome;
     if (status === 200) {
       el.position.textContent = positionText(body.position);
+      if (typeof job.asOf === "string" && body.as_of_ms !== null) {
+        // A typed time, as the API read it: show it in ISO, and on the slider when it lies in the range.
+        el.time.value = body.as_of;
+        if (body.as_of_ms >= Number(el.slider.min) && body.as_of_ms <= Number(el.slider.max)) el.slider.value = String(body.as_of_ms);
+      }
       if (t.mode === "key") renderRow(body);
       else renderRows(body);
       settle(pending ? "loading" : "ready", body.as_of_ms);
@@ -554,14 +559,8 @@
     stopLive();
     const text = el.time.value.trim();
     if (text === "") return;
-    const ms = parseTime(text);
-    if (Number.isFinite(ms) && ms >= Number(el.slider.min) && ms <= Number(el.slider.max)) {
-      el.slider.value = String(ms);
-      ask(ms);
-    } else {
-      // Outside the slider's range or not a time the browser reads: ask the API as typed; it answers or says why not.
-      ask(text);
-    }
+    // Asked as typed: the API reads the time (ISO-8601 with zone, or epoch ms) or says why not; the answer moves the slider.
+    ask(text);
   });
 
   function rangeEdited() {
