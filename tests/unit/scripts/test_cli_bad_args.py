@@ -79,6 +79,14 @@ ROWS: list[tuple[str, list[str], str]] = [
     # query (against a real replica store, where the out-of-range time used to reach the store)
     ("query-as-of-year-10000", ["query", "order-status", "42", "--as-of", "253402300800000"], "--as-of"),
     ("query-as-of-year-minus-1199", ["query", "order-status", "42", "--as-of", "-99999999999999"], "--as-of"),
+    # dlq list|show: ids, filters, limits and the topic name before the broker (a closed one here)
+    ("dlq-show-id-malformed", ["dlq", "show", "3-17"], "partition:offset"),
+    ("dlq-show-id-past-int32", ["dlq", "show", "2147483648:0"], "partition 0 to"),
+    ("dlq-list-limit-negative", ["dlq", "list", "--limit", "-1"], "--limit"),
+    ("dlq-list-reason-empty", ["dlq", "list", "--reason", ""], "--reason"),
+    ("dlq-list-timeout-nan", ["dlq", "list", "--timeout-s", "nan"], "--timeout-s"),
+    ("dlq-list-topic-illegal", ["dlq", "list", "--dlq-topic", "a b"], "--dlq-topic"),
+    ("dlq-list-closed-broker", ["dlq", "list"], "no Kafka broker answered"),
 ]
 
 
