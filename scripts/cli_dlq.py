@@ -100,7 +100,7 @@ def _print_letter(letter: Letter, topic: str) -> None:
 
     body = letter.full_json()
     table = Table("field", "value", title=f"dead letter {body['id']} of {topic}")
-    for name in ("id", "timestamp_ms", "key", "key_hex", "order_id", "seq", "event_type"):
+    for name in ("id", "timestamp_ms", "key", "key_hex", "order_id", "seq", "event_type", "dead_lettered_at"):
         table.add_row(name, "" if body[name] is None else str(body[name]))
     for name, value in letter.headers.items():
         table.add_row(f"header {name}", "(no value)" if value is None else value)

@@ -24,11 +24,17 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from pipelines.settings import RewindSettings
+from pipelines.topics import admin_client
 from scripts.workload import Emitted, Oracle, WorkloadConfig, generate, produce_workload, write_oracle
 from scripts.workload.expected_views import DLQ_REASONS, expected_dead_letters
+from state.http_api import create_app
 from state.http_dlq import DlqList, LetterDetail
+from state.memory_store import MemoryStore
+from state.query import QueryService
+from state.replica import ReplicaStatus
 from tests.integration.support import PipelineProcess, group_caught_up, isolated_settings, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
@@ -226,3 +232,17 @@ def test_unknown_letter_and_topic_are_one_line_errors(world: World, shown: Any) 
         done = world.errors[name]
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], done.stderr
+
+
+def test_get_dlq_of_a_topic_that_does_not_exist_is_a_404_and_creates_nothing(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scenario: the API's DLQ topic (REWIND_DLQ_TOPIC) does not exist on the replica's broker. We expect a one-line 404
+    DlqTopicNotFoundError naming it, and the topic still absent afterwards (reading never creates it)."""
+    topic = f"t-dlq-none-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("REWIND_DLQ_TOPIC", topic)
+    status = ReplicaStatus(running=True, error=None, records=0, malformed=0, last_malformed=None, assigned={}, bootstrap=kafka_bootstrap)
+    client = TestClient(create_app(QueryService(MemoryStore()), replica_status=lambda: status))
+    for path in ("/dlq", "/dlq/0:0"):
+        response = client.get(path)
+        assert response.status_code == 404 and response.json()["error"] == "DlqTopicNotFoundError", response.text
+        assert topic in response.json()["detail"] and set(response.json()) == {"error", "detail"}
+    assert topic not in admin_client(kafka_bootstrap).list_topics(timeout=10).topics
