@@ -81,4 +81,4 @@ def drive_live_step(step: Callable[..., Iterable[Any]], recs: Iterable[RawRecord
             state = states.setdefault((r.partition(), r.key()), FakeState(transactions.setdefault(r.partition(), FakeTransaction())))
             value = r.value()
             assert value is not None, "a live step is never handed a tombstone here"
-            yield from step(value, r.key(), r.timestamp()[1], [], state)
+            yield from step(value, r.key(), r.timestamp()[1], r.headers() or [], state)

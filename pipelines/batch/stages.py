@@ -1,7 +1,8 @@
 """The batch engine's two stages: what one consumed record does to a partition store and to the outputs.
 
 - :class:`OrderStage` reads the orders topic: the kernel (:func:`pipelines.kernel.process_record`)
-  on each record, the order row staged in the store (key ``r`` + orderId), dead letters
+  on each record, the order row staged in the store (key ``r`` + orderId), the order's
+  park next to it (key ``p`` + orderId: :class:`~pipelines.kernel.Park` as JSON), dead letters
   out, and then either the view records (a per-order view) or each change to the
   repartition topic, keyed and partitioned by the view's partition key (a re-keyed view).
 - :class:`RekeyStage` reads the repartition topic: skip a change whose (orderId, seq) the
@@ -20,8 +21,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from pipelines.dlq import DeadLetter
-from pipelines.kernel import process_record
+from pipelines.dlq import DeadLetter, redrive_of
+from pipelines.kernel import Park, process_record
 from pipelines.live.stats import PipelineStats
 from pipelines.live.steps import RekeyedChange, view_update
 from pipelines.partitioning import partition_for
@@ -33,6 +34,7 @@ from state.view_records import encode_view_update
 __all__ = ["Outputs", "OrderStage", "RekeyStage", "Stage", "RowStore"]
 
 ORDER_ROW = b"r"
+PARK = b"p"
 VIEW_ROW = b"v"
 SEEN = b"s"
 
@@ -82,16 +84,23 @@ class OrderStage:
 
     def fold(self, message: Any, store: RowStore, send: Outputs | None) -> None:
         key, value, partition = message.key(), message.value(), message.partition()
+        redrive = redrive_of(message.headers())
         verdict = process_record(
             self._projection, key, value, decode=self._decode,
-            row_of=lambda order_id: store.get(ORDER_ROW + key),  # the kernel checked key == orderId first
+            # The kernel asks only for the record key's order (it checked key == orderId, or for an
+            # unread record, that the key is on this partition), so the key is the store key.
+            row_of=lambda order_id: store.get(ORDER_ROW + key),
             stream_time_ms=store.stream_time_ms, partition=partition, partition_count=self._partition_count,
+            offset=message.offset(), park_of=lambda order_id: Park.from_json(store.get(PARK + key)),
+            redriven=redrive is not None,
         )
         if self._keeps_stream_time:
             store.stream_time_ms = verdict.stream_time_ms
         after = verdict.after
         if after is not None:
             store.put(ORDER_ROW + key, after)
+        elif verdict.new_park is not None:
+            store.put(PARK + key, verdict.new_park.to_json())
         if send is None:
             return
         stats = self._stats
@@ -111,6 +120,8 @@ class OrderStage:
                 key=key, value=value, reason_class=verdict.reason_class or "Rejected", reason=verdict.reason or "",
                 source_topic=self._orders_topic, source_partition=partition, source_offset=message.offset(),
                 pipeline=self._projection.name, timestamp_ms=timestamp,
+                parked_behind=None if verdict.parked_behind is None else verdict.parked_behind.where(self._orders_topic),
+                redrive_of=redrive,
             )
             send(self._dlq_topic, key, value or b"", letter.headers(), timestamp, None)
         if after is None:

@@ -25,8 +25,8 @@ import orjson
 from quixstreams import State, message_context
 from quixstreams.state.base.state import TransactionState
 
-from pipelines.dlq import DeadLetter
-from pipelines.kernel import Verdict, process_record
+from pipelines.dlq import DeadLetter, redrive_of
+from pipelines.kernel import Park, Verdict, process_record
 from pipelines.live.row_cache import MISSING, RowCache
 from pipelines.live.stats import PipelineStats
 from pipelines.projections import Change, Projection, Row
@@ -43,6 +43,8 @@ ORDER_STATE_KEY = "order"
 #: The same store key as Quix's JSON serialisation of ORDER_STATE_KEY (so older state dirs and
 #: changelogs stay readable), passed as bytes to skip that serialisation on every event.
 ORDER_STATE_KEY_BYTES = orjson.dumps(ORDER_STATE_KEY)
+#: The order's park (:class:`~pipelines.kernel.Park` as JSON) in its per-key state, next to the row, never in it.
+PARK_STATE_KEY = "park"
 SEEN_PREFIX = "seen:"
 ROW_PREFIX = "row:"
 STREAM_TIME_KEY = "streamTime"
@@ -121,11 +123,14 @@ class OrderStep:
         self.rows.clear()
         self.stream_times.clear()
 
-    def _dead_letter(self, value: bytes, key: bytes | None, timestamp: int, verdict: Verdict, ctx: Any) -> DeadLetter:
+    def _dead_letter(self, value: bytes, key: bytes | None, timestamp: int, verdict: Verdict, ctx: Any,
+                     redrive: str | None) -> DeadLetter:
         return DeadLetter(
             key=key, value=value, reason_class=verdict.reason_class or "Rejected", reason=verdict.reason or "",
             source_topic=ctx.topic, source_partition=ctx.partition, source_offset=ctx.offset,
             pipeline=self._projection.name, timestamp_ms=timestamp,
+            parked_behind=None if verdict.parked_behind is None else verdict.parked_behind.where(ctx.topic),
+            redrive_of=redrive,
         )
 
     def __call__(self, value: bytes, key: bytes | None, timestamp: int, headers: Any, state: State[Any, Any]) -> list[LiveItem]:
@@ -154,8 +159,14 @@ class OrderStep:
                 row = None if stored is None else orjson.loads(stored)
             return row  # type: ignore[no-any-return]  # orjson/RowCache give Any; rows are JSON objects
 
+        def park_of(_order_id: str) -> Park | None:
+            # Per-key state, like the row: the kernel asks only for the record key's order.
+            return Park.from_json(state.get(PARK_STATE_KEY))
+
+        redrive = redrive_of(headers)
         verdict = process_record(self._projection, key, value, decode=self._decode, row_of=row_of, stream_time_ms=stream_time,
-                                 partition=partition, partition_count=self._partition_count)
+                                 partition=partition, partition_count=self._partition_count, offset=ctx.offset,
+                                 park_of=park_of, redriven=redrive is not None)
         if keeps_stream_time:
             if verdict.stream_time_ms != stream_time:
                 _partition_state(state).set(STREAM_TIME_KEY, verdict.stream_time_ms)
@@ -166,14 +177,16 @@ class OrderStep:
                 stats.duplicates += 1
                 return []
             stats.dead_lettered += 1
-            return [self._dead_letter(value, key, timestamp, verdict, ctx)]
+            if verdict.new_park is not None:
+                state.set(PARK_STATE_KEY, verdict.new_park.to_json())
+            return [self._dead_letter(value, key, timestamp, verdict, ctx, redrive)]
         state.set_bytes(ORDER_STATE_KEY_BYTES, orjson.dumps(after))
         self.rows.put(key, after)  # type: ignore[arg-type]  # applied: key was checked == orderId
         stats.applied += 1
         out: list[LiveItem] = []
         if verdict.late:
             stats.late += 1
-            out.append(self._dead_letter(value, key, timestamp, verdict, ctx))
+            out.append(self._dead_letter(value, key, timestamp, verdict, ctx, redrive))
         source = SourcePosition(ctx.topic, partition, ctx.offset)
         changes = verdict.changes()
         if self._rekeyed:

@@ -261,13 +261,15 @@ def _build(
         # Step 5
         encode_apart = request.encode_in_workers and view_folder is None and isinstance(store, EncodedWritesStore)
         seed_stream_time = {int(p): t for p, t in (seed.counters.get("stream_time_ms", {}) if seed is not None else {}).items()}
+        seed_parks = dict(seed.counters.get("parks", {})) if seed is not None else {}
         specs = [
             WorkerSpec(
                 worker_id=i, bootstrap=request.bootstrap, topic=request.topic, view=request.view, ranges=ranges,
                 as_of_ms=request.as_of_ms if request.mode == "as-of" else None, grace_ms=request.grace_ms,
                 seed_fold_dir=str(tmp / FOLD_DIR) if seed is not None else None, dlq_topic=request.dlq_topic,
                 spill_dir=str(tmp / f"{SPILL_PREFIX}{i}"), max_rows_in_memory=request.max_rows_in_memory,
-                batch_size=request.batch_size, seed_stream_time_ms=seed_stream_time, encode_store_writes=encode_apart,
+                batch_size=request.batch_size, seed_stream_time_ms=seed_stream_time, seed_parks=seed_parks,
+                encode_store_writes=encode_apart,
                 schema_registry_url=request.schema_registry_url,
                 # Kafka numbers a topic's partitions 0..n-1, and the plan read them all from its metadata.
                 partition_count=len(plan.partitions),
@@ -280,7 +282,7 @@ def _build(
         fold_started = time.monotonic()
         pool.start()
         # Step 6
-        counters = FoldCounters(stream_time_ms=dict(seed_stream_time))
+        counters = FoldCounters(stream_time_ms=dict(seed_stream_time), parks=dict(seed_parks))
         cut_orders = 0
         max_ts: dict[int, int] = dict(seed.max_timestamp_ms) if seed is not None else {}
         done: set[int] = set()

@@ -18,6 +18,11 @@ letters never count and never cut: they change nothing in the order. Re-keyed vi
 get exactly the changes of the applied transitions, whose ``valid_from_ms`` are all
 <= T, so their rows are the fold of the changes visible at T.
 
+Parking (:mod:`pipelines.kernel`, "Per-order parking") is the kernel's too: this adapter
+keeps each order's park in :attr:`OrderFolder.parks` (few: one per parked order), and a
+replay saves them with its counters (``parks``), so a replay seeded from its output
+continues with them. The ``rewind.redrive.of`` header is read here as live reads it.
+
 Records that cannot be read (undecodable, an envelope outside its domain, key mismatch,
 wrong partition) are dead letters in every mode,
 because that verdict does not depend on the order's state; records of a cut order are
@@ -26,12 +31,12 @@ not folded at all, because a verdict against the as-of state could differ from l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from pipelines.dlq import DeadLetter
-from pipelines.kernel import CUT, process_record
+from pipelines.dlq import DeadLetter, redrive_of
+from pipelines.kernel import CUT, PARKED, Park, process_record
 from pipelines.projections import Change, Projection, Row, view_spec
 from schemas.codec import Event
 from state.replay.orderrows import OrderRows
@@ -70,15 +75,18 @@ class Record(Protocol):
     def key(self) -> bytes | None: ...
     def value(self) -> bytes | None: ...
     def timestamp(self) -> tuple[int, int]: ...
+    def headers(self) -> list[tuple[str, bytes]] | None: ...
 
 
 class RawRecord:
     """A :class:`Record` built by hand (tests, or any source that is not a Kafka consumer)."""
 
-    __slots__ = ("_partition", "_offset", "_key", "_value", "_timestamp_ms")
+    __slots__ = ("_partition", "_offset", "_key", "_value", "_timestamp_ms", "_headers")
 
-    def __init__(self, partition: int, offset: int, key: bytes | None, value: bytes | None, timestamp_ms: int) -> None:
+    def __init__(self, partition: int, offset: int, key: bytes | None, value: bytes | None, timestamp_ms: int,
+                 headers: list[tuple[str, bytes]] | None = None) -> None:
         self._partition, self._offset, self._key, self._value, self._timestamp_ms = partition, offset, key, value, timestamp_ms
+        self._headers = headers
 
     def partition(self) -> int:
         """Partition of the record."""
@@ -99,6 +107,10 @@ class RawRecord:
     def timestamp(self) -> tuple[int, int]:
         """(1 = CreateTime, epoch ms), as confluent-kafka returns it."""
         return 1, self._timestamp_ms
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        """Record headers (None: none), as confluent-kafka returns them."""
+        return self._headers
 
     def error(self) -> None:
         """Never an error (the shape of a Kafka message that carries data)."""
@@ -144,6 +156,8 @@ class FoldCounters:
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
     #: Stream time per partition at the end of the fold (the kernel's step 2).
     stream_time_ms: dict[int, int] = field(default_factory=dict)
+    #: The parks at the end of the fold: orderId -> :meth:`pipelines.kernel.Park.to_json` (one per parked order).
+    parks: dict[str, list[Any]] = field(default_factory=dict)
 
     def add(self, other: FoldCounters | Mapping[str, Any]) -> None:
         """Add another worker's counts into these."""
@@ -158,6 +172,8 @@ class FoldCounters:
         for partition, t in data["stream_time_ms"].items():
             p = int(partition)
             self.stream_time_ms[p] = max(t, self.stream_time_ms.get(p, t))
+        # Workers own disjoint orders: a worker's park of an order replaces the seed's.
+        self.parks.update(data.get("parks", {}))
 
     def as_dict(self) -> dict[str, Any]:
         """A plain dict (crosses process boundaries, goes into the manifest)."""
@@ -165,7 +181,7 @@ class FoldCounters:
             "events_in": self.events_in, "applied": self.applied, "duplicates": self.duplicates,
             "dead_lettered": self.dead_lettered, "beyond_as_of": self.beyond_as_of, "changes": self.changes,
             "max_valid_from_ms": self.max_valid_from_ms, "dead_letter_reasons": dict(self.dead_letter_reasons),
-            "late": self.late, "stream_time_ms": dict(self.stream_time_ms),
+            "late": self.late, "stream_time_ms": dict(self.stream_time_ms), "parks": dict(self.parks),
         }
 
 
@@ -191,6 +207,7 @@ class OrderFolder:
         on_dead_letter: Callable[[DeadLetter], None] | None = None,
         stream_time_ms: Mapping[int, int] | None = None,
         partition_count: int | None = None,
+        parks: Mapping[str, Sequence[Any]] | None = None,
     ) -> None:
         self.projection = projection
         self.partition_count = partition_count
@@ -201,12 +218,15 @@ class OrderFolder:
         self.cut: set[str] = set()
         #: Stream time per partition (the kernel's step 2), seeded from a snapshot's manifest.
         self.stream_time_ms: dict[int, int] = dict(stream_time_ms or {})
+        #: orderId -> its park (the kernel's "Per-order parking"), seeded from a snapshot's counters.
+        self.parks: dict[str, Park] = {order_id: Park(*park) for order_id, park in (parks or {}).items()}
         self.counters = FoldCounters()
         self._decode = decode
         self._on_dead_letter = on_dead_letter
         self._pipeline = replay_pipeline_name(projection.name)
 
-    def _reject(self, record: Record, reason_class: str, reason: str, *, count: bool = True) -> None:
+    def _reject(self, record: Record, reason_class: str, reason: str, *, count: bool = True,
+                parked_behind: Park | None = None, redrive: str | None = None) -> None:
         """Dead-letter ``record``; ``count``: False for an applied event with late changes (counted as applied)."""
         counters = self.counters
         if count:
@@ -217,6 +237,7 @@ class OrderFolder:
                 key=record.key(), value=record.value(), reason_class=reason_class, reason=reason,
                 source_topic=self.topic, source_partition=record.partition(), source_offset=record.offset(),
                 pipeline=self._pipeline, timestamp_ms=record.timestamp()[1],
+                parked_behind=None if parked_behind is None else parked_behind.where(self.topic), redrive_of=redrive,
             ))
 
     def fold(self, records: Iterable[Record], out: list[tuple[Any, ...]], *, rows_before: dict[str, Row | None] | None = None) -> None:
@@ -240,6 +261,8 @@ class OrderFolder:
         applied = duplicates = beyond = n_in = emitted = late = 0
         max_valid_from = counters.max_valid_from_ms if counters.max_valid_from_ms is not None else -(2**63)
         partition = -1
+        parks = self.parks
+        park_of = parks.get
 
         def row_of(order_id: str) -> Row | None:
             return CUT if order_id in cut else get_row(order_id, partition)
@@ -256,14 +279,21 @@ class OrderFolder:
         for record in records:
             n_in += 1
             partition = record.partition()
+            redrive = redrive_of(record.headers())
             verdict = process_record(projection, record.key(), record.value(), decode=decode, row_of=row_of,
                                      stream_time_ms=stream_times.get(partition), as_of_ms=as_of_ms,
-                                     partition=partition, partition_count=partition_count)
+                                     partition=partition, partition_count=partition_count, offset=record.offset(),
+                                     park_of=park_of, redriven=redrive is not None)
             if verdict.stream_time_ms is not None:
                 stream_times[partition] = verdict.stream_time_ms
             outcome = verdict.outcome
             if outcome == "dead":
-                self._reject(record, verdict.reason_class or "Rejected", verdict.reason or "")
+                if verdict.new_park is not None:
+                    # The record key's order (the kernel parks no other): for an unread record it is all we know.
+                    parks[record.key().decode()] = verdict.new_park  # type: ignore[union-attr]  # a park implies a key
+                reason_class = verdict.reason_class or "Rejected"
+                self._reject(record, reason_class, verdict.reason or "",
+                             parked_behind=verdict.parked_behind if reason_class == PARKED else None, redrive=redrive)
                 continue
             if outcome == "duplicate":
                 duplicates += 1
@@ -278,7 +308,7 @@ class OrderFolder:
             put_row(order_id, partition, after)
             if verdict.late:
                 late += 1
-                self._reject(record, verdict.reason_class or "LateEvent", verdict.reason or "", count=False)
+                self._reject(record, verdict.reason_class or "LateEvent", verdict.reason or "", count=False, redrive=redrive)
             offset = record.offset()
             applied += 1
             valid_from = after["validFrom"]
@@ -299,6 +329,8 @@ class OrderFolder:
         counters.late += late
         for p, t in stream_times.items():
             counters.stream_time_ms[p] = t
+        if parks:
+            counters.parks = {order_id: park.to_json() for order_id, park in parks.items()}
         if applied:
             counters.max_valid_from_ms = max_valid_from
 

@@ -81,6 +81,8 @@ class WorkerSpec:
     consumer_overrides: Mapping[str, Any] = field(default_factory=dict)
     #: Stream time per partition where the seed snapshot ends (the kernel's step 2); empty: from offset zero.
     seed_stream_time_ms: Mapping[int, int] = field(default_factory=dict)
+    #: The seed snapshot's parks (orderId -> :meth:`pipelines.kernel.Park.to_json`; the kernel's "Per-order parking").
+    seed_parks: Mapping[str, Any] = field(default_factory=dict)
     #: Encode the store's writes here (a per-order view into a store that takes them, see
     #: :mod:`state.encoded_writes`) and send those instead of the changes.
     encode_store_writes: bool = False
@@ -189,6 +191,7 @@ def _fold(spec: WorkerSpec, rows: OrderRows, *, should_stop: Callable[[], bool])
         as_of_ms=spec.as_of_ms, rows=rows, on_dead_letter=dlq,
         stream_time_ms={p: t for p, t in spec.seed_stream_time_ms.items() if any(r.partition == p for r in spec.ranges)},
         partition_count=spec.partition_count,
+        parks={order_id: park for order_id, park in spec.seed_parks.items() if any(r.partition == park[1] for r in spec.ranges)},
     )
     reader = BoundedReader(spec.bootstrap, spec.topic, list(spec.ranges), batch_size=spec.batch_size,
                            consumer_overrides=spec.consumer_overrides)

@@ -178,10 +178,10 @@ def test_an_impossible_refund_is_a_dead_letter(change: dict[str, Any], reason_cl
 ])
 def test_an_order_placed_outside_its_fields_domain_is_invalid_value(change: dict[str, Any], field: str) -> None:
     """Scenario: an OrderPlaced (v3) with one field outside its domain, then the rest of a happy order.
-    We expect one InvalidValue naming the field, then SequenceGap for each later event (the order never started)."""
+    We expect one InvalidValue naming the field, then Parked behind it for each later event (the order never started)."""
     for view in ALL_VIEWS:
         letters = judged(view, [event("OrderPlaced", 1, **change), *delivered()[1:]])
-        assert classes(letters) == [INVALID_VALUE] + ["SequenceGap"] * 4, view
+        assert classes(letters) == [INVALID_VALUE] + ["Parked"] * 4, view
         assert letters[0][3].startswith(f"{field} "), letters[0][3]
 
 
@@ -290,12 +290,12 @@ class ExplodingProjection:
 
 def test_an_exception_in_a_fold_is_a_fold_error_dead_letter() -> None:
     """Scenario: a projection raises on one event type. We expect a FoldError dead letter naming the exception and
-    the event, the same live and in replay, and the order row unchanged (the next event is a SequenceGap)."""
+    the event, the same live and in replay, and the order row unchanged (the next event is parked behind it)."""
     recs = placed(delivered())
     live, _ = run_live(ExplodingProjection(), recs)
     replayed, folder, _ = run_replay(ExplodingProjection(), recs)
     assert live == replayed
-    assert classes(replayed) == [FOLD_ERROR, "SequenceGap"]
+    assert classes(replayed) == [FOLD_ERROR, "Parked"]
     assert replayed[0][3] == "ZeroDivisionError folding OrderShipped seq 4 into order-status: division by zero"
     assert folder.counters.applied == 3
 

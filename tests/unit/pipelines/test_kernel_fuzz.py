@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from pipelines.batch.stages import OrderStage
 from pipelines.dlq import DeadLetter, headers_to_dict
-from pipelines.kernel import LATE_EVENT, process_record
+from pipelines.kernel import LATE_EVENT, PARKED, Park, process_record
 from pipelines.live import steps as live_steps
 from pipelines.live.stats import PipelineStats
 from pipelines.partitioning import partition_for
@@ -158,6 +158,7 @@ def judge_with_kernel(view: str, recs: list[RawRecord]) -> tuple[list[Letter], i
     projection = get_projection(view, grace_ms=GRACE_MS)
     rows: dict[tuple[int, str], Row] = {}
     view_rows: dict[str, Row] = {}
+    parks: dict[tuple[int, str], Park] = {}
     stream_times: dict[int, int | None] = {}
     letters: list[Letter] = []
     applied = duplicates = 0
@@ -166,11 +167,21 @@ def judge_with_kernel(view: str, recs: list[RawRecord]) -> tuple[list[Letter], i
     def row_of(order_id: str) -> Row | None:
         return rows.get((p, order_id))
 
+    def park_of(order_id: str) -> Park | None:
+        return parks.get((p, order_id))
+
     for r in recs:
         p = r.partition()
         verdict = process_record(projection, r.key(), r.value(), decode=DECODE, row_of=row_of,
-                                 stream_time_ms=stream_times.get(p), partition=p, partition_count=PARTITIONS)
+                                 stream_time_ms=stream_times.get(p), partition=p, partition_count=PARTITIONS,
+                                 offset=r.offset(), park_of=park_of)
         stream_times[p] = verdict.stream_time_ms
+        if verdict.new_park is not None:
+            assert verdict.outcome == "dead" and verdict.reason_class != PARKED
+            key = r.key()
+            assert key is not None and partition_for(key, PARTITIONS) == p  # only this partition's order is parked
+            parks[(p, key.decode())] = verdict.new_park
+        assert (verdict.parked_behind is not None) == (verdict.reason_class == PARKED)
         assert verdict.outcome in ("applied", "duplicate", "dead")
         if verdict.reason_class is not None:
             assert isinstance(verdict.reason_class, str) and verdict.reason_class and isinstance(verdict.reason, str)

@@ -41,6 +41,9 @@ class _Record:
     def timestamp(self) -> tuple[int, int]:
         return (1, self._ts)
 
+    def headers(self) -> None:
+        return None
+
 
 def _generic(changes: list[tuple[Any, ...]], rows_before: dict[str, Row | None], position: dict[str, dict[int, int]]) -> Any:
     return encode_row_writes(per_order_updates(VIEW, TOPIC, changes), stored_position=position,
