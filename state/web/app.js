@@ -124,7 +124,8 @@
     return new URLSearchParams(window.location.hash.replace(/^#/, ""));
   }
 
-  function writeHash() {
+  // atMs: the time shown (default: the slider's); omitted while live, which always shows now.
+  function writeHash(atMs) {
     const t = state.target;
     if (!t) return;
     const params = new URLSearchParams({ view: t.view });
@@ -135,6 +136,7 @@
       params.set("limit", String(t.limit));
     }
     if (el.live.checked) params.set("live", "1");
+    else if (atMs !== undefined && atMs !== null) params.set("t", String(atMs));
     else if (!el.slider.disabled) params.set("t", el.slider.value);
     history.replaceState(null, "", `#${params}`);
   }
@@ -281,7 +283,7 @@
   function ask(asOf) {
     runner.next = { asOf, generation: state.generation };
     el.result.dataset.state = "loading";
-    writeHash();
+    if (typeof asOf !== "string") writeHash(asOf);
     if (!runner.busy) pump();
   }
 
@@ -334,6 +336,7 @@
         // A typed time, as the API read it: show it in ISO, and on the slider when it lies in the range.
         el.time.value = body.as_of;
         if (body.as_of_ms >= Number(el.slider.min) && body.as_of_ms <= Number(el.slider.max)) el.slider.value = String(body.as_of_ms);
+        writeHash(body.as_of_ms);
       }
       if (t.mode === "key") renderRow(body);
       else renderRows(body);
@@ -552,6 +555,27 @@
     const ms = Number(el.slider.value);
     el.time.value = isoOf(ms);
     ask(ms);
+  });
+
+  // Arrow keys and Page Up/Down: to the previous/next version (a key), or by 1% of the range (an index);
+  // the browser's own step would be one millisecond. Home/End keep their meaning (the range's ends).
+  el.slider.addEventListener("keydown", (event) => {
+    const forward = { ArrowRight: true, ArrowUp: true, PageUp: true, ArrowLeft: false, ArrowDown: false, PageDown: false }[event.key];
+    if (forward === undefined || !state.target) return;
+    event.preventDefault();
+    const now = Number(el.slider.value);
+    let next;
+    if (state.target.mode === "key" && state.versions.length) {
+      const times = state.versions.map((v) => v.valid_from_ms);
+      next = forward ? times.find((t) => t > now) : [...times].reverse().find((t) => t < now);
+      if (next === undefined) return;
+    } else {
+      const step = Math.max(1, Math.round((Number(el.slider.max) - Number(el.slider.min)) / 100));
+      next = Math.min(Number(el.slider.max), Math.max(Number(el.slider.min), now + (forward ? step : -step)));
+    }
+    stopLive();
+    sliderAt(next);
+    ask(next);
   });
 
   el.time.addEventListener("change", () => {

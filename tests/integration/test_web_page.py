@@ -135,14 +135,14 @@ def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         _replica_reached(base_url, settings, target)
         yield World(base_url, settings, oracle_path, target, held, final.valid_from_ms, name)
     finally:
-        serve.send_signal(signal.SIGTERM)
+        serve.send_signal(signal.SIGTERM)  # both stop at once: each waits for its own clean shutdown
         try:
+            pipeline.terminate()
             serve_code = serve.wait(30)
         finally:
             if serve.poll() is None:
                 serve.kill()
             serve_log.close()
-        pipeline.terminate()
     assert serve_code == 0, (tmp / "serve.log").read_text()
 
 
@@ -227,6 +227,15 @@ def test_the_slider_shows_the_oracles_status_at_each_time(world: World, page: Pa
         assert int(page.locator("#slider").input_value()) == times[1]
         _expect_oracle(page, oracle, world.target, times[1])
         _screenshot(page, world, "version")
+
+        # The arrow keys step to the next version; the URL then names that time, and reloading it shows the same row.
+        page.locator("#slider").press("ArrowRight")
+        _settled(page, as_of_ms=times[2])
+        _expect_oracle(page, oracle, world.target, times[2])
+        assert f"t={times[2]}" in page.url
+        page.reload()
+        _settled(page, as_of_ms=times[2])
+        _expect_oracle(page, oracle, world.target, times[2])
 
         # 2. The slider set to a time between two versions.
         between = (times[2] + times[3]) // 2
