@@ -326,7 +326,7 @@
     if (outcome.error) {
       settle("error", null);
       clearResult();
-      show(`${outcome.error.error}: ${outcome.error.detail}`, "error");
+      show(`${outcome.error.error || "Error"}: ${outcome.error.detail || outcome.error.message}`, "error");
       return;
     }
     const { status, body } = outcome;
@@ -345,10 +345,13 @@
     }
     clearResult();
     if (status === 404 && body.error === "KeyNotFoundError" && t.mode === "key" && state.versions.length) {
-      // A time outside the key's history: before its first version there is no row.
+      // A time outside the key's history: before its first version (or after a last version that ended) there is no row.
       const first = state.versions[0];
+      const last = state.versions[state.versions.length - 1];
       const asOfMs = typeof job.asOf === "number" ? job.asOf : parseTime(String(job.asOf));
-      show(`No row as of ${isoOf(asOfMs)}: ${body.detail}. Its history begins at ${first.valid_from}.`, "info");
+      const why = !(asOfMs >= first.valid_from_ms) ? `Its history begins at ${first.valid_from}.`
+        : last.valid_to !== null ? `Its last version ended at ${last.valid_to}.` : "";
+      show(`No row as of ${isoOf(asOfMs)}: ${body.detail}. ${why}`.trim(), "info");
       markCurrentVersion(null);
       settle(pending ? "loading" : "none", Number.isFinite(asOfMs) ? asOfMs : null);
       return;
