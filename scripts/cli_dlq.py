@@ -17,6 +17,7 @@ import typer
 
 from schemas.errors import ConfigError
 from scripts.cli_common import build_settings, check_topic, setting_option
+from scripts.cli_dlq_redrive import redrive
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -79,16 +80,20 @@ def _console() -> Console:
 def _print_table(listing: DlqListing) -> None:
     from rich.table import Table
 
-    table = Table("id", "pipeline", "reason", "order", "seq", "event", "source", "dead-lettered at", "message", "other headers",
-                  title=f"dead letters in {listing.topic}")
-    for letter in listing.letters:
+    extra = [{k: v for k, v in letter.headers.items() if k not in _STANDARD} for letter in listing.letters]
+    # The column of headers beyond the standard ones (parking, redrive, a foreign writer's) only when a letter has one.
+    with_others = any(extra)
+    columns = ["id", "pipeline", "reason", "order", "seq", "event", "source", "dead-lettered at", "message"]
+    table = Table(*columns, *(["other headers"] if with_others else []), title=f"dead letters in {listing.topic}")
+    for letter, others in zip(listing.letters, extra, strict=True):
         s = letter.summary_json()
         source = s["source"]
         where = f"{source['topic']}:{source['partition']}:{source['offset']}" if source else ""
-        others = "\n".join(f"{k}={_cut(v, 40)}" for k, v in letter.headers.items() if k not in _STANDARD)
-        table.add_row(s["id"], s["pipeline"] or "", s["reason_class"] or "", s["order_id"] or "",
-                      "" if s["seq"] is None else str(s["seq"]), s["event_type"] or "", where,
-                      s["dead_lettered_at"] or "", _cut(s["reason"]), others)
+        cells = [s["id"], s["pipeline"] or "", s["reason_class"] or "", s["order_id"] or "", "" if s["seq"] is None else str(s["seq"]),
+                 s["event_type"] or "", where, s["dead_lettered_at"] or "", _cut(s["reason"])]
+        if with_others:
+            cells.append("\n".join(f"{k}={_cut(v, 40)}" for k, v in others.items()))
+        table.add_row(*cells)
     console = _console()
     if listing.letters:
         console.print(table)
@@ -174,4 +179,4 @@ def show(
         _print_letter(letter, settings.dlq_topic)
 
 
-# `rewind dlq redrive` is added here by its own module: dlq_app.command("redrive")(...)
+dlq_app.command("redrive")(redrive)
