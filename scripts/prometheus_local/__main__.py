@@ -13,9 +13,17 @@ from types import FrameType
 from scripts.prometheus_local import SHIPPED_CONFIG, LocalPrometheus, PrometheusLocalError
 
 
+def _port(text: str) -> int:
+    """A TCP port, 1-65535 (argparse turns the ValueError into one usage error line)."""
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError(text)
+    return port
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.prometheus_local", description=__doc__)
-    parser.add_argument("--port", type=int, default=9090, choices=range(1, 65536), metavar="PORT", help="Listen on 127.0.0.1:PORT.")
+    parser.add_argument("--port", type=_port, default=9090, metavar="PORT", help="Listen on 127.0.0.1:PORT (1-65535).")
     parser.add_argument("--run-dir", type=Path, default=Path(".run/prometheus"), help="Its TSDB and log.")
     args = parser.parse_args(argv)
     stop = threading.Event()
