@@ -49,16 +49,13 @@ def test_each_alert_fires_when_it_should_and_only_then() -> None:
     assert alerts and alerts == tested
 
 
-def test_a_broken_rules_test_fails() -> None:
+def test_a_broken_rules_test_fails(tmp_path: Path) -> None:
     """Scenario: the rules test with one expected alert's labels changed. We expect promtool to fail it (the test can fail)."""
     broken = RULES_TEST.read_text().replace("pipeline: order-status}", "pipeline: customer-summary}", 1)
     assert broken != RULES_TEST.read_text()
-    path = SHIPPED_RULES.with_name(".broken-rules-test.yml")  # beside the rules: the test names them by relative path
-    try:
-        path.write_text(broken)
-        done = _promtool("test", "rules", str(path))
-    finally:
-        path.unlink(missing_ok=True)
+    (tmp_path / SHIPPED_RULES.name).write_text(SHIPPED_RULES.read_text())  # the test names the rules by relative path
+    (tmp_path / RULES_TEST.name).write_text(broken)
+    done = _promtool("test", "rules", str(tmp_path / RULES_TEST.name))
     assert done.returncode != 0 and "FAILED" in done.stdout + done.stderr
 
 
