@@ -43,6 +43,7 @@ ARTIFACTS = ROOT / ".run" / "artifacts"
 VIEW = "order-status"
 #: How long the page may take to show an answer (it asks the API on the same machine).
 SHOWN_MS = 10_000
+CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"]
 
 
@@ -60,8 +61,9 @@ class World:
     name: str
 
 
-def _pick_target(records: tuple[Emitted, ...]) -> tuple[str, int]:
-    """An order with at least five events whose last event is later than all its others (it makes a version of its own)."""
+def _pick_target(records: tuple[Emitted, ...], oracle: Oracle) -> tuple[str, int]:
+    """An order with at least five events whose last event is later than all its others (it makes a version of its
+    own) and changes the order's status (so Live has something to show)."""
     events: dict[str, dict[int, int]] = {}
     for r in records:
         if r.poison is None and r.seq is not None:
@@ -70,8 +72,9 @@ def _pick_target(records: tuple[Emitted, ...]) -> tuple[str, int]:
         by_seq = events[order_id]
         last = max(by_seq)
         if len(by_seq) >= 5 and all(t < by_seq[last] for s, t in by_seq.items() if s != last):
-            return order_id, last
-    raise AssertionError("no order in the workload has five events and a last one later than the rest")
+            if oracle.order_status_as_of(order_id, by_seq[last] - 1) != oracle.order_status_as_of(order_id, by_seq[last]):
+                return order_id, last
+    raise AssertionError("no order in the workload has five events and a last one later than the rest that changes its status")
 
 
 def _free_port() -> int:
@@ -99,11 +102,11 @@ def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     workload = generate(WorkloadConfig(seed=15, orders=200, days=2))
     oracle_path = tmp / "oracle.sqlite"
     write_oracle(workload, oracle_path, topic=settings.orders_topic)
-    target, last_seq = _pick_target(workload.records)
+    with Oracle.open(oracle_path) as oracle:
+        target, last_seq = _pick_target(workload.records, oracle)
+        final = oracle.order_as_of(target, 2**62)
     held = tuple(r for r in workload.records if r.order_id == target and r.seq == last_seq)
     produce_workload(settings, [r for r in workload.records if r not in held], progress=False)
-    with Oracle.open(oracle_path) as oracle:
-        final = oracle.order_as_of(target, 2**62)
     assert final is not None and final.last_seq == last_seq
 
     # The view topic as the pipeline creates it, made now: a replica started before it exists finds it only at its
@@ -149,9 +152,10 @@ def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 @pytest.fixture(scope="module")
 def browser() -> Iterator[BrowserContext]:
     """Headless Debian chromium with a fresh profile (never a downloaded browser: no `playwright install`)."""
+    assert Path(CHROMIUM).is_file(), f"{CHROMIUM} is missing: scripts/ensure-apt-tools.sh installs Debian's chromium"
     with tempfile.TemporaryDirectory(prefix="rewind-chromium-") as profile, sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS, viewport={"width": 1000, "height": 700},
+            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, viewport={"width": 1000, "height": 700},
         )
         try:
             yield context
