@@ -59,6 +59,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -72,6 +73,7 @@ from pipelines.live.stats import PipelineStats, reason_class_of
 from pipelines.projections import get_projection, view_spec
 from pipelines.settings import RewindSettings
 from pipelines.topics import DLQ_TOPIC_CONFIG, VIEW_TOPIC_CONFIG, admin_client, check_reachable, ensure_topic, view_topic
+from schemas.codec import Event
 from schemas.errors import ConfigError
 from schemas.fast_decode import event_decoder
 
@@ -142,7 +144,10 @@ class BatchEngine:
         grace_ms: int | None = None,
         snapshots: PartitionSnapshots | None = None,
         snapshot_interval_s: float = 60.0,
+        decode: Callable[[bytes], Event] | None = None,
     ) -> None:
+        """``decode``: how orders values are read (None: this build's schemas, and the settings' registry for
+        Confluent framing); a test passes another build's, to deploy a fix in-process."""
         self.view = view
         self._snapshots = snapshots
         self._snapshot_interval_s = snapshot_interval_s
@@ -174,7 +179,7 @@ class BatchEngine:
         self._dlq_topic = settings.dlq_topic  # its records are counted by reason (metrics)
         self._stages: dict[str, Stage] = {
             self._topic: OrderStage(projection, self.stats, orders_topic=self._topic, view_topic=out_topic, dlq_topic=settings.dlq_topic,
-                                    partition_count=len(metadata.partitions), decode=event_decoder(settings.schema_registry_url),
+                                    partition_count=len(metadata.partitions), decode=decode or event_decoder(settings.schema_registry_url),
                                     repartition_topic=repartition, repartition_partitions=settings.orders_partitions),
         }
         if repartition is not None:

@@ -87,6 +87,13 @@ ROWS: list[tuple[str, list[str], str]] = [
     ("dlq-list-timeout-nan", ["dlq", "list", "--timeout-s", "nan"], "--timeout-s"),
     ("dlq-list-topic-illegal", ["dlq", "list", "--dlq-topic", "a b"], "--dlq-topic"),
     ("dlq-list-closed-broker", ["dlq", "list"], "no Kafka broker answered"),
+    # dlq redrive: what to redrive, and the topics, before the broker (nothing is appended)
+    ("dlq-redrive-both", ["dlq", "redrive", "--order", "o-1", "--reason", "UnknownSchemaError"], "not both"),
+    ("dlq-redrive-neither", ["dlq", "redrive"], "--order ORDER_ID or --reason"),
+    ("dlq-redrive-order-empty", ["dlq", "redrive", "--order", " "], "--order"),
+    ("dlq-redrive-orders-topic-illegal", ["dlq", "redrive", "--order", "o-1", "--orders-topic", "a/b"], "--orders-topic"),
+    ("dlq-redrive-dlq-topic-illegal", ["dlq", "redrive", "--reason", "X", "--dlq-topic", "a b"], "--dlq-topic"),
+    ("dlq-redrive-closed-broker", ["dlq", "redrive", "--order", "o-1"], "no Kafka broker answered"),
 ]
 
 

@@ -1,0 +1,163 @@
+"""Per-order parking and `rewind dlq redrive`, end to end on the real broker (issue 15, point 3).
+
+A realistic, fixable poison: a producer upgraded before the pipelines writes some OrderShipped events
+as v2, a schema the pipelines' build does not know (tests/schema_builds.py). The batch engine parks
+those orders; the fix is deploying the newer build (the same engines restarted with its decoder),
+then `rewind dlq redrive`, run twice. The expected views are the workload oracle's, which knows the
+events and nothing of the fold.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from pipelines.dlq import PARKED_BEHIND_HEADER, REDRIVE_OF_HEADER, headers_to_dict
+from pipelines.kernel import PARKED
+from pipelines.projections import get_projection
+from pipelines.settings import RewindSettings
+from pipelines.topics import view_topic
+from schemas.codec import EventCodec
+from schemas.fast_decode import FastDecoder
+from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
+from scripts.workload.expected_views import expected_order_status, expected_revenue_windows, mismatched_keys
+from state.replay.fold import OrderFolder
+from tests.integration.support import committed_total, isolated_settings, latest_rows, read_topic, wait_until
+from tests.integration.test_batch_engine import RunningEngine
+from tests.schema_builds import as_newer, newer_codec, newer_decoder
+
+pytestmark = pytest.mark.integration
+
+VIEWS = ("order-status", "revenue-hourly")
+POISONED = 3
+
+
+def _poison(records: list[Any], newer: EventCodec) -> tuple[list[Any], dict[str, int]]:
+    """``records`` with the OrderShipped of ``POISONED`` orders that have a later event rewritten by the newer
+    build; returns them and each poisoned order's OrderShipped seq."""
+    codec = EventCodec()
+    last_seq: dict[str, int] = {}
+    for r in records:
+        last_seq[r.order_id] = max(last_seq.get(r.order_id, 0), r.seq or 0)
+    chosen: dict[str, int] = {}
+    out = []
+    for r in records:
+        if r.event_type == "OrderShipped" and len(chosen) < POISONED and r.order_id not in chosen and last_seq[r.order_id] > r.seq:
+            chosen[r.order_id] = r.seq
+            r = r._replace(value=newer.encode(as_newer(dict(codec.decode(r.value)))))
+        out.append(r)
+    assert len(chosen) == POISONED
+    return out, chosen
+
+
+def _redrive(settings: RewindSettings) -> str:
+    """`rewind dlq redrive --reason UnknownSchemaError`, as an operator runs it (a process of its own)."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap(), "REWIND_ORDERS_TOPIC": settings.orders_topic,
+           "REWIND_DLQ_TOPIC": settings.dlq_topic}
+    done = subprocess.run([sys.executable, "-m", "scripts.cli", "dlq", "redrive", "--reason", "UnknownSchemaError"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _start(settings: RewindSettings, tmp_path: Path, **options: Any) -> dict[str, RunningEngine]:
+    return {view: RunningEngine(settings, view, tmp_path / view, group=f"{settings.orders_topic}-{view}", **options) for view in VIEWS}
+
+
+def _caught_up(settings: RewindSettings, total: int) -> None:
+    for view in VIEWS:
+        group = f"{settings.orders_topic}-{view}"
+        wait_until(lambda: committed_total(settings.bootstrap(), group, settings.orders_topic) == total,  # noqa: B023  # called at once
+                   timeout_s=60, what=f"{view} to commit every record")
+
+
+def test_parked_orders_redriven_after_the_fix_equal_the_oracle_and_nothing_applies_twice(
+    kafka_bootstrap: str, unique_name: str, tmp_path: Path
+) -> None:
+    """Scenario: 3 orders' OrderShipped written by a newer build, folded by this build; then the newer build deployed
+    and redrive run twice. We expect, before: one UnknownSchemaError per poisoned order and its later events Parked
+    behind it (no SequenceGap), its row stopped before OrderShipped; after: order-status and revenue-hourly equal to
+    the oracle (the redriven deliveries' windows not late), each good event applied once, no view record published
+    twice; and a replay fold over the same log with the same builds giving the same letters and rows."""
+    settings = isolated_settings(kafka_bootstrap, unique_name, tmp_path, commit_interval_s=0.3)
+    generated = generate(WorkloadConfig(seed=21, orders=120, days=2, late_rate=0.0, skew_rate=0.0))
+    newer = newer_codec(tmp_path)
+    records, poisoned = _poison(list(generated.records), newer)
+    produce_workload(settings, records, progress=False)
+    oracle_path = tmp_path / "oracle.sqlite"
+    write_oracle(generated, oracle_path, topic=settings.orders_topic)
+    total = len(records)
+    bootstrap = settings.bootstrap()
+
+    # Step 1: this build. Each poisoned order: its own letter, then Parked behind it; the row stops before OrderShipped.
+    engines = _start(settings, tmp_path)
+    _caught_up(settings, total)
+    before = {view: engine.stop() for view, engine in engines.items()}
+    letters = [(m.key().decode(), headers_to_dict(m.headers())) for m in read_topic(bootstrap, settings.dlq_topic)]
+    for view in VIEWS:
+        mine = [(key, h) for key, h in letters if h["rewind.pipeline"] == view]
+        assert {key for key, _ in mine} == set(poisoned)
+        for order_id, shipped_seq in poisoned.items():
+            of_order = [h for key, h in mine if key == order_id]
+            first = of_order[0]
+            assert first["rewind.reason.class"] == "UnknownSchemaError" and PARKED_BEHIND_HEADER not in first
+            where = f"{settings.orders_topic}/{first['rewind.source.partition']}@{first['rewind.source.offset']}"
+            later = [r.seq for r in records if r.order_id == order_id and r.seq > shipped_seq]
+            assert [(h["rewind.reason.class"], h[PARKED_BEHIND_HEADER]) for h in of_order[1:]] == [(PARKED, where)] * len(later)
+    rows = latest_rows(bootstrap, view_topic("order-status", prefix=settings.view_topic_prefix))
+    assert {o: rows[o]["row"]["lastSeq"] for o in poisoned} == {o: seq - 1 for o, seq in poisoned.items()}
+
+    # Step 2: the newer build deployed (same groups, same state), then the redrive, twice.
+    fixed = newer_decoder(tmp_path)
+    engines = _start(settings, tmp_path, decode=fixed)
+    first_run = _redrive(settings)
+    redriven = sum(1 for r in records if r.order_id in poisoned and r.seq >= poisoned[r.order_id])
+    assert f"redrove {redriven} records of {POISONED} orders" in first_run
+    _redrive(settings)
+    _caught_up(settings, total + 2 * redriven)
+    with Oracle.open(oracle_path) as oracle:
+        expected_rows = expected_order_status(oracle)
+        windows = {k: v for k, v in expected_revenue_windows(oracle).items() if v}
+        good_events = sum(1 for e in oracle.events() if e.poison_kind is None)
+    status_topic = view_topic("order-status", prefix=settings.view_topic_prefix)
+    revenue_topic = view_topic("revenue-hourly", prefix=settings.view_topic_prefix)
+    wait_until(lambda: not mismatched_keys(latest_rows(bootstrap, status_topic), expected_rows), timeout_s=30,
+               what="order-status to equal the oracle")
+    wait_until(lambda: {k: v["row"]["revenueMinor"] for k, v in latest_rows(bootstrap, revenue_topic).items()
+                        if v["row"]["revenueMinor"]} == windows, timeout_s=30, what="revenue-hourly to equal the oracle")
+    after = {view: engine.stop() for view, engine in engines.items()}
+    for view in VIEWS:
+        assert before[view].applied + after[view].applied == good_events, view  # each good event applied once
+        assert (after[view].applied, after[view].duplicates, after[view].dead_lettered) == (redriven, redriven, 0), view
+        assert before[view].late == after[view].late == 0, view
+        published: Counter[tuple[Any, ...]] = Counter()
+        for m in read_topic(bootstrap, view_topic(view, prefix=settings.view_topic_prefix)):
+            change = orjson.loads(m.value())["change"]
+            published[(m.key(), change["orderId"], change["seq"])] += 1
+        assert [k for k, n in published.items() if n > 1] == [], view
+
+    # Step 3: the replay fold over the same log, with the build each record was first read by, agrees record for record.
+    log = read_topic(bootstrap, settings.orders_topic)
+    assert sum(1 for m in log if headers_to_dict(m.headers()).get(REDRIVE_OF_HEADER)) == 2 * redriven
+    replay_letters: list[Any] = []
+    folder = OrderFolder(get_projection("order-status"), topic=settings.orders_topic, decode=FastDecoder().decode,
+                         on_dead_letter=replay_letters.append, partition_count=settings.orders_partitions)
+    folder.fold([m for m in log if not headers_to_dict(m.headers()).get(REDRIVE_OF_HEADER)], [])
+    folder._decode = fixed  # the same replay, restarted on the newer build where live was
+    folder.fold([m for m in log if headers_to_dict(m.headers()).get(REDRIVE_OF_HEADER)], [])
+    live = sorted((key, h["rewind.source.partition"], h["rewind.source.offset"], h["rewind.reason.class"], h.get(PARKED_BEHIND_HEADER))
+                  for key, h in letters if h["rewind.pipeline"] == "order-status")
+    assert sorted((d.key.decode(), str(d.source_partition), str(d.source_offset), d.reason_class, d.parked_behind)
+                  for d in replay_letters) == live
+    assert folder.counters.applied == good_events
+    for order_id in poisoned:
+        p = next(r for r in records if r.order_id == order_id)
+        assert folder.rows.get(order_id, next(m.partition() for m in log if m.key() == p.key)) == \
+            latest_rows(bootstrap, status_topic)[order_id]["row"]
