@@ -46,8 +46,9 @@ no park). A dead letter parks its order (``Verdict.new_park``, which the adapter
 next to the order row, never in it) when the order has no holding park and the letter is
 about an unapplied seq of this partition's order:
 
-* an unread record (codec error, or ``InvalidValue``) whose key is UTF-8 and on its
-  partition: the key is the orderId, the seq is unknown;
+* an unread record (a codec error, or an envelope outside its domain: step 1's
+  ``InvalidValue``) whose key is UTF-8 and on its partition: the key is the orderId, the
+  seq is unknown (and an invalid envelope's is not trusted);
 * a decoded event rejected by steps 5-6 (``SequenceGap``, an impossible transition, a payload
   refusal, ``FoldError``): its seq is above lastSeq by construction.
 
@@ -75,8 +76,8 @@ Last line: an exception out of steps 5-6 (a bug in a fold meeting an event no ru
 foresaw) is a ``FoldError`` dead letter naming the exception, never a crash: a record
 that raised would raise again on every restart, and the committed offset would never
 move. Exceptions from ``decode`` that are not a :class:`~schemas.errors.CodecError`
-(the registry is down) and from ``row_of`` (the state store) are not about the record,
-so they propagate.
+(the registry is down) and from ``row_of`` and ``park_of`` (the state store) are not about
+the record, so they propagate.
 
 Outcomes are counted once each: ``events_in == applied + duplicates + dead + beyond``
 (a late change is counted in ``late``, on top of ``applied``).

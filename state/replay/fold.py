@@ -329,10 +329,20 @@ class OrderFolder:
         counters.late += late
         for p, t in stream_times.items():
             counters.stream_time_ms[p] = t
-        if parks:
-            counters.parks = {order_id: park.to_json() for order_id, park in parks.items()}
         if applied:
             counters.max_valid_from_ms = max_valid_from
+
+
+    def settle_parks(self) -> None:
+        """Drop the spent parks (their order has applied an event since) and put the rest in the counters
+        (``parks``), for a replay seeded from this one. Once, at the end of the fold: it reads every
+        parked order's row."""
+        parks = self.parks
+        for order_id, park in list(parks.items()):
+            row = self.rows.get(order_id, park.partition if park.partition is not None else -1)
+            if not park.holds(0 if row is None else row["lastSeq"]):
+                del parks[order_id]
+        self.counters.parks = {order_id: park.to_json() for order_id, park in parks.items()}
 
 
 class ViewFolder:

@@ -212,6 +212,7 @@ def _fold(spec: WorkerSpec, rows: OrderRows, *, should_stop: Callable[[], bool])
     if should_stop():
         return
     # Step 2: every row this replay changed into the spill, then Done.
+    folder.settle_parks()
     rows.close()
     if dlq is not None:
         dlq.close()

@@ -326,3 +326,27 @@ def test_any_unreadable_events_park_then_redrive_gives_the_clean_views(poisoned:
             assert row == clean_row("order-status", with_refund(order_id))
         else:
             assert (row["lastSeq"] if row else 0) == garbage[0] - 1
+
+
+def test_a_replay_seeded_from_a_replays_parks_judges_the_rest_as_one_replay_would(tmp_path: Path) -> None:
+    """Scenario: a replay folds a log up to o-1's parked events, settles its parks (as a worker does before Done), and
+    a second replay continues from its rows and counters' parks. We expect o-2's spent park dropped, o-1's kept, and
+    the second replay's letters equal to those one replay over the whole log gives (Parked, not SequenceGap)."""
+    newer = newer_codec(tmp_path)
+    o2 = delivered("o-2")
+    recs = log([*with_refund()[:3], ("newer", with_refund()[3]), with_refund()[4], *o2[:2], (b"o-2", b"\xc3\x01junk"), *o2[2:],
+                with_refund()[5]], newer=newer)
+    whole: list[DeadLetter] = []
+    OrderFolder(get_projection("order-status"), topic="orders", decode=OLD, on_dead_letter=whole.append,
+                partition_count=PARTITIONS).fold(recs, [])
+    split = len(recs) - 1
+    first = OrderFolder(get_projection("order-status"), topic="orders", decode=OLD, partition_count=PARTITIONS)
+    first.fold(recs[:split], [])
+    first.settle_parks()
+    assert set(first.counters.as_dict()["parks"]) == {"o-1"}
+    rest: list[DeadLetter] = []
+    seeded = OrderFolder(get_projection("order-status"), topic="orders", decode=OLD, rows=first.rows, partition_count=PARTITIONS,
+                         parks=first.counters.parks, on_dead_letter=rest.append)
+    seeded.fold(recs[split:], [])
+    assert [(d.reason_class, d.parked_behind) for d in rest] == [(d.reason_class, d.parked_behind) for d in whole[-1:]]
+    assert rest[0].reason_class == PARKED
