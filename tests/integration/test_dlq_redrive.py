@@ -57,11 +57,11 @@ def _poison(records: list[Any], newer: EventCodec) -> tuple[list[Any], dict[str,
     return out, chosen
 
 
-def _redrive(settings: RewindSettings) -> str:
-    """`rewind dlq redrive --reason UnknownSchemaError`, as an operator runs it (a process of its own)."""
+def _redrive(settings: RewindSettings, *selection: str) -> str:
+    """`rewind dlq redrive` (default: ``--reason UnknownSchemaError``), as an operator runs it (a process of its own)."""
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap(), "REWIND_ORDERS_TOPIC": settings.orders_topic,
            "REWIND_DLQ_TOPIC": settings.dlq_topic}
-    done = subprocess.run([sys.executable, "-m", "scripts.cli", "dlq", "redrive", "--reason", "UnknownSchemaError"],
+    done = subprocess.run([sys.executable, "-m", "scripts.cli", "dlq", "redrive", *(selection or ("--reason", "UnknownSchemaError"))],
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -81,11 +81,13 @@ def _caught_up(settings: RewindSettings, total: int) -> None:
 def test_parked_orders_redriven_after_the_fix_equal_the_oracle_and_nothing_applies_twice(
     kafka_bootstrap: str, unique_name: str, tmp_path: Path
 ) -> None:
-    """Scenario: 3 orders' OrderShipped written by a newer build, folded by this build; then the newer build deployed
-    and redrive run twice. We expect, before: one UnknownSchemaError per poisoned order and its later events Parked
-    behind it (no SequenceGap), its row stopped before OrderShipped; after: order-status and revenue-hourly equal to
-    the oracle (the redriven deliveries' windows not late), each good event applied once, no view record published
-    twice; and a replay fold over the same log with the same builds giving the same letters and rows."""
+    """Scenario: 3 orders' OrderShipped written by a newer build, folded by this build; a redrive before the fix; then
+    the newer build deployed and redrive run twice. We expect, before the fix: one UnknownSchemaError per poisoned order
+    and its later events Parked behind it (no SequenceGap), its row stopped before OrderShipped, and the early redrive's
+    copies dead-lettered again (the copy of the poison with its reason, the rest Parked behind that copy); after:
+    order-status and revenue-hourly equal to the oracle (the redriven deliveries' windows not late), each good event
+    applied once, no view record published twice; a replay fold over the same log with the same builds giving the same
+    letters and rows; and a redrive of an order with no letters saying so, exit 0."""
     settings = isolated_settings(kafka_bootstrap, unique_name, tmp_path, commit_interval_s=0.3)
     generated = generate(WorkloadConfig(seed=21, orders=120, days=2, late_rate=0.0, skew_rate=0.0))
     newer = newer_codec(tmp_path)
@@ -99,8 +101,8 @@ def test_parked_orders_redriven_after_the_fix_equal_the_oracle_and_nothing_appli
     # Step 1: this build. Each poisoned order: its own letter, then Parked behind it; the row stops before OrderShipped.
     engines = _start(settings, tmp_path)
     _caught_up(settings, total)
-    before = {view: engine.stop() for view, engine in engines.items()}
     letters = [(m.key().decode(), headers_to_dict(m.headers())) for m in read_topic(bootstrap, settings.dlq_topic)]
+    redriven = sum(1 for r in records if r.order_id in poisoned and r.seq >= poisoned[r.order_id])
     for view in VIEWS:
         mine = [(key, h) for key, h in letters if h["rewind.pipeline"] == view]
         assert {key for key, _ in mine} == set(poisoned)
@@ -111,17 +113,27 @@ def test_parked_orders_redriven_after_the_fix_equal_the_oracle_and_nothing_appli
             where = f"{settings.orders_topic}/{first['rewind.source.partition']}@{first['rewind.source.offset']}"
             later = [r.seq for r in records if r.order_id == order_id and r.seq > shipped_seq]
             assert [(h["rewind.reason.class"], h[PARKED_BEHIND_HEADER]) for h in of_order[1:]] == [(PARKED, where)] * len(later)
+    # Step 2: a redrive before the fix: the copies are refused again, with their own letters; the orders stay parked.
+    assert f"redrove {redriven} records of {POISONED} orders" in _redrive(settings)
+    _caught_up(settings, total + redriven)
+    before = {view: engine.stop() for view, engine in engines.items()}
     rows = latest_rows(bootstrap, view_topic("order-status", prefix=settings.view_topic_prefix))
     assert {o: rows[o]["row"]["lastSeq"] for o in poisoned} == {o: seq - 1 for o, seq in poisoned.items()}
+    again = [(key, h) for key, h in ((m.key().decode(), headers_to_dict(m.headers())) for m in read_topic(bootstrap, settings.dlq_topic))
+             if REDRIVE_OF_HEADER in h and h["rewind.pipeline"] == "order-status"]
+    for order_id in poisoned:
+        of_order = [h for key, h in again if key == order_id]
+        copy = f"{settings.orders_topic}/{of_order[0]['rewind.source.partition']}@{of_order[0]['rewind.source.offset']}"
+        assert [h["rewind.reason.class"] for h in of_order] == ["UnknownSchemaError"] + [PARKED] * (len(of_order) - 1)
+        assert all(h[PARKED_BEHIND_HEADER] == copy for h in of_order[1:])
+    first_read = {(m.partition(), m.offset()) for m in read_topic(bootstrap, settings.orders_topic)}
 
-    # Step 2: the newer build deployed (same groups, same state), then the redrive, twice.
+    # Step 3: the newer build deployed (same groups, same state), then the redrive, twice.
     fixed = newer_decoder(tmp_path)
     engines = _start(settings, tmp_path, decode=fixed)
-    first_run = _redrive(settings)
-    redriven = sum(1 for r in records if r.order_id in poisoned and r.seq >= poisoned[r.order_id])
-    assert f"redrove {redriven} records of {POISONED} orders" in first_run
+    assert f"redrove {redriven} records of {POISONED} orders" in _redrive(settings)  # one per original, not per copy
     _redrive(settings)
-    _caught_up(settings, total + 2 * redriven)
+    _caught_up(settings, total + 3 * redriven)
     with Oracle.open(oracle_path) as oracle:
         expected_rows = expected_order_status(oracle)
         windows = {k: v for k, v in expected_revenue_windows(oracle).items() if v}
@@ -143,17 +155,18 @@ def test_parked_orders_redriven_after_the_fix_equal_the_oracle_and_nothing_appli
             published[(m.key(), change["orderId"], change["seq"])] += 1
         assert [k for k, n in published.items() if n > 1] == [], view
 
-    # Step 3: the replay fold over the same log, with the build each record was first read by, agrees record for record.
+    # Step 4: the replay fold over the same log, with the build each record was first read by, agrees record for record.
     log = read_topic(bootstrap, settings.orders_topic)
-    assert sum(1 for m in log if headers_to_dict(m.headers()).get(REDRIVE_OF_HEADER)) == 2 * redriven
+    assert sum(1 for m in log if headers_to_dict(m.headers()).get(REDRIVE_OF_HEADER)) == 3 * redriven
     replay_letters: list[Any] = []
     folder = OrderFolder(get_projection("order-status"), topic=settings.orders_topic, decode=FastDecoder().decode,
                          on_dead_letter=replay_letters.append, partition_count=settings.orders_partitions)
-    folder.fold([m for m in log if not headers_to_dict(m.headers()).get(REDRIVE_OF_HEADER)], [])
+    folder.fold([m for m in log if (m.partition(), m.offset()) in first_read], [])
     folder._decode = fixed  # the same replay, restarted on the newer build where live was
-    folder.fold([m for m in log if headers_to_dict(m.headers()).get(REDRIVE_OF_HEADER)], [])
+    folder.fold([m for m in log if (m.partition(), m.offset()) not in first_read], [])
     live = sorted((key, h["rewind.source.partition"], h["rewind.source.offset"], h["rewind.reason.class"], h.get(PARKED_BEHIND_HEADER))
-                  for key, h in letters if h["rewind.pipeline"] == "order-status")
+                  for key, h in ((m.key().decode(), headers_to_dict(m.headers())) for m in read_topic(bootstrap, settings.dlq_topic))
+                  if h["rewind.pipeline"] == "order-status")
     assert sorted((d.key.decode(), str(d.source_partition), str(d.source_offset), d.reason_class, d.parked_behind)
                   for d in replay_letters) == live
     assert folder.counters.applied == good_events
@@ -161,3 +174,4 @@ def test_parked_orders_redriven_after_the_fix_equal_the_oracle_and_nothing_appli
         p = next(r for r in records if r.order_id == order_id)
         assert folder.rows.get(order_id, next(m.partition() for m in log if m.key() == p.key)) == \
             latest_rows(bootstrap, status_topic)[order_id]["row"]
+    assert "nothing to redrive for order no-such-order" in _redrive(settings, "--order", "no-such-order")
