@@ -70,3 +70,8 @@ def redrive(
         typer.echo(f"{'would append' if dry_run else 'appended'} {r.order_id} seq {seq} (copy of {r.origin}; {', '.join(r.reasons)})")
     verb = "would redrive" if dry_run else "redrove"
     typer.echo(f"{verb} {len(plan.records)} records of {len(plan.orders)} orders to {settings.orders_topic}")
+    unread = sum(1 for r in plan.records if r.seq is None)
+    if unread:
+        # Not an error: the pipelines' build, not this process's, decides. But worth a look if it is the same build.
+        typer.echo(f"{unread} of them do not decode with this process's schemas: unless the pipelines read them now, "
+                   "they are dead-lettered again and their orders stay parked", err=True)

@@ -113,7 +113,10 @@ def test_parked_orders_redriven_after_the_fix_equal_the_oracle_and_nothing_appli
             where = f"{settings.orders_topic}/{first['rewind.source.partition']}@{first['rewind.source.offset']}"
             later = [r.seq for r in records if r.order_id == order_id and r.seq > shipped_seq]
             assert [(h["rewind.reason.class"], h[PARKED_BEHIND_HEADER]) for h in of_order[1:]] == [(PARKED, where)] * len(later)
-    # Step 2: a redrive before the fix: the copies are refused again, with their own letters; the orders stay parked.
+    # Step 2: a dry run appends nothing; a redrive before the fix: the copies are refused again, with their own
+    # letters; the orders stay parked.
+    assert f"would redrive {redriven} records of {POISONED} orders" in _redrive(settings, "--reason", "UnknownSchemaError", "--dry-run")
+    assert len(read_topic(bootstrap, settings.orders_topic)) == total
     assert f"redrove {redriven} records of {POISONED} orders" in _redrive(settings)
     _caught_up(settings, total + redriven)
     before = {view: engine.stop() for view, engine in engines.items()}
