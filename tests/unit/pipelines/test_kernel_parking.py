@@ -350,3 +350,19 @@ def test_a_replay_seeded_from_a_replays_parks_judges_the_rest_as_one_replay_woul
     seeded.fold(recs[split:], [])
     assert [(d.reason_class, d.parked_behind) for d in rest] == [(d.reason_class, d.parked_behind) for d in whole[-1:]]
     assert rest[0].reason_class == PARKED
+
+
+def test_a_redrive_that_crashed_half_way_and_ran_again_applies_each_event_once(tmp_path: Path) -> None:
+    """Scenario: after the fix, a redrive appends the copy of o-1's poison and crashes; the operator runs it again (all
+    three copies). We expect every event applied once (the second copy of seq 4 a duplicate) and the clean row."""
+    newer = newer_codec(tmp_path)
+    events = with_refund()
+    first = log([*events[:3], ("newer", events[3]), *events[4:]], newer=newer)
+    adapters = Adapters("customer-summary")
+    same(adapters, first, OLD)
+    copies = redriven(first[3:])
+    assert same(adapters, log([*first, *copies[:1], *copies], newer=newer)[len(first):], newer_decoder(tmp_path)) == []
+    assert adapters.folder is not None
+    assert (adapters.folder.counters.applied, adapters.folder.counters.duplicates) == (6, 1)
+    assert adapters.row("o-1") == clean_row("customer-summary", events)
+    assert adapters.view_folder.rows == clean("customer-summary", events).view_folder.rows
