@@ -29,7 +29,7 @@ from schemas.fast_decode import FastDecoder
 from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
 from scripts.workload.expected_views import expected_order_status, expected_revenue_windows, mismatched_keys
 from state.replay.fold import OrderFolder
-from tests.integration.support import committed_total, isolated_settings, latest_rows, read_topic, wait_until
+from tests.integration.support import PipelineProcess, committed_total, for_engine, isolated_settings, latest_rows, read_topic, wait_until
 from tests.integration.test_batch_engine import RunningEngine
 from tests.schema_builds import as_newer, newer_codec, newer_decoder
 
@@ -87,7 +87,7 @@ def test_parked_orders_redriven_after_the_fix_equal_the_oracle_and_nothing_appli
     copies dead-lettered again (the copy of the poison with its reason, the rest Parked behind that copy); after:
     order-status and revenue-hourly equal to the oracle (the redriven deliveries' windows not late), each good event
     applied once, no view record published twice; a replay fold over the same log with the same builds giving the same
-    letters and rows; and a redrive of an order with no letters saying so, exit 0."""
+    letters and rows (and the Quix engine the same letters as the batch engine, up to the fix); and a redrive of an order with no letters saying so, exit 0."""
     settings = isolated_settings(kafka_bootstrap, unique_name, tmp_path, commit_interval_s=0.3)
     generated = generate(WorkloadConfig(seed=21, orders=120, days=2, late_rate=0.0, skew_rate=0.0))
     newer = newer_codec(tmp_path)
@@ -99,6 +99,10 @@ def test_parked_orders_redriven_after_the_fix_equal_the_oracle_and_nothing_appli
     bootstrap = settings.bootstrap()
 
     # Step 1: this build. Each poisoned order: its own letter, then Parked behind it; the row stops before OrderShipped.
+    # The Quix engine (a `rewind run` process, this build, its own DLQ) folds the same log alongside, up to step 2's copies.
+    quix_settings = for_engine(settings, "quix")
+    quix_group = f"{settings.orders_topic}-quix"
+    quix = PipelineProcess.start(quix_settings, "order-status", group=quix_group, state_dir=tmp_path / "quix", log_dir=tmp_path)
     engines = _start(settings, tmp_path)
     _caught_up(settings, total)
     letters = [(m.key().decode(), headers_to_dict(m.headers())) for m in read_topic(bootstrap, settings.dlq_topic)]
@@ -130,6 +134,16 @@ def test_parked_orders_redriven_after_the_fix_equal_the_oracle_and_nothing_appli
         assert [h["rewind.reason.class"] for h in of_order] == ["UnknownSchemaError"] + [PARKED] * (len(of_order) - 1)
         assert all(h[PARKED_BEHIND_HEADER] == copy for h in of_order[1:])
     first_read = {(m.partition(), m.offset()) for m in read_topic(bootstrap, settings.orders_topic)}
+    wait_until(lambda: committed_total(bootstrap, quix_group, settings.orders_topic) == total + redriven, timeout_s=60,
+               what="the Quix pipeline to commit every record")
+    quix.terminate()
+
+    def positions(dlq: str, pipeline: str) -> list[tuple[Any, ...]]:
+        return sorted((m.key(), h["rewind.source.partition"], h["rewind.source.offset"], h["rewind.reason.class"], h.get(PARKED_BEHIND_HEADER),
+                       h.get(REDRIVE_OF_HEADER)) for m in read_topic(bootstrap, dlq)
+                      if (h := headers_to_dict(m.headers()))["rewind.pipeline"] == pipeline)
+
+    assert positions(quix_settings.dlq_topic, "order-status") == positions(settings.dlq_topic, "order-status")  # the engines agree
 
     # Step 3: the newer build deployed (same groups, same state), then the redrive, twice.
     fixed = newer_decoder(tmp_path)
