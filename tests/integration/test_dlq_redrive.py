@@ -23,7 +23,7 @@ from pipelines.dlq import PARKED_BEHIND_HEADER, REDRIVE_OF_HEADER, headers_to_di
 from pipelines.kernel import PARKED
 from pipelines.projections import get_projection
 from pipelines.settings import RewindSettings
-from pipelines.topics import view_topic
+from pipelines.topics import admin_client, view_topic
 from schemas.codec import EventCodec
 from schemas.fast_decode import FastDecoder
 from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
@@ -87,7 +87,8 @@ def test_parked_orders_redriven_after_the_fix_equal_the_oracle_and_nothing_appli
     copies dead-lettered again (the copy of the poison with its reason, the rest Parked behind that copy); after:
     order-status and revenue-hourly equal to the oracle (the redriven deliveries' windows not late), each good event
     applied once, no view record published twice; a replay fold over the same log with the same builds giving the same
-    letters and rows (and the Quix engine the same letters as the batch engine, up to the fix); and a redrive of an order with no letters saying so, exit 0."""
+    letters and rows (and the Quix engine the same letters as the batch engine, up to the fix); a redrive of an order
+    with no letters saying so, exit 0; one to a missing orders topic refused in one line, the topic not created."""
     settings = isolated_settings(kafka_bootstrap, unique_name, tmp_path, commit_interval_s=0.3)
     generated = generate(WorkloadConfig(seed=21, orders=120, days=2, late_rate=0.0, skew_rate=0.0))
     newer = newer_codec(tmp_path)
@@ -192,3 +193,10 @@ def test_parked_orders_redriven_after_the_fix_equal_the_oracle_and_nothing_appli
         assert folder.rows.get(order_id, next(m.partition() for m in log if m.key() == p.key)) == \
             latest_rows(bootstrap, status_topic)[order_id]["row"]
     assert "nothing to redrive for order no-such-order" in _redrive(settings, "--order", "no-such-order")
+    missing = f"{unique_name}.no-such-orders"
+    refused = subprocess.run([sys.executable, "-m", "scripts.cli", "dlq", "redrive", "--order", "o", "--orders-topic", missing,
+                              "--dlq-topic", settings.dlq_topic], env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap},
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
+        f"error: orders topic {missing!r} does not exist on {bootstrap} (REWIND_ORDERS_TOPIC / --orders-topic)"]
+    assert missing not in admin_client(bootstrap).list_topics(timeout=10).topics  # looking it up did not create it
