@@ -7,14 +7,14 @@ does (``/views``, ``/views/{view}/{key}?as_of=``, ``/views/{view}?index=``, ``..
 Only the files named in :data:`ASSETS` are ever served, looked up by exact name: a request
 for anything else (``/static/../http_api.py``, ``/static/%2e%2e%2Fhttp_api.py``, a file
 that exists next to them) is the API's one-line 404, whatever the path holds. The files are
-package data (pyproject.toml), read with :mod:`importlib.resources`, so the page works from
-a non-editable install too; each is read once, on its first request.
+package data (pyproject.toml), installed next to this module and read from there, so the page
+works from a non-editable install too; each is read once, on its first request.
 """
 
 from __future__ import annotations
 
 import functools
-from importlib import resources
+from pathlib import Path as FilePath
 
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
@@ -39,10 +39,14 @@ _PAGE_HEADERS = {
 }
 
 
+#: Where the page's files are: package data beside this module (pyproject.toml ships state/web/*).
+_WEB_DIR = FilePath(__file__).resolve().parent / "web"
+
+
 @functools.cache
 def _read(name: str) -> bytes:
     """The bytes of ``state/web/<name>``; ``name`` is always one of PAGE or ASSETS (never a caller's string)."""
-    return resources.files("state").joinpath("web", name).read_bytes()
+    return (_WEB_DIR / name).read_bytes()
 
 
 def web_router() -> APIRouter:

@@ -191,7 +191,10 @@ def _shown(page: Page) -> tuple[str, int, int]:
     """The status, lastSeq and valid_from (ms) the page shows for the row."""
     status = page.locator('#row tr[data-field="status"] td').inner_text()
     last_seq = int(page.locator('#row tr[data-field="lastSeq"] td').inner_text())
-    valid_from_ms = int(re.fullmatch(r".*\((-?\d+)\)", page.locator("#row-valid-from").inner_text()).group(1))  # type: ignore[union-attr]
+    shown = page.locator("#row-valid-from").inner_text()
+    found = re.fullmatch(r".*\((-?\d+)\)", shown)
+    assert found is not None, f"valid_from shown as {shown!r}, without its epoch milliseconds in brackets"
+    valid_from_ms = int(found.group(1))
     return status, last_seq, valid_from_ms
 
 
