@@ -1,6 +1,6 @@
 """Speed of the command side (issue 13, point 7): one order service, one outbox relay, and command-to-replica latency.
 
-    .venv/bin/python -m scripts.bench_commands --orders 20000 --database both --workers 8
+    .venv/bin/python -m scripts.bench_commands --orders 20000 --database both --workers 8 [--batch 200]
 
 For each database (``--database sqlite``, ``postgresql``, or ``both``: one after the other, printed side by side)
 on a fresh event store of the run's own (a SQLite file in a temp dir; a PostgreSQL database ``benchcmd_<hex>`` made
@@ -10,6 +10,7 @@ with `rewind postgres up`'s code, under a temp run dir on a free port, stopped a
 1. **The service alone.** One `rewind orders serve` (its defaults) takes the commands of ``--orders`` generated orders
    (:mod:`scripts.workload.commands`, one command per event, about 4.6 an order), posted by the workload's sender
    (:func:`~scripts.workload.sender.send_commands`) from ``--workers`` threads. No relay runs: the outbox only grows.
+   With ``--batch N`` each request carries up to N commands (``POST /commands``, one transaction each).
    Figures: commands answered 2xx / seconds from the first send to the last answer; CPU time a command of the
    service's process and of this one (the sender's threads: the load generator shares the machine's cores).
 2. **The relay alone.** One `rewind outbox relay` (its defaults) drains that backlog to an orders topic of the run's
@@ -455,6 +456,8 @@ class BenchConfig:
     rate_per_s: float
     commit_interval_s: float
     log_dir: Path
+    #: Commands a request in steps 1 and 3 (1: one per endpoint; more: ``POST /commands``). Step 4 sends one a request.
+    batch: int = 1
 
 
 @dataclass
@@ -493,7 +496,7 @@ class _Run:
         return relay
 
     def send(self, label: str, commands: list[WorkloadCommand], *, transport: httpx.BaseTransport | None = None,
-             on_progress: Callable[[], str] = lambda: "") -> SendReport:
+             on_progress: Callable[[], str] = lambda: "", batch: int = 1) -> SendReport:
         """Post ``commands`` with the sender (progress every 2 s); CommandSideFailed unless every one is accepted."""
         printed = [0.0]
 
@@ -505,7 +508,7 @@ class _Run:
             self.say(f"{label}: {report.done:,}/{report.total:,} commands, {report.commands_per_s:,.0f}/s{on_progress()}")
 
         report = send_commands(self.base_url, commands, workers=self.cfg.workers, progress=progress, progress_interval_s=2.0,
-                               transport=transport)
+                               transport=transport, batch=batch)
         if report.accepted != len(commands):
             raise CommandSideFailed(f"{label}: not every command was accepted: {report.summary()}\n" + "\n".join(report.refusals))
         return report
@@ -522,7 +525,7 @@ class _Run:
         _wait(lambda: _healthy(f"{self.base_url}/healthz", service), timeout_s=60, what="the order service's /healthz")
         self.say(f"1. the service alone: {len(plan.alone):,} commands, {cfg.workers} workers, no relay")
         service_cpu, own_cpu = _cpu_s(service.proc.pid), time.process_time()
-        alone = self.send("1. service alone", plan.alone)
+        alone = self.send("1. service alone", plan.alone, batch=cfg.batch)
         alone_service_ms = (_cpu_s(service.proc.pid) - service_cpu) * 1000 / len(plan.alone)
         alone_sender_ms = (time.process_time() - own_cpu) * 1000 / len(plan.alone)
         self.say(f"1. {alone.summary()}")
@@ -555,7 +558,7 @@ class _Run:
         service_cpu, relay_cpu, own_cpu = _cpu_s(service.proc.pid), _cpu_s(relay.proc.pid), time.process_time()
         lag = _LagSampler(self.reader).start()
         try:
-            together = self.send("3. together", plan.together, on_progress=lambda: f", outbox lag {lag.last_rows:,} rows")
+            together = self.send("3. together", plan.together, on_progress=lambda: f", outbox lag {lag.last_rows:,} rows", batch=cfg.batch)
             answered_at = time.monotonic()
             _wait(lambda: self.lag_rows() == 0, timeout_s=300, what="the outbox lag to reach 0 after step 3", interval_s=0.05)
             drain_s = time.monotonic() - answered_at
@@ -732,6 +735,7 @@ def main(
     orders: int = typer.Option(2000, min=1, help="Orders whose commands are sent in step 1 (the service alone), and as many again in step 3."),
     database: str = typer.Option("both", help="sqlite, postgresql, or both (one after the other, printed side by side)."),
     workers: int = typer.Option(8, min=1, max=256, help="Concurrent senders (threads, each with its own keep-alive connection)."),
+    batch: int = typer.Option(1, min=1, max=1000, help="Steps 1 and 3: commands a request (1: each to its own endpoint; more: POST /commands)."),
     rate: float = typer.Option(50.0, min=1.0, max=10_000.0, help="Step 4: commands per second of the paced stream."),
     seconds: float = typer.Option(30.0, min=1.0, max=3600.0, help="Step 4: how long the paced stream lasts."),
     commit_interval_s: float = typer.Option(0.5, min=0.05, max=60.0, help="Step 4: checkpoint interval of rewind run (REWIND_COMMIT_INTERVAL_S)."),
@@ -764,7 +768,7 @@ def main(
             return server[0]
 
         cfg = BenchConfig(plan=plan, name=name, bootstrap=bootstrap, partitions=settings.orders_partitions, workers=workers,
-                          rate_per_s=rate, commit_interval_s=commit_interval_s, log_dir=log_dir or tmp / "logs")
+                          rate_per_s=rate, commit_interval_s=commit_interval_s, log_dir=log_dir or tmp / "logs", batch=batch)
         try:
             for db in databases:
                 (tmp / db).mkdir()
@@ -775,7 +779,7 @@ def main(
             if not keep_topics:
                 _delete_topics(bootstrap, f"{name}.")
     typer.echo(f"\non a machine with {os.cpu_count()} cores, load average now {os.getloadavg()[0]:.1f}; {orders:,} orders a step, "
-               f"{workers} workers, step 4 at {rate:g}/s for {seconds:g} s\n")
+               f"{workers} workers, {batch} command(s) a request in steps 1 and 3, step 4 at {rate:g}/s for {seconds:g} s\n")
     typer.echo(figures_table(results))
 
 

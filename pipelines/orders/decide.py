@@ -43,7 +43,7 @@ from schemas.codec import Event, EventCodec
 from schemas.errors import CodecError
 from schemas.registry import load_registry
 
-__all__ = ["StoredEvent", "Aggregate", "Decision", "fold_order", "decide", "newest_version"]
+__all__ = ["StoredEvent", "Aggregate", "Decision", "fold_order", "advance", "decide", "newest_version"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +123,17 @@ def fold_order(order_id: str, stored: Iterable[StoredEvent], codec: EventCodec) 
         if event["envelope"]["eventType"] == "PaymentAuthorized":
             paid_minor = event["authorizedMinor"]
     return Aggregate(order_id=order_id, row=row, correlation_id=correlation_id, paid_minor=paid_minor, events=events)
+
+
+def advance(order: Aggregate, decision: Decision, stored: StoredEvent) -> Aggregate:
+    """``order`` once ``decision``'s event is stored as ``stored``: what :func:`fold_order` gives on the
+    order's events plus that one, without decoding them again (a batch decides several commands of
+    one order in a row, :meth:`~pipelines.orders.event_store.EventStore.execute_many`)."""
+    envelope = decision.event["envelope"]
+    correlation_id = envelope["correlationId"] if stored.seq == 1 else order.correlation_id
+    paid_minor = decision.event["authorizedMinor"] if envelope["eventType"] == "PaymentAuthorized" else order.paid_minor
+    return Aggregate(order_id=order.order_id, row=decision.row, correlation_id=correlation_id, paid_minor=paid_minor,
+                     events=(*order.events, stored))
 
 
 def decide(command: Command, order: Aggregate, *, now_ms: int, new_id: Callable[[], str]) -> Decision:

@@ -11,12 +11,18 @@ Endpoints (OpenAPI at ``/docs``)::
     POST /orders/{orderId}/delivery           DeliverOrder           200
     POST /orders/{orderId}/cancellation       CancelOrder            200
     POST /orders/{orderId}/refund             IssueRefund            200
+    POST /commands                            a batch of commands, one transaction        200 (one result each)
     GET  /orders/{orderId}                    the order row and its events (seq, type, id, time, command)
     GET  /healthz                             200 when the database answers, 503 when it does not
 
 A command's answer is the event it appended and the order row after it; a retry with the same
 ``commandId`` and body gets that answer again (same status, same bytes, and the header
-``Idempotent-Replayed: true``) and writes nothing.
+``Idempotent-Replayed: true``) and writes nothing. ``POST /commands`` takes up to
+:data:`~pipelines.orders.event_store.MAX_BATCH` commands at once and decides them in the order
+given in one transaction (:meth:`~pipelines.orders.event_store.EventStore.execute_many`): each
+result is what the command would get on its own endpoint, sent one after the other (status,
+answer or one-line error, ``replayed``); a refused command writes nothing, the others commit.
+One round trip and one commit for many commands: the way to send thousands a second.
 Errors are one-line JSON ``{"error": name, "detail": reason}``: a malformed body, a value
 outside its domain, an unknown currency, a refund larger than what was paid, a commandId
 reused for another command 422; an unknown order or endpoint 404; a command the order's status
@@ -31,14 +37,16 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 import uvicorn
 from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException
 
 from pipelines.orders.commands import (
+    COMMAND_TYPES,
     ID_PATTERN,
     AuthorizePayment,
     CancelOrder,
@@ -53,10 +61,13 @@ from pipelines.orders.commands import (
 )
 from pipelines.orders.database import DatabaseError
 from pipelines.orders.errors import CommandError, CorruptEventStoreError
-from pipelines.orders.event_store import CommandAnswer, EventStore, open_event_store
+from pipelines.orders.event_store import MAX_BATCH, CommandAnswer, EventStore, open_event_store
 from state.signals_noted import signals_noted
 
-__all__ = ["create_app", "serve", "REPLAYED_HEADER", "EXAMPLE_ORDER_ID", "CommandAnswerBody", "OrderBody", "ErrorBody", "HealthBody"]
+__all__ = [
+    "create_app", "serve", "REPLAYED_HEADER", "EXAMPLE_ORDER_ID", "CommandAnswerBody", "OrderBody", "ErrorBody", "HealthBody", "BatchBody",
+    "BatchAnswerBody",
+]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +108,38 @@ class OrderBody(BaseModel):
     events: list[EventInfo]
 
 
+class BatchItem(BaseModel):
+    """One command of a batch: its name, the order it addresses (PlaceOrder: optional, as on POST /orders), and
+    the body its own endpoint takes."""
+
+    type: str = Field(description="The command: " + ", ".join(cls.__name__ for cls in COMMAND_TYPES.values()) + ".",
+                      examples=["ShipOrder"])
+    orderId: str | None = Field(None, pattern=ID_PATTERN, max_length=128, examples=["ord-0000001"])
+    command: dict[str, Any] = Field(description="The body the command's own endpoint takes (commandId included).")
+
+
+class BatchBody(BaseModel):
+    """POST /commands: the commands, decided in this order in one transaction."""
+
+    commands: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchResult(BaseModel):
+    """One command's result: ``status`` as its own endpoint would answer, with the answer (2xx) or the error."""
+
+    status: int
+    replayed: bool = False
+    answer: CommandAnswerBody | None = None
+    error: str | None = None
+    detail: str | None = None
+
+
+class BatchAnswerBody(BaseModel):
+    """POST /commands: one result per command, in the order sent."""
+
+    results: list[BatchResult]
+
+
 class ErrorBody(BaseModel):
     """Every error: its name and a one-line reason."""
 
@@ -123,6 +166,11 @@ def _one_line(text: str) -> str:
 
 def _error(name: str, detail: str, status: int) -> Response:
     return _json(ErrorBody(error=name, detail=_one_line(detail) or name).model_dump_json(), status)
+
+
+def _item_error(name: str, detail: str, status: int) -> dict[str, Any]:
+    """A refused command's result in a batch: its status and the one-line error its own endpoint would give."""
+    return {"status": status, "replayed": False, "error": name, "detail": _one_line(detail) or name}
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -228,6 +276,40 @@ def create_app(store: EventStore) -> FastAPI:
     @app.post("/orders/{orderId}/refund", summary="Refund some of a delivered order, at most what was paid", responses=applied)
     def issue_refund(command: IssueRefund, order_id: str = _ORDER_ID) -> Response:
         return answer(command, order_id)
+
+    commands_by_name = {cls.__name__: cls for cls in COMMAND_TYPES.values()}
+
+    @app.post("/commands", summary="Decide a batch of commands in one transaction, in the order given",
+              responses=_responses(200, BatchAnswerBody, 422, 503))
+    def run_batch(batch: BatchBody) -> Response:
+        parsed: list[tuple[Command, str | None]] = []
+        refused: dict[int, dict[str, Any]] = {}  # index in the batch -> its result (the body did not parse)
+        for n, item in enumerate(batch.commands):
+            model = commands_by_name.get(item.type)
+            if model is None:
+                refused[n] = _item_error("InvalidRequest", f"type {item.type!r} is not a command (one of {', '.join(commands_by_name)})", 422)
+                continue
+            try:
+                command = model.model_validate(item.command)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first.get("loc", ()))
+                refused[n] = _item_error("InvalidRequest", f"{item.type}: {where}: {first.get('msg')}" if where else f"{item.type}: {first.get('msg')}", 422)
+                continue
+            parsed.append((command, item.orderId))
+        decided = iter(store.execute_many(parsed) if parsed else [])
+        results: list[dict[str, Any]] = []
+        for n in range(len(batch.commands)):
+            if n in refused:
+                results.append(refused[n])
+                continue
+            result = next(decided)
+            if isinstance(result, CommandAnswer):
+                # The stored answer's exact bytes (a retry gets them again), not a re-serialisation.
+                results.append({"status": result.status, "replayed": result.replayed, "answer": orjson.Fragment(result.body)})
+            else:
+                results.append(_item_error(type(result).__name__, str(result), result.status))
+        return _json(orjson.dumps({"results": results}))
 
     @app.get("/orders/{orderId}", summary="The order row and its events, from the event store", responses=_responses(200, OrderBody, 404, 422, 503))
     def get_order(order_id: str = _ORDER_ID) -> Response:

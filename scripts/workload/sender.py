@@ -15,6 +15,14 @@ hands them the commands in the order given (the workload's emission order):
    4xx/5xx refused, counted by status and error name with the first few reasons kept.
 4. A command that still fails after ``retry_for_s`` stops the run: no further command is
    taken, the report says ``gave_up`` (the service is down; sending the rest would only fail).
+
+With ``batch`` > 1 a worker takes up to ``batch`` commands at once, the next ones in the given
+order as long as none is of an order another worker has in flight (several of one order may
+go together: the service decides a batch in order), and posts them to ``POST /commands`` in one
+request. A 503 or a connection error retries the whole batch (same command ids: what did
+commit is answered again); an item that lost a race for its order's seq (409
+``ConcurrentCommandError``) is retried on its own as in step 2; every other item's result is
+final as in step 3.
 """
 
 from __future__ import annotations
@@ -105,6 +113,32 @@ class _Dispatch:
                     return command
                 self._cond.wait()
 
+    def take_many(self, limit: int) -> list[WorkloadCommand]:
+        """Up to ``limit`` next commands, none of an order another worker has in flight (waits for one); [] when done."""
+        with self._cond:
+            while True:
+                if self.stopped or self._next >= len(self._commands):
+                    return []
+                taken: list[WorkloadCommand] = []
+                mine: set[str] = set()
+                while self._next < len(self._commands) and len(taken) < limit:
+                    command = self._commands[self._next]
+                    if command.order_id in self._in_flight and command.order_id not in mine:
+                        break
+                    taken.append(command)
+                    mine.add(command.order_id)
+                    self._next += 1
+                if taken:
+                    self._in_flight |= mine
+                    return taken
+                self._cond.wait()
+
+    def answered_many(self, commands: Sequence[WorkloadCommand]) -> None:
+        """Every command of a batch is answered for good: the next commands of their orders may go."""
+        with self._cond:
+            self._in_flight.difference_update(c.order_id for c in commands)
+            self._cond.notify_all()
+
     def answered(self, command: WorkloadCommand) -> None:
         """``command`` is answered for good: the next command of its order may go."""
         with self._cond:
@@ -129,12 +163,14 @@ def send_commands(
     progress_interval_s: float = 1.0,
     stop: threading.Event | None = None,
     transport: httpx.BaseTransport | None = None,
+    batch: int = 1,
 ) -> SendReport:
     """Post ``commands`` to the order service at ``base_url`` (the steps in the module docstring).
 
     ``progress`` is called every ``progress_interval_s`` with a snapshot of the report (from
     the calling thread). ``stop`` set: no further command is taken; the report counts what was
-    answered. ``transport`` replaces the network (tests).
+    answered. ``transport`` replaces the network (tests). ``batch`` > 1: up to that many
+    commands a request, to ``POST /commands`` (module docstring).
     """
     report = SendReport(total=len(commands))
     lock = threading.Lock()
@@ -195,8 +231,57 @@ def send_commands(
             halt.wait(backoff_s)  # backoff before a retry (cut short by a stop), not synchronisation
             backoff_s = min(backoff_s * 2, 2.0)
 
+    def post_batch(client: httpx.Client, commands: list[WorkloadCommand]) -> None:
+        content = json.dumps({"commands": [_batch_item(c) for c in commands]}, separators=(",", ":")).encode()
+        deadline = time.monotonic() + retry_for_s
+        backoff_s = 0.05
+        while True:
+            why: str
+            try:
+                response = client.post("/commands", content=content, headers={"content-type": "application/json"})
+            except httpx.TransportError as exc:
+                why = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.is_success:
+                    for command, result in zip(commands, response.json()["results"], strict=True):
+                        status = int(result["status"])
+                        if 200 <= status < 300:
+                            accepted(bool(result.get("replayed")))
+                        elif status == 409 and result.get("error") == _RACE_LOST:
+                            record(lambda r: setattr(r, "retries", r.retries + 1))
+                            post(client, command)  # decided afresh on its own (step 2)
+                        else:
+                            refused(command, status, str(result.get("error")), str(result.get("detail")))
+                    return
+                error, detail = _error_of(response)
+                if response.status_code not in RETRYABLE_STATUS:
+                    for command in commands:
+                        refused(command, response.status_code, error, detail)
+                    return
+                why = f"{response.status_code} {error}: {detail}"
+            if halt.is_set() or time.monotonic() + backoff_s > deadline:
+                gave_up = not halt.is_set()
+                for command in commands:
+                    refused(command, 0, "GaveUp" if gave_up else "Stopped", f"batch still failing ({why})")
+                if gave_up:
+                    record(lambda r: setattr(r, "gave_up", r.gave_up + 1))
+                    halt.set()
+                    dispatch.stop()
+                return
+            record(lambda r: setattr(r, "retries", r.retries + 1))
+            halt.wait(backoff_s)  # backoff before a retry (cut short by a stop), not synchronisation
+            backoff_s = min(backoff_s * 2, 2.0)
+
     def work() -> None:
         with httpx.Client(base_url=base_url, timeout=timeout_s, transport=transport) as client:
+            while batch > 1:
+                taken = dispatch.take_many(batch)
+                if not taken:
+                    return
+                try:
+                    post_batch(client, taken)
+                finally:
+                    dispatch.answered_many(taken)
             while True:
                 command = dispatch.take()
                 if command is None:
@@ -230,6 +315,11 @@ def send_commands(
 def _snapshot(report: SendReport, lock: threading.Lock, started: float) -> SendReport:
     with lock:
         return replace(report, refused=Counter(report.refused), refusals=list(report.refusals), elapsed_s=time.monotonic() - started)
+
+
+def _batch_item(command: WorkloadCommand) -> dict[str, object]:
+    """One item of ``POST /commands``: the command's name, its order and its body (as its own endpoint takes it)."""
+    return {"type": type(command.command).__name__, "orderId": command.order_id, "command": command.body()}
 
 
 def _error_of(response: httpx.Response) -> tuple[str, str]:

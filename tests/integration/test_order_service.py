@@ -316,9 +316,9 @@ def test_a_sqlite_file_locked_by_another_writer_is_a_503_after_its_busy_timeout(
 
 
 def test_the_openapi_document_lists_every_command() -> None:
-    """Scenario: the service's OpenAPI document. We expect the nine command endpoints, the order read and the health check."""
+    """Scenario: the service's OpenAPI document. We expect the nine command endpoints, the batch endpoint, the order read and the health check."""
     engine = open_database("sqlite:///:memory:")
     paths = TestClient(create_app(EventStore(engine))).get("/openapi.json").json()["paths"]
     engine.dispose()
-    assert set(paths) == {"/orders", "/orders/{orderId}", "/healthz", *(f"/orders/{{orderId}}/{e}" for e in ENDPOINTS)}
+    assert set(paths) == {"/orders", "/orders/{orderId}", "/healthz", "/commands", *(f"/orders/{{orderId}}/{e}" for e in ENDPOINTS)}
     assert json.dumps(paths["/orders"]["post"]["responses"]["201"]).count("CommandAnswerBody") == 1

@@ -130,3 +130,66 @@ def test_a_stop_from_the_caller_hands_out_nothing_more() -> None:
     stop.set()
     report = send_commands("http://svc", COMMANDS, workers=2, stop=stop, progress_interval_s=0.05, transport=httpx.MockTransport(service))
     assert report.done <= 2 and len(service.attempts) <= 2
+
+
+class FakeBatchService:
+    """POST /commands: answers each item 200/201 in order (one item lost a seq race once), notes orders of two batches in flight
+    at once; single endpoints answer 200 (the lost race's retry)."""
+
+    def __init__(self, race_loser: str) -> None:
+        self.lock = threading.Lock()
+        self.arrived: list[str] = []
+        self.batches: list[int] = []
+        self.in_flight: set[str] = set()
+        self.overlaps = 0
+        self.race_loser = race_loser
+        self.raced = False
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if request.url.path != "/commands":
+            with self.lock:
+                self.arrived.append(str(body["commandId"]))
+            return httpx.Response(200, json={"commandId": body["commandId"]})
+        items = body["commands"]
+        orders = {item["orderId"] for item in items}
+        with self.lock:
+            self.overlaps += bool(orders & self.in_flight)
+            self.in_flight |= orders
+            self.batches.append(len(items))
+        try:
+            results = []
+            for item in items:
+                command_id = item["command"]["commandId"]
+                with self.lock:
+                    lost = command_id == self.race_loser and not self.raced
+                    self.raced |= lost
+                    if not lost:
+                        self.arrived.append(command_id)
+                results.append({"status": 409, "error": "ConcurrentCommandError", "detail": "won seq"} if lost
+                               else {"status": 201 if item["type"] == "PlaceOrder" else 200, "replayed": False, "answer": {}})
+            return httpx.Response(200, json={"results": results})
+        finally:
+            with self.lock:
+                self.in_flight -= orders
+
+
+def test_batches_keep_each_orders_commands_in_seq_order_and_retry_a_lost_race_alone() -> None:
+    """Scenario: four workers sending batches of up to 50 to POST /commands; one command loses a seq race once. We expect every
+    command accepted once, no order in two batches in flight at once, each order's commands in seq order, batches larger
+    than one, and the lost race retried on its own endpoint."""
+    loser = COMMANDS[len(COMMANDS) // 2].command.command_id
+    service = FakeBatchService(race_loser=loser)
+    report = send_commands("http://svc", COMMANDS, workers=4, batch=50, transport=httpx.MockTransport(service))
+    assert (report.accepted, report.refused_total, report.retries) == (len(COMMANDS), 0, 1)
+    assert service.overlaps == 0 and max(service.batches) > 1 and sum(service.batches) == len(COMMANDS)
+    assert sorted(service.arrived) == sorted(c.command.command_id for c in COMMANDS)
+    position = {c.command.command_id: n for n, c in enumerate(COMMANDS)}
+    seqs: dict[str, list[int]] = defaultdict(list)
+    for command_id in service.arrived:
+        command = COMMANDS[position[command_id]]
+        seqs[command.order_id].append(command.seq)
+    # Every order but the loser's in seq order (the fake accepts the loser's later commands of the same batch, which a real
+    # service would decide without it; the sender's part is to retry the loser alone, after its batch).
+    loser_order = COMMANDS[position[loser]].order_id
+    assert all(s == list(range(1, len(s) + 1)) for order, s in seqs.items() if order != loser_order)
