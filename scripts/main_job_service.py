@@ -18,7 +18,6 @@ workload driven through them as commands, and the views checked against the serv
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, create_engine, func, select
 
+from pipelines.live.supervisor import terminate
 from pipelines.orders.relay import outbox_lag
 from pipelines.orders.tables import commands as commands_table
 from pipelines.orders.tables import events, outbox
@@ -88,14 +88,7 @@ class ChildProcess:
 
     def stop(self, *, timeout_s: float = 30.0) -> int:
         """SIGTERM, wait up to ``timeout_s`` (then SIGKILL), and return its exit code."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return terminate(self.proc, timeout_s=timeout_s)
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of its log."""

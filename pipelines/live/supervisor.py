@@ -11,13 +11,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from pipelines.settings import RewindSettings
 
-__all__ = ["PipelineChild", "committed_offsets", "committed_total", "group_lag", "group_members_with_partitions", "default_group"]
+__all__ = [
+    "PipelineChild", "terminate", "committed_offsets", "committed_total", "group_lag", "group_members_with_partitions", "default_group",
+]
 
 
 def default_group(view: str) -> str:
@@ -78,6 +81,19 @@ def group_members_with_partitions(bootstrap: str, group: str, *, timeout_s: floa
     return sum(1 for member in description.members if member.assignment and member.assignment.topic_partitions)
 
 
+def terminate(proc: subprocess.Popen[Any], *, timeout_s: float) -> int:
+    """Stop a child: SIGTERM, wait up to ``timeout_s`` (then SIGKILL and wait); its exit code. A child that
+    already exited is left as it is."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 @dataclass
 class PipelineChild:
     """One `rewind run` child process writing its log to a file."""
@@ -121,13 +137,7 @@ class PipelineChild:
 
     def stop(self, *, timeout_s: float = 60.0) -> dict[str, int] | None:
         """SIGTERM, wait, and return the counters it printed (None if it printed none)."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, timeout_s=timeout_s)
         for line in reversed(self.log_path.read_text(errors="replace").splitlines()):
             if line.startswith("REWIND_STATS "):
                 counters: dict[str, int] = json.loads(line.removeprefix("REWIND_STATS "))

@@ -15,7 +15,6 @@ as often. JSON is YAML, so the config is written as JSON.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 import urllib.error
@@ -26,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from pipelines.live.supervisor import terminate
 from schemas.errors import RewindError
 
 __all__ = ["LocalPrometheus", "PrometheusLocalError", "PROMETHEUS", "PROMTOOL", "SHIPPED_CONFIG", "SHIPPED_RULES", "scrape_config"]
@@ -133,14 +133,7 @@ class LocalPrometheus:
 
     def stop(self, *, timeout_s: float = 20.0) -> int:
         """SIGTERM and wait (SIGKILL after ``timeout_s``); its exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return terminate(self.proc, timeout_s=timeout_s)
 
     def __enter__(self) -> LocalPrometheus:
         return self

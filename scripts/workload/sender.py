@@ -197,32 +197,19 @@ def send_commands(
             r.replayed += replayed
         record(update)
 
-    def post(client: httpx.Client, command: WorkloadCommand) -> None:
-        # Steps 2 and 3
-        content = json.dumps(command.body(), separators=(",", ":")).encode()
+    def retrying(commands: Sequence[WorkloadCommand], attempt: Callable[[], str | None]) -> None:
+        """Steps 2 and 4: ``attempt()`` until it returns None (answered for good), else why it may be retried."""
         deadline = time.monotonic() + retry_for_s
         backoff_s = 0.05
-        while True:
-            why: str
-            try:
-                response = client.post(command.path, content=content, headers={"content-type": "application/json"})
-            except httpx.TransportError as exc:
-                why = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.is_success:
-                    accepted(response.headers.get("Idempotent-Replayed") == "true")
-                    return
-                error, detail = _error_of(response)
-                if response.status_code not in RETRYABLE_STATUS and not (response.status_code == 409 and error == _RACE_LOST):
-                    refused(command, response.status_code, error, detail)
-                    return
-                why = f"{response.status_code} {error}: {detail}"
+        while (why := attempt()) is not None:
             if halt.is_set():
-                refused(command, 0, "Stopped", f"the run stopped while this command was being retried ({why})")
+                for command in commands:
+                    refused(command, 0, "Stopped", f"the run stopped while this command was being retried ({why})")
                 return
             if time.monotonic() + backoff_s > deadline:
                 # Step 4
-                refused(command, 0, "GaveUp", f"still failing after {retry_for_s:.0f} s ({why})")
+                for command in commands:
+                    refused(command, 0, "GaveUp", f"still failing after {retry_for_s:.0f} s ({why})")
                 record(lambda r: setattr(r, "gave_up", r.gave_up + 1))
                 halt.set()
                 dispatch.stop()
@@ -231,46 +218,53 @@ def send_commands(
             halt.wait(backoff_s)  # backoff before a retry (cut short by a stop), not synchronisation
             backoff_s = min(backoff_s * 2, 2.0)
 
+    def post(client: httpx.Client, command: WorkloadCommand) -> None:
+        # Steps 2 and 3
+        content = json.dumps(command.body(), separators=(",", ":")).encode()
+
+        def attempt() -> str | None:
+            try:
+                response = client.post(command.path, content=content, headers={"content-type": "application/json"})
+            except httpx.TransportError as exc:
+                return f"{type(exc).__name__}: {exc}"
+            if response.is_success:
+                accepted(response.headers.get("Idempotent-Replayed") == "true")
+                return None
+            error, detail = _error_of(response)
+            if response.status_code not in RETRYABLE_STATUS and not (response.status_code == 409 and error == _RACE_LOST):
+                refused(command, response.status_code, error, detail)
+                return None
+            return f"{response.status_code} {error}: {detail}"
+
+        retrying([command], attempt)
+
     def post_batch(client: httpx.Client, commands: list[WorkloadCommand]) -> None:
         content = json.dumps({"commands": [_batch_item(c) for c in commands]}, separators=(",", ":")).encode()
-        deadline = time.monotonic() + retry_for_s
-        backoff_s = 0.05
-        while True:
-            why: str
+
+        def attempt() -> str | None:
             try:
                 response = client.post("/commands", content=content, headers={"content-type": "application/json"})
             except httpx.TransportError as exc:
-                why = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.is_success:
-                    for command, result in zip(commands, response.json()["results"], strict=True):
-                        status = int(result["status"])
-                        if 200 <= status < 300:
-                            accepted(bool(result.get("replayed")))
-                        elif status == 409 and result.get("error") == _RACE_LOST:
-                            record(lambda r: setattr(r, "retries", r.retries + 1))
-                            post(client, command)  # decided afresh on its own (step 2)
-                        else:
-                            refused(command, status, str(result.get("error")), str(result.get("detail")))
-                    return
-                error, detail = _error_of(response)
-                if response.status_code not in RETRYABLE_STATUS:
-                    for command in commands:
-                        refused(command, response.status_code, error, detail)
-                    return
-                why = f"{response.status_code} {error}: {detail}"
-            if halt.is_set() or time.monotonic() + backoff_s > deadline:
-                gave_up = not halt.is_set()
+                return f"{type(exc).__name__}: {exc}"
+            if response.is_success:
+                for command, result in zip(commands, response.json()["results"], strict=True):
+                    status = int(result["status"])
+                    if 200 <= status < 300:
+                        accepted(bool(result.get("replayed")))
+                    elif status == 409 and result.get("error") == _RACE_LOST:
+                        record(lambda r: setattr(r, "retries", r.retries + 1))
+                        post(client, command)  # decided afresh on its own (step 2)
+                    else:
+                        refused(command, status, str(result.get("error")), str(result.get("detail")))
+                return None
+            error, detail = _error_of(response)
+            if response.status_code not in RETRYABLE_STATUS:
                 for command in commands:
-                    refused(command, 0, "GaveUp" if gave_up else "Stopped", f"batch still failing ({why})")
-                if gave_up:
-                    record(lambda r: setattr(r, "gave_up", r.gave_up + 1))
-                    halt.set()
-                    dispatch.stop()
-                return
-            record(lambda r: setattr(r, "retries", r.retries + 1))
-            halt.wait(backoff_s)  # backoff before a retry (cut short by a stop), not synchronisation
-            backoff_s = min(backoff_s * 2, 2.0)
+                    refused(command, response.status_code, error, detail)
+                return None
+            return f"{response.status_code} {error}: {detail}"
+
+        retrying(commands, attempt)
 
     def work() -> None:
         with httpx.Client(base_url=base_url, timeout=timeout_s, transport=transport) as client:

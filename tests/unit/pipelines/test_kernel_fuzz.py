@@ -35,6 +35,7 @@ from schemas.fast_decode import FastDecoder
 from scripts.workload import WorkloadConfig, generate
 from state.replay.fold import OrderFolder, RawRecord
 from tests.quix_fakes import drive_live_step
+from tests.unit.pipelines.batch_fakes import DictStore
 
 CODEC = EventCodec()
 DECODE = FastDecoder(CODEC).decode
@@ -226,20 +227,6 @@ def judge_live(view: str, recs: list[RawRecord]) -> tuple[list[Letter], Pipeline
         else:
             changes.append((item.key, item.order_id, item.seq))
     return letters, stats, changes
-
-
-class DictStore:
-    """A partition store as the batch stages see it (:class:`pipelines.batch.stages.RowStore`), in memory."""
-
-    def __init__(self) -> None:
-        self.stream_time_ms: int | None = None
-        self.values: dict[bytes, Any] = {}
-
-    def get(self, key: bytes) -> Any:
-        return self.values.get(key)
-
-    def put(self, key: bytes, value: Any) -> None:
-        self.values[key] = value
 
 
 def judge_batch(view: str, recs: list[RawRecord]) -> tuple[list[Letter], PipelineStats, list[tuple[str, str, int]]]:

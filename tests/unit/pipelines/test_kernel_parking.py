@@ -27,6 +27,7 @@ from schemas.fast_decode import FastDecoder
 from state.replay.fold import OrderFolder, RawRecord, ViewFolder
 from tests.quix_fakes import FakeState, drive_live_step
 from tests.schema_builds import as_newer, newer_codec, newer_decoder
+from tests.unit.pipelines.batch_fakes import DictStore
 from tests.unit.pipelines.test_kernel_bad_events import CODEC, PARTITIONS, T0, delivered, event
 
 OLD = FastDecoder(CODEC).decode
@@ -119,20 +120,6 @@ class Adapters:
         assert (None if live is None else orjson.loads(live)) == batch
         row: Row | None = batch
         return row
-
-
-class DictStore:
-    """A partition store as the batch stage sees it, in memory."""
-
-    def __init__(self) -> None:
-        self.stream_time_ms: int | None = None
-        self.values: dict[bytes, Any] = {}
-
-    def get(self, key: bytes) -> Any:
-        return self.values.get(key)
-
-    def put(self, key: bytes, value: Any) -> None:
-        self.values[key] = value
 
 
 def same(adapters: Adapters, recs: list[RawRecord], decode: Any) -> list[Letter]:
