@@ -14,6 +14,7 @@ and peak memory after each step, then the ratios to the ceiling. ``--instances 2
 runs two `order-status` processes in one consumer group (scale-out on the same cores).
 
     .venv/bin/python scripts/bench_live.py --events 1000000
+    .venv/bin/python scripts/bench_live.py --events 200000 --view customer-summary   # a re-keyed view: steps 1, 2, 2b
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from quixstreams import Application, State
 
 from pipelines.live import build_pipeline, run_pipeline
 from pipelines.live.application import ROCKSDB_OPTIONS
-from pipelines.projections import OrderFoldResult, order_step
+from pipelines.projections import VIEW_NAMES, OrderFoldResult, order_step
 from pipelines.settings import RewindSettings
 from schemas import CodecError, EventCodec
 from scripts.bench_common import make_topic, peak_rss_mb, raw_consume_decode
@@ -39,21 +40,21 @@ from scripts.bench_common import make_topic, peak_rss_mb, raw_consume_decode
 IDLE_S = 5.0
 
 
-def run_ours(settings: RewindSettings, guarantee: Literal["exactly-once", "at-least-once"], state_dir: Path) -> float:
-    """Run the real `order-status` pipeline until idle; events/s between its first and last event."""
-    pipeline = build_pipeline(settings, "order-status", group_id=f"bench-{uuid.uuid4().hex[:8]}", state_dir=state_dir,
+def run_ours(settings: RewindSettings, guarantee: Literal["exactly-once", "at-least-once"], state_dir: Path, view: str = "order-status") -> float:
+    """Run the real ``view`` pipeline (the Quix adapter) until idle; events/s between its first and last event."""
+    pipeline = build_pipeline(settings, view, group_id=f"bench-{uuid.uuid4().hex[:8]}", state_dir=state_dir,
                               guarantee=guarantee, progress_interval_s=30)
     stats = run_pipeline(pipeline, idle_timeout_s=IDLE_S)
     return stats.events_per_s()
 
 
-def run_batch_engine(settings: RewindSettings, state_dir: Path) -> float:
-    """Run `order-status` on the batch engine until idle; events/s between its first and last batch."""
+def run_batch_engine(settings: RewindSettings, state_dir: Path, view: str = "order-status") -> float:
+    """Run ``view`` on the batch engine until idle; events/s between its first and last batch."""
     import threading
 
     from pipelines.batch.engine import BatchEngine
 
-    engine = BatchEngine(settings, "order-status", state_dir=state_dir, instance_id="bench", group_id=f"bench-batch-{uuid.uuid4().hex[:8]}",
+    engine = BatchEngine(settings, view, state_dir=state_dir, instance_id="bench", group_id=f"bench-batch-{uuid.uuid4().hex[:8]}",
                          progress_interval_s=30)
     return engine.run(threading.Event(), idle_timeout_s=IDLE_S).events_per_s()
 
@@ -189,9 +190,14 @@ def main(
     events: int = typer.Option(1_000_000, min=1000, help="Approximate number of events."),
     instances: int = typer.Option(1, min=1, max=4, help="Also run this many order-status processes in one group (when > 1)."),
     quick: bool = typer.Option(False, help="Only steps 1, 2 and 2b (the ceiling, the Quix adapter and the batch engine)."),
+    view: str = typer.Option("order-status", help="Steps 2 and 2b on this view (a re-keyed one goes through its repartition topic); "
+                                                  "any other than order-status implies --quick."),
 ) -> None:
     """Run the measurements on one topic and print rates, ratios and memory."""
     logging.basicConfig(level=logging.WARNING)
+    if view not in VIEW_NAMES:
+        raise typer.BadParameter(f"--view {view!r}: one of {', '.join(VIEW_NAMES)}")
+    quick = quick or view != "order-status"
     topic, workload = make_topic(events=events)
     del workload  # memory of the later steps should be the pipeline's, not the generator's
     settings = topic.settings
@@ -199,9 +205,9 @@ def main(
     ceiling = raw_consume_decode(settings, expected=topic.records)
     typer.echo(f"1. raw consume+decode:              {ceiling:,.0f} events/s   peak RSS {peak_rss_mb():,.0f} MiB")
     with tempfile.TemporaryDirectory() as tmp:
-        eos = run_ours(settings, "exactly-once", Path(tmp) / "eos")
-        typer.echo(f"2. order-status exactly-once:       {eos:,.0f} events/s   peak RSS {peak_rss_mb():,.0f} MiB")
-        batch = run_batch_engine(settings, Path(tmp) / "batch")
+        eos = run_ours(settings, "exactly-once", Path(tmp) / "eos", view)
+        typer.echo(f"2. {view} exactly-once (Quix adapter): {eos:,.0f} events/s   peak RSS {peak_rss_mb():,.0f} MiB")
+        batch = run_batch_engine(settings, Path(tmp) / "batch", view)
         typer.echo(f"2b. batch engine exactly-once:      {batch:,.0f} events/s   peak RSS {peak_rss_mb():,.0f} MiB")
         typer.echo(f"batch engine: {batch / ceiling:.2f}x raw consume+decode (aim >= 0.4), {batch / eos:.2f}x the Quix adapter (aim >= 3)")
         if quick:
