@@ -42,10 +42,16 @@ def session_server() -> Iterator[str]:
         yield external
         return
     paths = postgres_local.LocalPostgresPaths(run_dir=TEST_RUN_DIR)
-    was_running = postgres_local.status(paths=paths).running
-    postgres_local.up(port=TEST_PORT, paths=paths, fsync=False)
+    found = postgres_local.status(paths=paths)
+    was_running = found.running
+    port = found.port if was_running and found.port is not None else TEST_PORT
+    if not was_running and "REWIND_TEST_POSTGRES_PORT" not in os.environ and not port_free(port):
+        # The default port is held by something else, e.g. another checkout's test server: take a free one
+        # rather than fail every PostgreSQL test (a port set on purpose is used as set, and fails loudly).
+        port = free_port()
+    postgres_local.up(port=port, paths=paths, fsync=False)
     try:
-        yield postgres_local.database_url(TEST_PORT, "postgres")
+        yield postgres_local.database_url(port, "postgres")
     finally:
         if not was_running:
             postgres_local.down(paths=paths)
