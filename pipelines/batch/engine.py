@@ -77,7 +77,7 @@ from schemas.codec import Event
 from schemas.errors import ConfigError
 from schemas.fast_decode import event_decoder
 
-__all__ = ["BatchEngine", "BatchRun", "default_batch_group"]
+__all__ = ["BatchEngine", "BatchRun", "default_batch_group", "repartition_topic"]
 
 log = logging.getLogger("rewind.batch")
 #: The Kafka clients' own lines (librdkafka), through Python logging: run_resilient's noise filter
@@ -174,7 +174,7 @@ class BatchEngine:
         repartition: str | None = None
         if view_spec(view).rekeyed:
             # Named by group and source, as Quix names its own: two deployments never share one.
-            repartition = f"{group}--{self._topic}.repartition"
+            repartition = repartition_topic(group, self._topic)
             ensure_topic(bootstrap, repartition, partitions=settings.orders_partitions, config={"retention.ms": "-1"})
         self._dlq_topic = settings.dlq_topic  # its records are counted by reason (metrics)
         self._stages: dict[str, Stage] = {
@@ -531,6 +531,11 @@ class BatchEngine:
             except KafkaException as exc:  # a fenced producer refuses even this
                 log.info("%s: producer flush on close: %s", self.view, exc.args[0].str())
             self.stats.export()
+
+
+def repartition_topic(group: str, orders_topic: str) -> str:
+    """The repartition topic of a re-keyed view's batch pipeline in consumer group ``group`` (stage 1 writes it, stage 2 reads it)."""
+    return f"{group}--{orders_topic}.repartition"
 
 
 class BatchRun:

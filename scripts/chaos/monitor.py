@@ -82,8 +82,7 @@ class Monitor:
     def committed(self, pipeline: str) -> Position:
         """The pipeline's committed offsets on the orders topic and on each of its repartition topics."""
         group = self._groups[pipeline]
-        topics = [self._orders_topic, *self._probe.topics_starting(f"repartition__{group}--")]
-        return self._probe.committed(group, topics)
+        return self._probe.committed(group, self._probe.pipeline_topics(group, self._orders_topic))
 
     def sample(self) -> None:
         """One round: every pipeline's committed offsets against the orders topic's end."""

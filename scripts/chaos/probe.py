@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from pipelines.batch.engine import repartition_topic
+
 __all__ = ["Probe", "Position", "unread_records", "total"]
 
 #: ``{topic: {partition: next_offset}}``
@@ -46,6 +48,12 @@ class Probe:
     def topics_starting(self, prefix: str) -> list[str]:
         """Every topic whose name starts with ``prefix`` (a pipeline's internal repartition topics)."""
         return sorted(t for t in self._admin.list_topics(timeout=self._timeout_s).topics if t.startswith(prefix))
+
+    def pipeline_topics(self, group: str, orders_topic: str) -> list[str]:
+        """The topics pipeline group ``group`` consumes: the orders topic and, for a re-keyed view, its second hop
+        (the Quix engine's ``repartition__<group>--...`` topics, or the batch engine's one)."""
+        batch = repartition_topic(group, orders_topic)
+        return [orders_topic, *self.topics_starting(f"repartition__{group}--"), *(t for t in self.topics_starting(batch) if t == batch)]
 
     def committed(self, group: str, topics: Iterable[str]) -> Position:
         """``group``'s committed next_offset on every partition of ``topics`` (0 where it committed none)."""

@@ -275,7 +275,7 @@ class Soak:
 
     def pipeline_position(self, probe: Probe, view: str) -> Position:
         group = pipeline_group(self.settings, view)
-        return probe.committed(group, [self.settings.orders_topic, *probe.topics_starting(f"repartition__{group}--")])
+        return probe.committed(group, probe.pipeline_topics(group, self.settings.orders_topic))
 
     def replica_position(self, probe: Probe) -> Position | None:
         try:
