@@ -39,10 +39,9 @@ from confluent_kafka import KafkaException, Producer
 
 from pipelines.dlq import REDRIVE_OF_HEADER
 from pipelines.dlq_reader import Decode, Letter, read_letters
-from pipelines.errors import TopicError
 from pipelines.kernel import KEY_MISMATCH, LATE_EVENT, WRONG_PARTITION
 from pipelines.partitioning import partition_for
-from pipelines.topics import admin_client, check_reachable
+from pipelines.topics import check_reachable, orders_partition_count
 from schemas.errors import RewindError
 
 __all__ = ["NOT_REDRIVEN", "RedriveRecord", "RedrivePlan", "RedriveError", "plan_redrive", "append_plan", "redrive"]
@@ -176,16 +175,6 @@ def append_plan(plan: RedrivePlan, bootstrap: str, *, timeout_s: float = 60.0) -
         raise RedriveError(f"{left + len(failed)} of {len(plan.records)} redriven records were not acknowledged by "
                            f"{plan.orders_topic}: {failed[0] if failed else 'flush timed out'}; rerunning the redrive is safe")
     return len(plan.records)
-
-
-def orders_partition_count(bootstrap: str, topic: str, *, timeout_s: float) -> int:
-    """The orders topic's partition count; :class:`TopicError` when it does not exist."""
-    # All topics, not list_topics(topic): asking for one topic by name makes a broker with
-    # auto.create.topics.enable create it.
-    found = admin_client(bootstrap).list_topics(timeout=timeout_s).topics.get(topic)
-    if found is None or found.error is not None or not found.partitions:
-        raise TopicError(f"orders topic {topic!r} does not exist on {bootstrap} (REWIND_ORDERS_TOPIC / --orders-topic)")
-    return len(found.partitions)
 
 
 def redrive(bootstrap: str, *, orders_topic: str, dlq_topic: str, decode: Decode, order: str | None = None,

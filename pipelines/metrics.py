@@ -180,7 +180,10 @@ class PipelineCollector(Collector):
             except RuntimeError:  # the loop changed the partitions while we read: the last lag stands
                 pass
             lag = self._last_lag
-            if state_dir is not None and (self._state_size is None or now - self._state_size[0] >= _STATE_SIZE_TTL_S):
+            # Measured at most every _STATE_SIZE_TTL_S (a walk of the directory), except while it was empty: a store
+            # that is just being created (the first scrape often comes before it) is looked at again on the next scrape.
+            if state_dir is not None and (self._state_size is None or self._state_size[1] == 0
+                                          or now - self._state_size[0] >= _STATE_SIZE_TTL_S):
                 self._state_size = (now, dir_bytes(state_dir))
             state_bytes = self._state_size[1] if self._state_size is not None else 0
         yield from EVENTS.collect()

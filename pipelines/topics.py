@@ -8,6 +8,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from pipelines.errors import BrokerUnreachableError, TopicError
 
 __all__ = [
+    "orders_partition_count",
     "ORDERS_TOPIC_CONFIG",
     "DLQ_TOPIC_CONFIG",
     "VIEW_TOPIC_CONFIG",
@@ -98,3 +99,13 @@ def ensure_topic(
             return False
         raise TopicError(f"could not create topic {name}: {exc}") from exc
     return True
+
+
+def orders_partition_count(bootstrap: str, topic: str, *, timeout_s: float) -> int:
+    """The orders topic's partition count; :class:`TopicError` (one line) when it does not exist."""
+    # All topics, not list_topics(topic): asking for one topic by name makes a broker with
+    # auto.create.topics.enable create it (a mistyped topic would become an empty one-partition topic).
+    found = admin_client(bootstrap).list_topics(timeout=timeout_s).topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        raise TopicError(f"orders topic {topic!r} does not exist on {bootstrap} (REWIND_ORDERS_TOPIC / --orders-topic)")
+    return len(found.partitions)

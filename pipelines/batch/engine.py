@@ -72,9 +72,8 @@ from pipelines.live.application import BOUNDED_FETCH_CONFIG, SESSION_TIMEOUT_MS,
 from pipelines.live.stats import PipelineStats, reason_class_of
 from pipelines.projections import get_projection, view_spec
 from pipelines.settings import RewindSettings
-from pipelines.topics import DLQ_TOPIC_CONFIG, VIEW_TOPIC_CONFIG, admin_client, check_reachable, ensure_topic, view_topic
+from pipelines.topics import DLQ_TOPIC_CONFIG, VIEW_TOPIC_CONFIG, check_reachable, ensure_topic, orders_partition_count, view_topic
 from schemas.codec import Event
-from schemas.errors import ConfigError
 from schemas.fast_decode import event_decoder
 
 __all__ = ["BatchEngine", "BatchRun", "default_batch_group", "repartition_topic"]
@@ -164,9 +163,7 @@ class BatchEngine:
         out_topic = view_topic(view, prefix=settings.view_topic_prefix)
         ensure_topic(bootstrap, out_topic, partitions=settings.orders_partitions, config=VIEW_TOPIC_CONFIG)
         ensure_topic(bootstrap, settings.dlq_topic, partitions=settings.orders_partitions, config=DLQ_TOPIC_CONFIG)
-        metadata = admin_client(bootstrap).list_topics(self._topic, timeout=settings.connect_timeout_s).topics[self._topic]
-        if metadata.error is not None:
-            raise ConfigError(f"cannot read topic {self._topic}: {metadata.error}")
+        partition_count = orders_partition_count(bootstrap, self._topic, timeout_s=settings.connect_timeout_s)
         # Not Quix's default group (rewind-<view>): its offsets belong to state kept in Quix's changelogs,
         # which this engine neither reads nor writes, so sharing a group would fold on the wrong state.
         group = group_id or default_batch_group(view)
@@ -179,7 +176,7 @@ class BatchEngine:
         self._dlq_topic = settings.dlq_topic  # its records are counted by reason (metrics)
         self._stages: dict[str, Stage] = {
             self._topic: OrderStage(projection, self.stats, orders_topic=self._topic, view_topic=out_topic, dlq_topic=settings.dlq_topic,
-                                    partition_count=len(metadata.partitions), decode=decode or event_decoder(settings.schema_registry_url),
+                                    partition_count=partition_count, decode=decode or event_decoder(settings.schema_registry_url),
                                     repartition_topic=repartition, repartition_partitions=settings.orders_partitions),
         }
         if repartition is not None:

@@ -76,7 +76,7 @@ from pipelines.live.stats import PipelineStats
 from pipelines.live.steps import OrderStep, RekeyedStep
 from pipelines.projections import get_projection, view_spec
 from pipelines.settings import RewindSettings
-from pipelines.topics import DLQ_TOPIC_CONFIG, VIEW_TOPIC_CONFIG, check_reachable, view_topic
+from pipelines.topics import DLQ_TOPIC_CONFIG, VIEW_TOPIC_CONFIG, check_reachable, orders_partition_count, view_topic
 from schemas.fast_decode import event_decoder
 
 __all__ = ["LivePipeline", "build_pipeline", "instance_identity", "leave_group", "run_pipeline"]
@@ -230,10 +230,12 @@ def build_pipeline(
     grace_ms: int | None = None,
     commit_interval_s: float | None = None,
 ) -> LivePipeline:
-    """Build (not run) the Quix application for ``view``; raises UnknownViewError / BrokerUnreachableError."""
+    """Build (not run) the Quix application for ``view``; raises UnknownViewError / BrokerUnreachableError, and
+    TopicError when the orders topic does not exist (Quix would create it, empty, with its own partition count)."""
     projection = get_projection(view, grace_ms=grace_ms)
     bootstrap = settings.bootstrap()
     check_reachable(bootstrap, timeout_s=settings.connect_timeout_s)
+    orders_partition_count(bootstrap, settings.orders_topic, timeout_s=settings.connect_timeout_s)
     stats = PipelineStats(view)
     lag_probe = _LagProbe(bootstrap, settings.orders_topic, interval_s=progress_interval_s)
 
