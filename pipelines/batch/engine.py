@@ -69,7 +69,7 @@ from pipelines.batch.snapshots import PartitionSnapshots
 from pipelines.batch.stages import OrderStage, RekeyStage, Stage
 from pipelines.errors import InstanceFencedError
 from pipelines.live.application import BOUNDED_FETCH_CONFIG, SESSION_TIMEOUT_MS, leave_group
-from pipelines.live.stats import PipelineStats, reason_class_of
+from pipelines.live.stats import PipelineStats
 from pipelines.projections import get_projection, view_spec
 from pipelines.settings import RewindSettings
 from pipelines.topics import DLQ_TOPIC_CONFIG, VIEW_TOPIC_CONFIG, check_reachable, ensure_topic, orders_partition_count, view_topic
@@ -173,7 +173,6 @@ class BatchEngine:
             # Named by group and source, as Quix names its own: two deployments never share one.
             repartition = repartition_topic(group, self._topic)
             ensure_topic(bootstrap, repartition, partitions=settings.orders_partitions, config={"retention.ms": "-1"})
-        self._dlq_topic = settings.dlq_topic  # its records are counted by reason (metrics)
         self._stages: dict[str, Stage] = {
             self._topic: OrderStage(projection, self.stats, orders_topic=self._topic, view_topic=out_topic, dlq_topic=settings.dlq_topic,
                                     partition_count=partition_count, decode=decode or event_decoder(settings.schema_registry_url),
@@ -285,8 +284,6 @@ class BatchEngine:
     def _send(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None,
               timestamp_ms: int, partition: int | None) -> None:
         """Produce in the open transaction (:class:`~pipelines.batch.stages.Outputs`)."""
-        if topic == self._dlq_topic:
-            self.stats.count_dead_letter(reason_class_of(headers))
         while True:
             try:
                 if partition is None:

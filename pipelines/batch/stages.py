@@ -124,6 +124,7 @@ class OrderStage:
                 redrive_of=redrive,
             )
             send(self._dlq_topic, key, value or b"", letter.headers(), timestamp, None)
+            stats.count_dead_letter(letter.reason_class)
         if after is None:
             return
         source = SourcePosition(self._orders_topic, partition, message.offset())

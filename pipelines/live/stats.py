@@ -14,14 +14,12 @@ import logging
 import resource
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from prometheus_client import Counter, Histogram
 
-from pipelines.dlq import DLQ_HEADERS
-
-__all__ = ["PipelineStats", "EVENTS", "DEAD_LETTERS", "CHECKPOINT_SECONDS", "reason_class_of"]
+__all__ = ["PipelineStats", "EVENTS", "DEAD_LETTERS", "CHECKPOINT_SECONDS"]
 
 log = logging.getLogger("rewind.live")
 
@@ -39,15 +37,6 @@ CHECKPOINT_SECONDS = Histogram(
 _OUTCOMES = ("events_in", "applied", "duplicates", "dead_lettered", "rekey_duplicates", "late")
 #: export() runs on the pipeline's thread and on the metrics server's (at each scrape).
 _EXPORT_LOCK = threading.Lock()
-_REASON_HEADER = DLQ_HEADERS[0]
-
-
-def reason_class_of(headers: Sequence[tuple[str, bytes]] | None) -> str:
-    """The reason class of a dead letter's headers (:meth:`pipelines.dlq.DeadLetter.headers`); "unknown" when absent."""
-    for name, value in headers or ():
-        if name == _REASON_HEADER:
-            return value.decode(errors="replace")
-    return "unknown"
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipelines.live.stats import PipelineStats, reason_class_of
+from pipelines.live.stats import PipelineStats
 from pipelines.metrics import PipelineCollector, RelayCollector, dir_bytes, metrics_registry, serve_metrics
 from pipelines.orders.relay import RelayStats
 from schemas.errors import ConfigError
@@ -112,9 +112,3 @@ def test_the_relay_shows_its_lag_and_says_when_it_cannot_read_it() -> None:
     assert up[("rewind_outbox_database_up", ())] == 1
     assert down[("rewind_outbox_database_up", ())] == 0
     assert ("rewind_outbox_unpublished_rows", ()) not in down and down[("rewind_outbox_published_total", ())] == 120
-
-
-def test_reason_class_of_reads_the_dead_letter_header() -> None:
-    """Scenario: headers with and without the reason class. We expect it, or "unknown"."""
-    assert reason_class_of([("rewind.source.topic", b"orders"), ("rewind.reason.class", b"SequenceGap")]) == "SequenceGap"
-    assert reason_class_of(None) == "unknown"
