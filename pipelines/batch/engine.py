@@ -365,9 +365,14 @@ class BatchEngine:
         return failure
 
     def _abort(self) -> None:
-        """Abort the open transaction, drop staged rows, and seek every partition back to its store's offset."""
+        """Abort the open transaction, drop staged rows, and seek every partition back to its store's offset.
+
+        Raises what :meth:`_failure` makes of a refused abort (a fenced producer refuses it: InstanceFencedError)."""
         if self._in_transaction:
-            self._producer.abort_transaction(_TXN_TIMEOUT_S)
+            try:
+                self._producer.abort_transaction(_TXN_TIMEOUT_S)
+            except KafkaException as exc:
+                raise self._failure(exc.args[0]) from exc
             self._in_transaction = False
         self._positions.clear()
         for (topic, partition), store in self._stores.items():
@@ -465,14 +470,16 @@ class BatchEngine:
                  self.view, folded, len(behind), time.monotonic() - started)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """A cooperative revoke: commit what we did (steps 4-6), then let the partitions go."""
-        if self._in_transaction:
+        """A cooperative revoke: commit what we did (steps 4-6), then let the partitions go.
+        Once fenced (the consumer's close revokes too) there is nothing we may commit: drop only."""
+        if self._in_transaction and not self._fenced:
             self._checkpoint()
         self._drop(partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Partitions lost without a revoke: our offsets would be refused, so abort and redo."""
-        self._abort()
+        if not self._fenced:
+            self._abort()
         self._drop(partitions)
 
     def _drop(self, partitions: list[TopicPartition]) -> None:
@@ -515,7 +522,12 @@ class BatchEngine:
                     self._in_transaction = False
             if not self._fenced:  # the group belongs to the new instance now; a fenced member cannot leave it
                 self._leave_group()
-            self._consumer.close()
+            try:
+                self._consumer.close()
+            except (KafkaException, InstanceFencedError) as exc:
+                # Its revoke callback found us fenced. Raised from here it would replace the exception the
+                # run is stopping with (the cause a caller must see), so it is only logged.
+                log.info("%s: consumer close: %s", self.view, exc)
         finally:
             for store in self._stores.values():
                 store.close()
