@@ -71,7 +71,7 @@ def test_a_revoke_after_fencing_commits_nothing_and_lets_the_partitions_go() -> 
     """The consumer's close revokes through this callback: once fenced it must not try to commit."""
     engine, producer = _engine(fenced=True)
     store = ClosedStore()
-    engine._stores = {("orders", 0): store}  # type: ignore[dict-item]
+    engine._stores = {("orders", 0): store}  # type: ignore[dict-item]  # a stand-in with only close(), all a revoke calls
     engine._on_revoke(None, [TopicPartition("orders", 0)])
     engine._on_lost(None, [])
     assert producer.calls == []
