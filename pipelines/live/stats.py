@@ -66,7 +66,7 @@ class PipelineStats:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_") and k not in hidden}
 
     def events_per_s(self) -> float:
-        """Events in per second between the first and the last event this process saw."""
+        """Orders events in per second, from the first event to the last record this process folded (either step of a re-keyed view)."""
         if self.first_event_at is None or self.last_event_at is None or self.last_event_at <= self.first_event_at:
             return 0.0
         return self.events_in / (self.last_event_at - self.first_event_at)
