@@ -69,7 +69,7 @@ from pipelines.batch.snapshots import PartitionSnapshots
 from pipelines.batch.stages import OrderStage, RekeyStage, Stage
 from pipelines.errors import InstanceFencedError
 from pipelines.live.application import SESSION_TIMEOUT_MS, leave_group
-from pipelines.live.stats import PipelineStats
+from pipelines.live.stats import PendingCounts, PipelineStats
 from pipelines.projections import get_projection, view_spec
 from pipelines.settings import RewindSettings
 from pipelines.topics import DLQ_TOPIC_CONFIG, VIEW_TOPIC_CONFIG, check_reachable, ensure_topic, orders_partition_count, view_topic
@@ -171,6 +171,8 @@ class BatchEngine:
         self._commit_interval_s = commit_interval_s or settings.commit_interval_s
         self._progress_interval_s = progress_interval_s
         self.stats = PipelineStats(view)
+        #: The stages count into this; a commit adds it to ``stats``, an abort drops it (records are redone).
+        self._pending = PendingCounts(view)
         bootstrap = self._bootstrap = settings.bootstrap()
         check_reachable(bootstrap, timeout_s=settings.connect_timeout_s)
         out_topic = view_topic(view, prefix=settings.view_topic_prefix)
@@ -187,12 +189,12 @@ class BatchEngine:
             repartition = repartition_topic(group, self._topic)
             ensure_topic(bootstrap, repartition, partitions=settings.orders_partitions, config={"retention.ms": "-1"})
         self._stages: dict[str, Stage] = {
-            self._topic: OrderStage(projection, self.stats, orders_topic=self._topic, view_topic=out_topic, dlq_topic=settings.dlq_topic,
+            self._topic: OrderStage(projection, self._pending, orders_topic=self._topic, view_topic=out_topic, dlq_topic=settings.dlq_topic,
                                     partition_count=partition_count, decode=decode or event_decoder(settings.schema_registry_url),
                                     repartition_topic=repartition, repartition_partitions=settings.orders_partitions),
         }
         if repartition is not None:
-            self._stages[repartition] = RekeyStage(projection, self.stats, view_topic=out_topic)
+            self._stages[repartition] = RekeyStage(projection, self._pending, view_topic=out_topic)
         #: The reason of the last fatal error a client reported (librdkafka then fails every call with a bare
         #: _FATAL, "Local: Fatal error"; the reason, e.g. "Producer fenced by newer instance", comes only here).
         self._fatal_reason: str | None = None
@@ -325,6 +327,8 @@ class BatchEngine:
             return
         self._in_transaction = False
         self._last_commit = time.monotonic()
+        self.stats.add(self._pending)
+        self._pending.reset()
         for where, offset in self._positions.items():  # step 6
             store = self._stores.get(where)
             if store is not None:
@@ -387,6 +391,7 @@ class BatchEngine:
                 raise self._failure(exc.args[0]) from exc
             self._in_transaction = False
         self._positions.clear()
+        self._pending.reset()
         for (topic, partition), store in self._stores.items():
             store.discard()
             self._consumer.seek(TopicPartition(topic, partition, store.applied))

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 from prometheus_client import Counter, Histogram
 
-__all__ = ["PipelineStats", "EVENTS", "DEAD_LETTERS", "CHECKPOINT_SECONDS"]
+__all__ = ["PipelineStats", "PendingCounts", "EVENTS", "DEAD_LETTERS", "CHECKPOINT_SECONDS"]
 
 log = logging.getLogger("rewind.live")
 
@@ -35,6 +35,8 @@ CHECKPOINT_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0), registry=None,
 )
 _OUTCOMES = ("events_in", "applied", "duplicates", "dead_lettered", "rekey_duplicates", "late")
+#: Every counter of a run (the outcomes and the view records published).
+_COUNTS = (*_OUTCOMES, "view_updates")
 #: export() runs on the pipeline's thread and on the metrics server's (at each scrape).
 _EXPORT_LOCK = threading.Lock()
 
@@ -84,6 +86,13 @@ class PipelineStats:
         """Count one record written to the DLQ under ``reason_class`` (:data:`DEAD_LETTERS`)."""
         DEAD_LETTERS.labels(self.pipeline, reason_class).inc()
 
+    def add(self, pending: PendingCounts) -> None:
+        """Add the counts of a committed transaction (the batch engine's :class:`PendingCounts`)."""
+        for name in _COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(pending, name))
+        for reason_class, count in pending.dead_letters.items():
+            DEAD_LETTERS.labels(self.pipeline, reason_class).inc(count)
+
     def observe_checkpoint(self, seconds: float) -> None:
         """Record how long one committed checkpoint took (:data:`CHECKPOINT_SECONDS`)."""
         CHECKPOINT_SECONDS.labels(self.pipeline).observe(seconds)
@@ -121,3 +130,21 @@ class PipelineStats:
     def summary_line(self) -> str:
         """One JSON line with every counter, printed at shutdown (tests parse it)."""
         return "REWIND_STATS " + json.dumps(self.as_dict(), sort_keys=True)
+
+
+@dataclass
+class PendingCounts(PipelineStats):
+    """The counts of an open transaction: :meth:`PipelineStats.add` them to the run's stats when it
+    commits, :meth:`reset` them when it aborts, so records redone after an abort count once."""
+
+    #: Dead letters per reason class, not yet in :data:`DEAD_LETTERS`.
+    dead_letters: dict[str, int] = field(default_factory=dict)
+
+    def count_dead_letter(self, reason_class: str) -> None:
+        self.dead_letters[reason_class] = self.dead_letters.get(reason_class, 0) + 1
+
+    def reset(self) -> None:
+        """Forget every count (after they were added, or their transaction aborted)."""
+        for name in _COUNTS:
+            setattr(self, name, 0)
+        self.dead_letters.clear()
