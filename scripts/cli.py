@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import faulthandler
+import signal
 import sys
 import warnings
 
@@ -60,7 +62,11 @@ _register_commands()
 
 
 def main() -> None:
-    """Entry point: run the CLI; any deliberate error becomes one line on stderr and a non-zero exit."""
+    """Entry point: run the CLI; any deliberate error becomes one line on stderr and a non-zero exit.
+
+    ``kill -USR1 PID`` makes a running command print every thread's stack to stderr (a stuck
+    process says where it is stuck, and keeps running)."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         rc = app(standalone_mode=False)
     except Exit as exc:

@@ -31,8 +31,9 @@ fi
 # outage; they never touch the session's broker or PostgreSQL, which only the main lane starts
 # (fixed ports and run directories). The main lane runs unit tests first, so the soak's busy minutes
 # overlap tests without deadlines.
-OUTAGE_LANE=(tests/integration/test_soak.py tests/integration/test_broker_outage.py
-             tests/integration/test_outbox_relay_outage.py tests/unit/state/test_replica_outage.py)
+OUTAGE_LANE=(tests/unit/pipelines/live/test_resilience.py tests/unit/state/test_replica_outage.py
+             tests/integration/test_soak.py tests/integration/test_broker_outage.py
+             tests/integration/test_outbox_relay_outage.py)
 mkdir -p .run
 LANE_LOG=.run/test-outage-lane.log
 echo "== outage lane (${OUTAGE_LANE[*]}) in the background; its output: $LANE_LOG" >&2

@@ -125,7 +125,17 @@ def test_sigterm_while_waiting_for_the_broker_stops_at_once_with_exit_0(tmp_path
                 break
         proc.send_signal(signal.SIGTERM)
         started = time.monotonic()
-        out, err = proc.communicate(timeout=60)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # still running: say where (the CLI dumps its stacks on SIGUSR1), then fail
+            proc.send_signal(signal.SIGUSR1)
+            try:
+                proc.communicate(timeout=5)  # only a failure's diagnosis: collects the dump (none is lost on retry)
+            except subprocess.TimeoutExpired:
+                pass
+            proc.kill()
+            _, err = proc.communicate(timeout=30)
+            raise AssertionError(f"no exit within 60 s of SIGTERM; its stacks and last lines:\n{err[-6000:]}") from None
         assert proc.returncode == 0, err
         assert time.monotonic() - started < 5, "slow to stop"
         assert out.strip().startswith("REWIND_STATS "), out
