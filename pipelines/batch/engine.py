@@ -130,7 +130,10 @@ def rekeyed_fetch_config(partitions: int) -> dict[str, int]:
     """
     share = _REKEYED_FETCH_MAX_BYTES // max(1, partitions)
     return {**_DEEP_FETCH_CONFIG, "fetch.max.bytes": _REKEYED_FETCH_MAX_BYTES,
-            "max.partition.fetch.bytes": max(64 * 1024, min(1024 * 1024, share))}
+            "max.partition.fetch.bytes": max(64 * 1024, min(1024 * 1024, share)),
+            # librdkafka stops fetching a partition for this long when the queue is full (default 1 s):
+            # stage 2's partitions too, so it sat idle for seconds in one run of seven.
+            "fetch.queue.backoff.ms": 50}
 
 
 def default_batch_group(view: str) -> str:
