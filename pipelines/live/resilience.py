@@ -41,7 +41,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from types import FrameType
 from typing import Final, Protocol
 
@@ -434,7 +434,7 @@ def run_resilient(
                 try:
                     stats = pipeline.run(idle_timeout_s=idle_timeout_s, stop=signals.requested)
                 except BaseException as exc:  # KeyboardInterrupt too: a second Ctrl+C in a run
-                    _add(totals, pipeline.stats)
+                    totals.add_counts(pipeline.stats)
                     ran_s = time.monotonic() - started
                     if signals.seen() or isinstance(exc, KeyboardInterrupt):
                         log.info("%s: stopped by signal while failing (%s); uncommitted work is redone by the next start",
@@ -457,19 +457,11 @@ def run_resilient(
                     if not _back_off(signals, outage):
                         break
                     continue
-                _add(totals, stats)
+                totals.add_counts(stats)
                 break
     finally:
         watch.stop()
     return totals
-
-
-def _add(totals: PipelineStats, run: PipelineStats) -> None:
-    """Add ``run``'s public counters to ``totals``."""
-    for f in fields(PipelineStats):
-        if f.name in ("pipeline", "started_at", "first_event_at", "last_event_at") or f.name.startswith("_"):
-            continue
-        setattr(totals, f.name, getattr(totals, f.name) + getattr(run, f.name))
 
 
 def _back_off(signals: _StopSignals, outage: _Outage) -> bool:

@@ -86,10 +86,14 @@ class PipelineStats:
         """Count one record written to the DLQ under ``reason_class`` (:data:`DEAD_LETTERS`)."""
         DEAD_LETTERS.labels(self.pipeline, reason_class).inc()
 
+    def add_counts(self, other: PipelineStats) -> None:
+        """Add ``other``'s public counters to these (the Prometheus counters are not touched)."""
+        for name in _COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
     def add(self, pending: PendingCounts) -> None:
         """Add the counts of a committed transaction (the batch engine's :class:`PendingCounts`)."""
-        for name in _COUNTS:
-            setattr(self, name, getattr(self, name) + getattr(pending, name))
+        self.add_counts(pending)
         for reason_class, count in pending.dead_letters.items():
             DEAD_LETTERS.labels(self.pipeline, reason_class).inc(count)
 

@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from quixstreams.kafka.exceptions import KafkaBrokerUnavailableError
 
-from pipelines.live.resilience import BrokerWatch, ClientNoiseFilter, _add, is_broker_failure
+from pipelines.live.resilience import BrokerWatch, ClientNoiseFilter, is_broker_failure
 from pipelines.live.stats import PipelineStats
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -69,8 +69,8 @@ def test_counters_of_runs_add_up() -> None:
     """Scenario: two runs' counters. We expect their sum, the invariant events_in == applied + duplicates + dead_lettered kept."""
     totals = PipelineStats("v")
     first, second = PipelineStats("v", events_in=5, applied=3, duplicates=1, dead_lettered=1), PipelineStats("v", events_in=2, applied=2)
-    _add(totals, first)
-    _add(totals, second)
+    totals.add_counts(first)
+    totals.add_counts(second)
     assert (totals.events_in, totals.applied, totals.duplicates, totals.dead_lettered) == (7, 5, 1, 1)
 
 
