@@ -8,7 +8,9 @@ outputs muted), each checked against the oracle and for records published twice.
 from __future__ import annotations
 
 import shutil
+import sys
 import threading
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -66,6 +68,33 @@ class RunningEngine:
 
     def finished(self) -> bool:
         return not self.thread.is_alive()
+
+    def running(self) -> bool:
+        """True while the engine runs; raises what stopped it if it stopped on its own (a wait then fails with the cause)."""
+        if self.thread.is_alive():
+            return True
+        if self.error is not None:
+            raise AssertionError(f"the engine stopped with {self.error!r}") from self.error
+        raise AssertionError("the engine stopped before it was told to")
+
+    def describe(self) -> str:
+        """Where the engine is, for a wait that timed out: its positions, stores, counts and the stack of its thread."""
+        engine = self.engine
+        frame = sys._current_frames().get(self.thread.ident or -1)
+        stack = "".join(traceback.format_stack(frame)) if frame is not None else "(thread ended)"
+        stores = {f"{t}[{p}]": store.applied for (t, p), store in sorted(engine._stores.items())}
+        return (f"in transaction: {engine._in_transaction}; positions: {engine._positions}; stores applied: {stores}; "
+                f"stats: {engine.stats}; pending: {engine._pending}\nengine thread:\n{stack}")
+
+    def wait_for_commits(self, group: str, topic: str, total: int, *, what: str, timeout_s: float = 120) -> None:
+        """Poll until ``group`` has committed ``total`` records of ``topic``; on a timeout, say where the engine was."""
+        bootstrap = self.engine._bootstrap
+        try:
+            wait_until(lambda: self.running() and committed_total(bootstrap, group, topic) == total, timeout_s=timeout_s, what=what)
+        except AssertionError as exc:
+            if self.thread.is_alive():
+                raise AssertionError(f"{exc}\n{self.describe()}") from None
+            raise
 
     def stop(self) -> PipelineStats:
         self.stop_event.set()
@@ -145,8 +174,7 @@ def test_a_run_equals_the_oracle_and_counts_add_up(view: str, workload: tuple[Re
     settings, oracle_path, total = workload
     group = f"{settings.orders_topic}-batch"
     running = RunningEngine(settings, view, tmp_path / "state", group=group)
-    wait_until(lambda: committed_total(settings.bootstrap(), group, settings.orders_topic) == total, timeout_s=120,
-               what="the batch engine to commit every record")
+    running.wait_for_commits(group, settings.orders_topic, total, what="the batch engine to commit every record")
     _wait_for_oracle(settings, oracle_path, view)
     stats = running.stop()
     assert stats.events_in == total == stats.applied + stats.duplicates + stats.dead_lettered
@@ -162,14 +190,14 @@ def test_a_restart_and_a_lost_state_dir_publish_nothing_twice(view: str, workloa
     state = tmp_path / "state"
     bootstrap = settings.bootstrap()
     first = RunningEngine(settings, view, state, group=group)
-    wait_until(lambda: committed_total(bootstrap, group, settings.orders_topic) > 0, timeout_s=60, what="a first checkpoint")
+    wait_until(lambda: first.running() and committed_total(bootstrap, group, settings.orders_topic) > 0, timeout_s=60, what="a first checkpoint")
     first_stats = first.stop()
     committed_first = committed_total(bootstrap, group, settings.orders_topic)
     assert 0 < committed_first <= total
 
     shutil.rmtree(state)  # the disk is lost: step 1 must refold what was committed, without publishing it again
     second = RunningEngine(settings, view, state, group=group)
-    wait_until(lambda: committed_total(bootstrap, group, settings.orders_topic) == total, timeout_s=120,
+    wait_until(lambda: second.running() and committed_total(bootstrap, group, settings.orders_topic) == total, timeout_s=120,
                what="the restarted engine to commit every record")
     _wait_for_oracle(settings, oracle_path, view)
     second_stats = second.stop()
@@ -193,7 +221,7 @@ def test_a_lost_state_dir_restarts_from_snapshots_and_refolds_only_the_tail(
     # Small batches, a checkpoint and a snapshot after each: most stores get several snapshots.
     first = RunningEngine(settings, view, state, group=group, snapshots=snapshots, snapshot_interval_s=0.0, batch_size=200,
                           commit_interval_s=0.01)
-    wait_until(lambda: committed_total(bootstrap, group, settings.orders_topic) == total, timeout_s=120, what="every record committed")
+    wait_until(lambda: first.running() and committed_total(bootstrap, group, settings.orders_topic) == total, timeout_s=120, what="every record committed")
     first_stats = first.stop()
 
     shutil.rmtree(state)
@@ -223,11 +251,11 @@ def test_a_second_instance_joins_then_the_first_leaves(view: str, workload: tupl
     group = f"{settings.orders_topic}-batch"
     bootstrap = settings.bootstrap()
     a = RunningEngine(settings, view, tmp_path / "a", group=group, instance_id="a")
-    wait_until(lambda: committed_total(bootstrap, group, settings.orders_topic) > 0, timeout_s=60, what="a's first checkpoint")
+    wait_until(lambda: a.running() and committed_total(bootstrap, group, settings.orders_topic) > 0, timeout_s=60, what="a's first checkpoint")
     b = RunningEngine(settings, view, tmp_path / "b", group=group, instance_id="b")
     wait_until(lambda: b.engine._stores, timeout_s=60, what="b to be given partitions")
     a_stats = a.stop()
-    wait_until(lambda: committed_total(bootstrap, group, settings.orders_topic) == total, timeout_s=120, what="every record committed")
+    wait_until(lambda: b.running() and committed_total(bootstrap, group, settings.orders_topic) == total, timeout_s=120, what="every record committed")
     _wait_for_oracle(settings, oracle_path, view)
     b_stats = b.stop()
     assert a_stats.events_in + b_stats.events_in == total
@@ -242,12 +270,12 @@ def test_a_process_with_the_same_identity_fences_the_first(workload: tuple[Rewin
     settings, oracle_path, total = workload
     view, group, bootstrap = "customer-summary", f"{settings.orders_topic}-batch", settings.bootstrap()
     first = RunningEngine(settings, view, tmp_path / "first", group=group, instance_id="same")
-    wait_until(lambda: committed_total(bootstrap, group, settings.orders_topic) > 0, timeout_s=60, what="a first checkpoint")
+    wait_until(lambda: first.running() and committed_total(bootstrap, group, settings.orders_topic) > 0, timeout_s=60, what="a first checkpoint")
     second = RunningEngine(settings, view, tmp_path / "second", group=group, instance_id="same")
     wait_until(first.finished, timeout_s=90, what="the first instance to be fenced")
     with pytest.raises(InstanceFencedError, match="fenced"):
         first.stop()
-    wait_until(lambda: committed_total(bootstrap, group, settings.orders_topic) == total, timeout_s=120, what="every record committed")
+    wait_until(lambda: second.running() and committed_total(bootstrap, group, settings.orders_topic) == total, timeout_s=120, what="every record committed")
     _wait_for_oracle(settings, oracle_path, view)
     second.stop()
     assert _published_twice(settings, view) == []

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from pipelines.live.supervisor import group_lag, group_members_with_partitions
+from pipelines.live.supervisor import group_members_with_partitions
 from pipelines.settings import RewindSettings
 from pipelines.topics import view_topic
 from scripts.workload import Oracle, WorkloadConfig, generate, produce_workload, write_oracle
@@ -29,15 +29,17 @@ VIEW = "customer-summary"
 
 
 def _produce(bootstrap: str, tmp_path: Path, *, orders: int, seed: int, engine: str) -> tuple:
+    """Generate the workload and produce its first half; returns (settings, expected rows, the second half, still to produce)."""
     name = f"t-crash-{uuid.uuid4().hex[:8]}"
     # Checkpoints every second, so kills land between commits often and progress is visible early.
     settings = isolated_settings(bootstrap, name, tmp_path, commit_interval_s=1.0, engine=engine)
     workload = generate(WorkloadConfig(seed=seed, orders=orders, days=7, poison_rate=0.01))
-    produce_workload(settings, workload, progress=False)
+    half = len(workload.records) // 2
+    produce_workload(settings, workload.records[:half], progress=False)
     write_oracle(workload, tmp_path / "oracle.sqlite", topic=settings.orders_topic)
     with Oracle.open(tmp_path / "oracle.sqlite") as oracle:
         expected = expected_customers(oracle)
-    return settings, expected, len(workload.records)
+    return settings, expected, workload.records[half:]
 
 
 def _assert_view_equals(settings: RewindSettings, expected: dict) -> None:
@@ -60,7 +62,7 @@ def _sole_member_holds_every_orders_partition(bootstrap: str, group: str, settin
 def test_second_instance_joins_and_first_leaves(kafka_bootstrap: str, tmp_path: Path, live_engine: str) -> None:
     """Scenario: instance B joins the group mid-run, then instance A stops (SIGTERM). We expect B to take over every partition at once
     (A leaves the group), and the views to equal the oracle."""
-    settings, expected, total = _produce(kafka_bootstrap, tmp_path, orders=40_000, seed=22, engine=live_engine)
+    settings, expected, second_half = _produce(kafka_bootstrap, tmp_path, orders=40_000, seed=22, engine=live_engine)
     group = f"{settings.orders_topic}-{VIEW}"
     first = PipelineProcess.start(settings, VIEW, group=group, state_dir=tmp_path / "a", log_dir=tmp_path / "logs")
     second = None
@@ -73,7 +75,10 @@ def test_second_instance_joins_and_first_leaves(kafka_bootstrap: str, tmp_path: 
         wait_until(lambda: not second.alive() or group_members_with_partitions(kafka_bootstrap, group) == 2,
                    timeout_s=120, what="second instance to get partitions", interval_s=0.3)
         assert second.alive(), second.output_tail()
-        assert group_lag(kafka_bootstrap, group, settings.orders_topic) > 0, "the first instance finished before the second joined"
+        # The rest of the log arrives only now, so both instances have work after the join however fast the first one was
+        # (the batch engine finished all 40k orders before the second joined once in CI).
+        produce_workload(settings, second_half, progress=False)
+        assert first.alive(), first.output_tail()
         first_stats = first.terminate()
         assert first_stats["events_in"] > 0
         # A clean stop leaves the group: a static member that did not would hold its partitions for session.timeout.ms (45 s).
