@@ -183,9 +183,10 @@ class FastDecoder:
 
     def __init__(self, codec: EventCodec | None = None) -> None:
         self._codec = codec or EventCodec()
-        self._fast: dict[bytes, Callable[[bytes, int], Event]] = {}
+        #: fingerprint -> (its reader, its upcast chain or None for a type's newest version): one lookup per record.
+        self._fast: dict[bytes, tuple[Callable[[bytes, int], Event], Callable[[Event], Event] | None]] = {}
         self._schema_ids = self._codec.schema_ids
-        self._chain = self._codec.upcasts.chain
+        chain_of = self._codec.upcasts.chain
         fallback = []
         for schema in self._codec.registry.all():
             try:
@@ -202,7 +203,7 @@ class FastDecoder:
             except (_Unsupported, _Unsure):
                 agrees = False
             if agrees:
-                self._fast[schema.fingerprint] = reader
+                self._fast[schema.fingerprint] = (reader, chain_of(schema.fingerprint))
             else:
                 fallback.append(schema.fingerprint.hex())
         #: Schemas read through the codec (a type the generator does not handle, or a disagreement).
@@ -219,13 +220,13 @@ class FastDecoder:
             fingerprint, start = self._schema_ids.schema_for(confluent_schema_id(data)).fingerprint, CONFLUENT_HEADER_LEN
         else:
             return self._codec.decode(data)
-        reader = self._fast.get(fingerprint)
-        if reader is not None:
+        fast = self._fast.get(fingerprint)
+        if fast is not None:
+            reader, chain = fast
             try:
                 event = reader(data, start)
             except (_Unsure, IndexError, UnicodeDecodeError):
                 return self._codec.decode(data)  # the codec decides, and names the error
-            chain = self._chain(fingerprint)
             return event if chain is None else chain(event)
         return self._codec.decode(data)
 

@@ -20,7 +20,7 @@ import orjson
 
 from state.contracts import SourcePosition, ViewUpdate
 
-__all__ = ["MalformedRecord", "encode_view_update", "decode_view_update"]
+__all__ = ["MalformedRecord", "encode_view_update", "encode_view_record", "decode_view_update"]
 
 
 class MalformedRecord(ValueError):
@@ -30,15 +30,24 @@ class MalformedRecord(ValueError):
 def encode_view_update(update: ViewUpdate) -> bytes:
     """The value of ``update`` on its view topic (``record_position`` is not encoded)."""
     source = update.source
-    body: dict[str, Any] = {
-        "view": update.view,
-        "key": update.key,
-        "row": update.row,
-        "validFrom": update.row_valid_from_ms,
-        "change": {"orderId": update.order_id, "seq": update.seq, "validFrom": update.change_valid_from_ms, "delta": update.delta},
-        "source": None if source is None else {"topic": source.topic, "partition": source.partition, "offset": source.offset},
-    }
-    return orjson.dumps(body)
+    return encode_view_record(
+        update.view, update.key, update.row, update.row_valid_from_ms, update.change_valid_from_ms, update.delta, update.order_id,
+        update.seq, None if source is None else {"topic": source.topic, "partition": source.partition, "offset": source.offset},
+    )
+
+
+def encode_view_record(view: str, key: str, row: Any, row_valid_from_ms: int, change_valid_from_ms: int, delta: Any, order_id: str,
+                       seq: int, source: dict[str, Any] | None) -> bytes:
+    """:func:`encode_view_update` of the update with these fields, without building it (a live engine's
+    per-record path); ``source``: ``{"topic", "partition", "offset"}`` of the orders record, or None."""
+    return orjson.dumps({
+        "view": view,
+        "key": key,
+        "row": row,
+        "validFrom": row_valid_from_ms,
+        "change": {"orderId": order_id, "seq": seq, "validFrom": change_valid_from_ms, "delta": delta},
+        "source": source,
+    })
 
 
 def decode_view_update(value: bytes | None, *, view: str, record_position: SourcePosition) -> ViewUpdate:

@@ -24,12 +24,12 @@ import orjson
 from pipelines.dlq import DeadLetter, redrive_of
 from pipelines.kernel import Park, process_record
 from pipelines.live.stats import PipelineStats
-from pipelines.live.steps import RekeyedChange, view_update
+from pipelines.live.steps import RekeyedChange
 from pipelines.partitioning import partition_for
-from pipelines.projections import Projection
+from pipelines.projections import Change, Projection
 from schemas.codec import Event
 from state.contracts import SourcePosition
-from state.view_records import encode_view_update
+from state.view_records import encode_view_record
 
 __all__ = ["Outputs", "OrderStage", "RekeyStage", "Stage", "RowStore"]
 
@@ -84,7 +84,8 @@ class OrderStage:
 
     def fold(self, message: Any, store: RowStore, send: Outputs | None) -> None:
         key, value, partition = message.key(), message.value(), message.partition()
-        redrive = redrive_of(message.headers())
+        headers = message.headers()
+        redrive = redrive_of(headers) if headers else None  # most records carry no headers: no call
         verdict = process_record(
             self._projection, key, value, decode=self._decode,
             # The kernel asks only for the record key's order (it checked key == orderId, or for an
@@ -127,14 +128,22 @@ class OrderStage:
             stats.count_dead_letter(letter.reason_class)
         if after is None:
             return
-        source = SourcePosition(self._orders_topic, partition, message.offset())
         projection = self._projection
-        for change in verdict.changes():
-            if self._repartition_topic is None:
-                update = view_update(projection.name, change, projection.apply(None, change), source, rekeyed=False)
-                send(self._view_topic, change.key.encode(), encode_view_update(update), None, timestamp, None)
+        if self._repartition_topic is None:
+            # verdict.changes() and encode_view_update(view_update(...)) field by field, without the
+            # intermediate objects: this runs once per applied record (tests/unit/pipelines/batch pins the bytes).
+            order_id, seq, valid_from_ms = after["orderId"], after["lastSeq"], after["validFrom"]
+            source_json = {"topic": self._orders_topic, "partition": partition, "offset": message.offset()}
+            for view_key, delta in verdict.deltas:
+                row = projection.apply(None, Change(view_key, delta, order_id, seq, valid_from_ms))
+                send(self._view_topic, view_key.encode(),
+                     encode_view_record(projection.name, view_key, row, row.get("validFrom", valid_from_ms), valid_from_ms, None,
+                                        order_id, seq, source_json),
+                     None, timestamp, None)
                 stats.view_updates += 1
-                continue
+            return
+        source = SourcePosition(self._orders_topic, partition, message.offset())
+        for change in verdict.changes():
             routing = (self._partition_key(change) if self._partition_key else change.key).encode()
             send(self._repartition_topic, routing, orjson.dumps(RekeyedChange(change, routing.decode(), source).to_json()), None,
                  timestamp, partition_for(routing, self._repartition_partitions))
@@ -170,5 +179,9 @@ class RekeyStage:
         if send is None:
             return
         self._stats.view_updates += 1
-        update = view_update(self._projection.name, change, row, routed.source, rekeyed=True)
-        send(self._view_topic, change.key.encode(), encode_view_update(update), None, message.timestamp()[1], None)
+        source = routed.source  # encode_view_update(view_update(..., rekeyed=True)), field by field
+        send(self._view_topic, change.key.encode(),
+             encode_view_record(self._projection.name, change.key, row, row.get("validFrom", change.valid_from_ms), change.valid_from_ms,
+                                change.delta, change.order_id, change.seq,
+                                {"topic": source.topic, "partition": source.partition, "offset": source.offset}),
+             None, message.timestamp()[1], None)
