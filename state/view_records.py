@@ -20,7 +20,7 @@ import orjson
 
 from state.contracts import SourcePosition, ViewUpdate
 
-__all__ = ["MalformedRecord", "encode_view_update", "encode_view_record", "decode_view_update"]
+__all__ = ["MalformedRecord", "encode_view_update", "encode_view_record", "source_json", "decode_view_update"]
 
 
 class MalformedRecord(ValueError):
@@ -32,14 +32,19 @@ def encode_view_update(update: ViewUpdate) -> bytes:
     source = update.source
     return encode_view_record(
         update.view, update.key, update.row, update.row_valid_from_ms, update.change_valid_from_ms, update.delta, update.order_id,
-        update.seq, None if source is None else {"topic": source.topic, "partition": source.partition, "offset": source.offset},
+        update.seq, None if source is None else source_json(source.topic, source.partition, source.offset),
     )
+
+
+def source_json(topic: str, partition: int, offset: int) -> dict[str, Any]:
+    """A view record's ``source``: the orders record a change came from (its own offset)."""
+    return {"topic": topic, "partition": partition, "offset": offset}
 
 
 def encode_view_record(view: str, key: str, row: Any, row_valid_from_ms: int, change_valid_from_ms: int, delta: Any, order_id: str,
                        seq: int, source: dict[str, Any] | None) -> bytes:
     """:func:`encode_view_update` of the update with these fields, without building it (a live engine's
-    per-record path); ``source``: ``{"topic", "partition", "offset"}`` of the orders record, or None."""
+    per-record path); ``source``: :func:`source_json` of the orders record, or None."""
     return orjson.dumps({
         "view": view,
         "key": key,

@@ -29,7 +29,7 @@ from pipelines.partitioning import partition_for
 from pipelines.projections import Change, Projection
 from schemas.codec import Event
 from state.contracts import SourcePosition
-from state.view_records import encode_view_record
+from state.view_records import encode_view_record, source_json
 
 __all__ = ["Outputs", "OrderStage", "RekeyStage", "Stage", "RowStore"]
 
@@ -84,8 +84,7 @@ class OrderStage:
 
     def fold(self, message: Any, store: RowStore, send: Outputs | None) -> None:
         key, value, partition = message.key(), message.value(), message.partition()
-        headers = message.headers()
-        redrive = redrive_of(headers) if headers else None  # most records carry no headers: no call
+        redrive = redrive_of(message.headers())
         verdict = process_record(
             self._projection, key, value, decode=self._decode,
             # The kernel asks only for the record key's order (it checked key == orderId, or for an
@@ -131,14 +130,14 @@ class OrderStage:
         projection = self._projection
         if self._repartition_topic is None:
             # verdict.changes() and encode_view_update(view_update(...)) field by field, without the
-            # intermediate objects: this runs once per applied record (tests/unit/pipelines/batch pins the bytes).
+            # intermediate objects: this runs once per applied record (tests/unit/pipelines/batch/test_stage_view_records.py pins the bytes).
             order_id, seq, valid_from_ms = after["orderId"], after["lastSeq"], after["validFrom"]
-            source_json = {"topic": self._orders_topic, "partition": partition, "offset": message.offset()}
+            record_source = source_json(self._orders_topic, partition, message.offset())
             for view_key, delta in verdict.deltas:
                 row = projection.apply(None, Change(view_key, delta, order_id, seq, valid_from_ms))
                 send(self._view_topic, view_key.encode(),
                      encode_view_record(projection.name, view_key, row, row.get("validFrom", valid_from_ms), valid_from_ms, None,
-                                        order_id, seq, source_json),
+                                        order_id, seq, record_source),
                      None, timestamp, None)
                 stats.view_updates += 1
             return
@@ -182,6 +181,5 @@ class RekeyStage:
         source = routed.source  # encode_view_update(view_update(..., rekeyed=True)), field by field
         send(self._view_topic, change.key.encode(),
              encode_view_record(self._projection.name, change.key, row, row.get("validFrom", change.valid_from_ms), change.valid_from_ms,
-                                change.delta, change.order_id, change.seq,
-                                {"topic": source.topic, "partition": source.partition, "offset": source.offset}),
+                                change.delta, change.order_id, change.seq, source_json(source.topic, source.partition, source.offset)),
              None, message.timestamp()[1], None)

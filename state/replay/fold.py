@@ -279,8 +279,7 @@ class OrderFolder:
         for record in records:
             n_in += 1
             partition = record.partition()
-            headers = record.headers()
-            redrive = redrive_of(headers) if headers else None  # most records carry no headers: no call
+            redrive = redrive_of(record.headers())
             verdict = process_record(projection, record.key(), record.value(), decode=decode, row_of=row_of,
                                      stream_time_ms=stream_times.get(partition), as_of_ms=as_of_ms,
                                      partition=partition, partition_count=partition_count, offset=record.offset(),
