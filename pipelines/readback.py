@@ -18,7 +18,8 @@ def read_to_end(bootstrap: str, topic: str, *, timeout_s: float = 60.0) -> list[
     """Every committed record of ``topic`` up to the end offsets seen at call time (read_committed).
 
     Done when the consumer's position reaches each partition's end offset; librdkafka
-    moves the position past transaction markers, so transactional topics finish too.
+    moves the position past transaction markers, so transactional topics finish too. Records
+    already fetched below those ends are then drained (the position can run ahead of them).
     """
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": f"rewind-readback-{uuid.uuid4().hex}", "enable.auto.commit": False,
@@ -37,12 +38,7 @@ def read_to_end(bootstrap: str, topic: str, *, timeout_s: float = 60.0) -> list[
         while todo:
             if time.monotonic() > deadline:
                 raise RewindError(f"timed out reading {topic} to its end; partitions left: {sorted(todo)}")
-            for msg in consumer.consume(5000, timeout=0.5):
-                if msg.error():
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise RewindError(f"reading {topic}: {msg.error()}")
-                out.append(msg)
+            out.extend(_records(topic, consumer.consume(5000, timeout=0.5)))
             for tp in consumer.position([TopicPartition(topic, p) for p in todo]):
                 if tp.offset >= ends[tp.partition]:
                     todo.discard(tp.partition)
@@ -50,10 +46,22 @@ def read_to_end(bootstrap: str, topic: str, *, timeout_s: float = 60.0) -> list[
         # (seen once: a transactional topic's last batch of two partitions missing from the result,
         # though the records were committed). Those records are already fetched: drain them.
         while drained := consumer.consume(5000, timeout=0.05):
-            out.extend(msg for msg in drained if msg.error() is None and msg.offset() < ends.get(msg.partition(), 0))
+            out.extend(msg for msg in _records(topic, drained) if msg.offset() < ends[msg.partition()])
         return out
     finally:
         consumer.close()
+
+
+def _records(topic: str, messages: list[Message]) -> list[Message]:
+    """The records among ``messages`` (partition-EOF events dropped); a RewindError on any other error."""
+    records = []
+    for msg in messages:
+        error = msg.error()
+        if error is None:
+            records.append(msg)
+        elif error.code() != KafkaError._PARTITION_EOF:
+            raise RewindError(f"reading {topic}: {error}")
+    return records
 
 
 def latest_by_key(bootstrap: str, topic: str) -> dict[str, dict[str, Any]]:
